@@ -1,0 +1,32 @@
+# `make demo` and `make test` each work on a fresh clone: they build .venv inside the checkout.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install -q
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: demo test bench clean
+
+$(VENV)/.core: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) -e .
+	touch $@
+
+# torch first, pinned to the CPU build on disk: a bare `torch` requirement would pull a CUDA build of several GB.
+$(VENV)/.all: $(VENV)/.core
+	$(PIP) torch==2.13.0
+	$(PIP) -e ".[all,dev]"
+	touch $@
+
+demo: $(VENV)/.core
+	$(VENV)/bin/medground-eval demo
+
+test: $(VENV)/.all
+	$(PY) -m pytest -q -n 2
+
+bench: $(VENV)/.all
+	for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis
