@@ -1,0 +1,3 @@
+from medground_eval.cli import main
+
+main()

@@ -1,0 +1,14 @@
+"""The ``medground-eval`` command line. Each command lives in its own module and is registered here."""
+
+import typer
+
+app = typer.Typer(
+    name="medground-eval",
+    help="Score and train vision-language models on medical image grounding.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,12 @@
+"""Data set loaders. Importing this package registers every loader under its ``--dataset`` name."""
+
+from medground_eval.datasets.base import (
+    DataError,
+    LoadedDataset,
+    SkippedRow,
+    dataset_names,
+    get_loader,
+    register_dataset,
+)
+
+__all__ = ["DataError", "LoadedDataset", "SkippedRow", "dataset_names", "get_loader", "register_dataset"]

@@ -1,0 +1,102 @@
+"""Data types shared by the core: parsed completions and ground-truth samples.
+
+Boxes are numpy arrays of shape ``(N, 2 * d)`` in corner form: ``[x1, y1, x2, y2]`` for 2D (``d = 2``)
+and ``[x1, y1, z1, x2, y2, z2]`` for 3D (``d = 3``). Every type here is immutable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import numpy as np
+
+
+def _frozen_array(values: object, width: int | None = None) -> np.ndarray:
+    """A read-only float64 array of shape (N, width); an empty input gives shape (0, width or 4)."""
+    array = np.asarray(values, dtype=np.float64)
+    if array.size == 0:
+        array = array.reshape(0, width or 4)
+    array = np.atleast_2d(array).copy()
+    array.setflags(write=False)
+    return array
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedBox:
+    """One box as the model wrote it, before any frame conversion.
+
+    ``coords`` has 4 numbers (2D corners) or 6 (3D corners), already ordered so that each lower
+    corner is <= the upper one (a swapped pair is reordered and reported by the parser).
+    ``label`` is what the model named the box (JSON ``label``, ``<ref>`` or object-ref text), or None.
+    """
+
+    coords: tuple[float, ...]
+    label: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedCompletion:
+    """What :func:`medground_eval.parsing.parse_completion` read from one completion.
+
+    - ``think`` / ``answer``: the text inside the tags, None when the tag is absent.
+    - ``answer_boxes``: the valid boxes of the answer, in order; ``think_boxes``: the Chain-of-Box
+      steps written inside ``<think>``, in order.
+    - ``strict_format``: ``<think>`` non-empty, then ``<answer>...</answer>`` holding at least one valid
+      box, nothing but whitespace after ``</answer>`` and no problem in ``problems``.
+    - ``problems``: a human-readable reason for every problem found ("missing </answer>",
+      "box 2 has 3 numbers", "box 1: x2 < x1, corners swapped"). Empty when nothing was wrong.
+    """
+
+    text: str
+    think: str | None
+    answer: str | None
+    answer_boxes: tuple[ParsedBox, ...]
+    think_boxes: tuple[ParsedBox, ...]
+    strict_format: bool
+    problems: tuple[str, ...]
+
+    @property
+    def has_answer_box(self) -> bool:
+        return bool(self.answer_boxes)
+
+    def boxes(self, dims: int = 2) -> np.ndarray:
+        """Answer boxes with ``2 * dims`` numbers as a (N, 2 * dims) float array (others are left out)."""
+        width = 2 * dims
+        return _frozen_array([b.coords for b in self.answer_boxes if len(b.coords) == width], width)
+
+    @property
+    def labels(self) -> tuple[str | None, ...]:
+        return tuple(b.label for b in self.answer_boxes)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One grounding query: a phrase and the true region it refers to.
+
+    - ``boxes``: (K, 4) or (K, 6) corner boxes in original-image pixels (voxels for 3D); several boxes
+      form one region (their union).
+    - ``image_size``: ``(W, H)`` for 2D or ``(W, H, D)`` for 3D, in pixels / voxels, or None if unknown.
+    - ``image``: the image path as written in the data set (relative to an image root), or None.
+    - ``extra``: any other data-set-specific fields (read-only).
+    """
+
+    id: str
+    phrase: str
+    boxes: np.ndarray
+    image_size: tuple[int, ...] | None = None
+    category: str | None = None
+    image: str | None = None
+    split: str | None = None
+    extra: Mapping[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "boxes", _frozen_array(self.boxes))
+        object.__setattr__(self, "extra", MappingProxyType(dict(self.extra)))
+        if self.image_size is not None:
+            object.__setattr__(self, "image_size", tuple(int(v) for v in self.image_size))
+
+    @property
+    def dims(self) -> int:
+        return self.boxes.shape[1] // 2
