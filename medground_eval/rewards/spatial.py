@@ -1,0 +1,136 @@
+"""The spatial reward: how well the predicted region overlaps the true one."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from medground_eval import boxes as geometry
+from medground_eval.frames import Frame, get_frame
+from medground_eval.regions import PredictedRegions, parse_many, predicted_regions
+from medground_eval.rewards.base import Reward
+from medground_eval.rewards.ground_truth import GroundTruthBatch, read_ground_truth
+from medground_eval.types import ParsedCompletion
+
+SpatialMode = Literal["iou", "threshold", "giou"]
+MultiBox = Literal["union", "match"]
+
+
+@dataclass(frozen=True)
+class SpatialResult:
+    """Per completion: the IoU (union regions, or matched), the reward value, and what went wrong."""
+
+    iou: np.ndarray
+    reward: np.ndarray
+    parse_failed: np.ndarray
+    out_of_frame: np.ndarray
+    parsed: list[ParsedCompletion]
+    regions: PredictedRegions
+    truth: GroundTruthBatch
+
+
+class SpatialReward(Reward):
+    """Overlap of the predicted region with the true region, in original-image pixels.
+
+    - ``mode="iou"``: the IoU itself, in [0, 1].
+    - ``mode="threshold"``: 1.0 when IoU >= ``threshold`` (``inclusive=True``) or > ``threshold``, else 0.0.
+    - ``mode="giou"``: ``(GIoU + 1) / 2``, in [0, 1]; GIoU of the union regions, whose enclosing box is the box
+      around all predicted and true boxes (for one box each this is the usual GIoU).
+    - ``multi="union"`` (default, the MS-CXR convention): several boxes on either side form one region (their
+      union); ``multi="match"``: one-to-one Hungarian matching, sum of matched IoU / max(#pred, #true).
+      GIoU is defined on union regions only.
+    - ``frame``: the frame the model writes boxes in (a preset such as ``"qwen2.5-vl"`` or a :class:`Frame`);
+      a per-sample ``frame`` column overrides it. Boxes are clipped to the image after conversion.
+    A completion with no valid answer box scores 0.
+
+    >>> SpatialReward()(["<answer>[0, 0, 10, 10]</answer>"], solution=[[0, 0, 10, 20]])
+    [0.5]
+    """
+
+    def __init__(
+        self,
+        *,
+        mode: SpatialMode = "iou",
+        threshold: float = 0.5,
+        inclusive: bool = True,
+        multi: MultiBox = "union",
+        frame: str | Frame = "pixel",
+        dims: int = 2,
+        name: str | None = None,
+    ):
+        if mode not in ("iou", "threshold", "giou"):
+            raise ValueError(f"mode = {mode!r}: expected 'iou', 'threshold' or 'giou'")
+        if multi not in ("union", "match"):
+            raise ValueError(f"multi = {multi!r}: expected 'union' or 'match'")
+        if mode == "giou" and multi == "match":
+            raise ValueError("mode='giou' is defined on union regions: use multi='union'")
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold = {threshold!r}: expected a number in [0, 1]")
+        self.mode = mode
+        self.threshold = float(threshold)
+        self.inclusive = inclusive
+        self.multi = multi
+        self.frame = get_frame(frame)
+        self.dims = dims
+        self.__name__ = name or "spatial_reward"
+
+    def evaluate(self, completions: Sequence[object], columns: Mapping[str, object]) -> SpatialResult:
+        """Parse, convert and compare a batch; the breakdown behind :meth:`scores`."""
+        truth = read_ground_truth(
+            len(completions), columns, dims=self.dims, need_image_size=self.frame.kind != "pixel"
+        )
+        parsed = parse_many(completions, self.dims)
+        regions = predicted_regions(
+            parsed,
+            frames=truth.frames or self.frame,
+            image_sizes=truth.image_sizes,
+            input_sizes=truth.input_sizes,
+            dims=self.dims,
+        )
+        if self.multi == "match":
+            iou = np.array([geometry.matched_iou(p, t) for p, t in zip(regions.boxes, truth.boxes)], dtype=np.float64)
+            iou = iou.reshape(len(completions))
+        else:
+            intersection, union = geometry.region_overlap_many(regions.boxes, truth.boxes)
+            iou = _safe_ratio(intersection, union)
+        if self.mode == "iou":
+            reward = iou
+        elif self.mode == "threshold":
+            reward = (iou >= self.threshold if self.inclusive else iou > self.threshold).astype(np.float64)
+        else:
+            reward = (_region_giou(iou, union, regions.boxes, truth.boxes, self.dims) + 1.0) / 2.0
+        reward = np.where(regions.parse_failed, 0.0, reward)
+        return SpatialResult(iou, reward, regions.parse_failed, regions.out_of_frame, parsed, regions, truth)
+
+    def scores(self, completions: Sequence[object], **columns: object) -> np.ndarray:
+        return self.evaluate(completions, columns).reward
+
+
+def _safe_ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    out = np.zeros_like(numerator, dtype=np.float64)
+    np.divide(numerator, denominator, out=out, where=denominator > 0)
+    return out
+
+
+def _region_giou(
+    iou: np.ndarray, union: np.ndarray, preds: list[np.ndarray], trues: list[np.ndarray], dims: int
+) -> np.ndarray:
+    """GIoU = IoU - (C - U) / C, C the volume of the box enclosing both regions; -1 when nothing was predicted."""
+    enclosing = np.array(
+        [
+            np.prod(np.clip(np.vstack([p, t])[:, dims:].max(0) - np.vstack([p, t])[:, :dims].min(0), 0, None))
+            if len(p)
+            else 0.0
+            for p, t in zip(preds, trues)
+        ],
+        dtype=np.float64,
+    ).reshape(len(preds))
+    giou = iou - _safe_ratio(enclosing - union, enclosing)
+    has_prediction = np.fromiter((len(p) > 0 for p in preds), dtype=bool, count=len(preds))
+    return np.where(has_prediction, giou, -1.0)
+
+
+spatial_reward = SpatialReward()
