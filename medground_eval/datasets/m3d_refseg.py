@@ -1,0 +1,322 @@
+"""M3D-RefSeg: 3D referring-expression grounding on CT volumes (dataset card ``GoodBaiBai88/M3D-RefSeg``).
+
+Release layout (``data_dir``)::
+
+    M3D_RefSeg_all.csv, M3D_RefSeg_train.csv, M3D_RefSeg_test.csv
+        columns Image, Mask, Mask_ID, Question_Type, Question, Answer
+    s0000/ct.nii.gz     the CT volume
+    s0000/mask.nii.gz   one label volume per case; a row's region is ``mask == Mask_ID``
+    s0000/text.json     {"<mask id>": "<description of that region>", ...}
+
+One CSV row gives one :class:`~medground_eval.types.Sample`:
+
+- ``id``: ``"{case}/{Mask_ID}/{h}"`` where ``case`` is the folder of ``Mask`` (``s0000``) and ``h`` the first
+  8 hex digits of the SHA-1 of ``Question``; the id is therefore the same in the ``all`` and in the
+  ``train``/``test`` listings. A repeated (case, Mask_ID, Question) in one listing gets ``~2``, ``~3``... in
+  file order, so ids never collide.
+- ``phrase``: the ``text.json`` description of the mask id (the physicians' referring expression). Rows that
+  share a mask share this phrase; the LLM-generated ``Question`` / ``Answer`` are kept in ``extra``.
+- ``boxes``: one 3D box ``[x1, y1, z1, x2, y2, z2]``, the tight bounding box of every voxel with
+  ``mask == Mask_ID`` (all connected components together), in voxel indices of the original volume, upper
+  bound exclusive (``x2`` = last index + 1), so a box filled by the region has volume = voxel count.
+  ``x, y, z`` are the array axes ``i, j, k`` of nibabel's ``get_fdata()``; nothing is reoriented.
+- ``image_size``: the CT shape ``(X, Y, Z)``; ``image``: the ``Image`` path as written in the CSV;
+  ``category``: ``Question_Type``; ``split``: the listing read (``"train"``, ``"test"`` or ``"all"``).
+- ``extra``: ``case``, ``mask`` (the ``Mask`` path), ``mask_id``, ``question``, ``answer``, ``question_type``,
+  ``affine`` (read-only 4x4 voxel-to-mm matrix of the CT), ``axcodes`` (nibabel's anatomical direction of
+  each axis, e.g. ``("L", "P", "S")``) and, with ``with_views``, ``largest_slice`` and
+  ``axial_projection_box`` (see :func:`load_m3d_refseg`).
+
+Reading volumes needs the optional extra ``m3d`` (nibabel), imported only when a volume is read.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from types import ModuleType
+from typing import Literal
+
+import numpy as np
+
+from medground_eval.datasets.base import DataError, LoadedDataset, OnError, RowErrors, register_dataset
+from medground_eval.types import Sample
+
+COLUMNS = ("Image", "Mask", "Mask_ID", "Question_Type", "Question", "Answer")
+SPLITS = ("train", "test", "all")
+
+
+def _nibabel() -> ModuleType:
+    """The nibabel module, or an ImportError that says how to install it."""
+    try:
+        import nibabel
+    except ImportError:
+        raise ImportError(
+            "reading M3D-RefSeg NIfTI volumes needs nibabel: pip install medground-eval[m3d]"
+        ) from None
+    return nibabel
+
+
+def mask_box(mask: np.ndarray) -> np.ndarray:
+    """Tight bounding box of the nonzero entries of an n-D mask, as int64 ``[lo_0..lo_n-1, hi_0..hi_n-1]``.
+
+    Upper bounds are exclusive (``hi = last nonzero index + 1``): a 3D mask gives ``[x1, y1, z1, x2, y2, z2]``
+    in its array axis order. Computed from one ``np.any`` profile per axis. An all-zero mask raises ValueError.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    lows, highs = [], []
+    for axis in range(mask.ndim):
+        profile = np.any(mask, axis=tuple(a for a in range(mask.ndim) if a != axis))
+        hits = np.flatnonzero(profile)
+        if hits.size == 0:
+            raise ValueError(f"mask of shape {mask.shape} has no nonzero entry: no bounding box")
+        lows.append(hits[0])
+        highs.append(hits[-1] + 1)
+    return np.array(lows + highs, dtype=np.int64)
+
+
+def largest_slice_box(mask: np.ndarray, axis: int = 2) -> tuple[int, np.ndarray]:
+    """The slice along ``axis`` with the most nonzero voxels (lowest index on ties) and its 2D box.
+
+    The box is :func:`mask_box` of that slice, in the order of the two remaining axes (``axis=2``: the axial
+    slice ``mask[:, :, k]`` and ``[x1, y1, x2, y2]``). An all-zero 3D mask raises ValueError.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    if mask.ndim != 3:
+        raise ValueError(f"mask has shape {mask.shape}: expected a 3D array")
+    counts = mask.sum(axis=tuple(a for a in range(3) if a != axis))
+    if not counts.any():
+        raise ValueError(f"mask of shape {mask.shape} has no nonzero entry: no largest slice")
+    index = int(np.argmax(counts))
+    return index, mask_box(np.take(mask, index, axis=axis))
+
+
+def voxel_box_to_mm(box: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """Voxel boxes ``(6,)`` or ``(N, 6)`` (exclusive upper bound) -> enclosing world boxes in mm, same shape.
+
+    nibabel's affine maps voxel *centres*: voxel ``i`` covers ``[i - 0.5, i + 0.5]`` in index coordinates, so
+    the box ``[x1, x2)`` spans ``[x1 - 0.5, x2 - 0.5]``. Its 8 corners go through the affine and the result
+    is their per-axis min / max, in the affine's world axes (RAS+ for NIfTI). For an axis-aligned affine the
+    mm box has exactly the voxel box's volume times the voxel volume; for an oblique one it encloses it.
+    """
+    boxes = np.asarray(box, dtype=np.float64)
+    single = boxes.ndim == 1
+    boxes = np.atleast_2d(boxes)
+    if boxes.shape[-1] != 6:
+        raise ValueError(f"box has shape {np.shape(box)}: expected (6,) or (N, 6)")
+    affine = np.asarray(affine, dtype=np.float64)
+    if affine.shape != (4, 4):
+        raise ValueError(f"affine has shape {affine.shape}: expected (4, 4)")
+    low, high = boxes[:, :3] - 0.5, boxes[:, 3:] - 0.5
+    choose = np.array([[(c >> a) & 1 for a in range(3)] for c in range(8)], dtype=bool)  # (8, 3)
+    corners = np.where(choose[None], high[:, None, :], low[:, None, :])  # (N, 8, 3)
+    world = corners @ affine[:3, :3].T + affine[:3, 3]
+    result = np.concatenate([world.min(axis=1), world.max(axis=1)], axis=1)
+    return result[0] if single else result
+
+
+@dataclass(frozen=True)
+class _Region:
+    """What a sample needs from one ``mask == Mask_ID`` region."""
+
+    box: np.ndarray  # (6,) int64
+    largest_slice: tuple[int, list[int]]
+    projection_box: list[int]
+
+
+@dataclass(frozen=True)
+class _Case:
+    """One mask file read once: the CT geometry, the regions of every requested id, the descriptions."""
+
+    image_size: tuple[int, int, int]
+    affine: np.ndarray
+    axcodes: tuple[str, ...]
+    regions: dict[int, _Region | None]  # None: no voxel carries the id
+    texts: dict[str, str]
+    mask_path: Path
+    text_path: Path
+
+
+@dataclass(frozen=True)
+class _CaseFailure:
+    """Why a case could not be read; every row of the case reports it with its own line."""
+
+    field: str
+    value: object
+    expected: str
+
+
+def _region(label: np.ndarray) -> _Region:
+    """Box and 2D views of a non-empty boolean 3D region (views computed on the box crop, then shifted)."""
+    box = mask_box(label)
+    x1, y1, z1, x2, y2, z2 = box
+    crop = label[x1:x2, y1:y2, z1:z2]
+    shift = np.array([x1, y1, x1, y1])
+    k, slice_box = largest_slice_box(crop, axis=2)
+    projection = mask_box(crop.any(axis=2)) + shift
+    return _Region(box, (int(k + z1), (slice_box + shift).tolist()), projection.tolist())
+
+
+def _read_texts(text_path: Path) -> dict[str, str] | _CaseFailure:
+    expected = f"a JSON object mapping mask ids to descriptions at {text_path}"
+    try:
+        texts = json.loads(text_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return _CaseFailure("Mask", str(text_path), expected + " (file not found)")
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        return _CaseFailure("Mask", str(text_path), f"{expected} (invalid JSON: {error})")
+    if not isinstance(texts, dict):
+        return _CaseFailure("Mask", str(text_path), f"{expected} (found {type(texts).__name__})")
+    return {str(key): value for key, value in texts.items()}
+
+
+def _load_case(data_dir: Path, image: str, mask: str, ids: set[int]) -> _Case | _CaseFailure:
+    """Read the CT header, the mask (once) and text.json; compute the region of every id in ``ids``."""
+    nib = _nibabel()
+    ct_path, mask_path = data_dir / image, data_dir / mask
+    text_path = mask_path.parent / "text.json"
+    texts = _read_texts(text_path)
+    if isinstance(texts, _CaseFailure):
+        return texts
+    volumes = []
+    for field, written, path in (("Image", image, ct_path), ("Mask", mask, mask_path)):
+        if not path.is_file():
+            return _CaseFailure(field, written, f"an existing NIfTI file ({path} not found)")
+        try:
+            volumes.append(nib.load(path))
+        except Exception as error:  # nibabel raises several types for unreadable files
+            return _CaseFailure(field, str(path), f"a readable NIfTI file ({type(error).__name__}: {error})")
+    ct, mask_image = volumes
+    if len(ct.shape) != 3:
+        return _CaseFailure("Image", image, f"a 3D volume ({ct_path} has shape {ct.shape})")
+    if mask_image.shape != ct.shape:
+        return _CaseFailure("Mask", mask, f"a mask of the CT's shape {ct.shape} ({mask_path} has {mask_image.shape})")
+    labels = np.asanyarray(mask_image.dataobj)
+    regions: dict[int, _Region | None] = {}
+    for mask_id in sorted(ids):
+        region = labels == mask_id
+        regions[mask_id] = _region(region) if region.any() else None
+    affine = np.array(ct.affine, dtype=np.float64)
+    affine.setflags(write=False)
+    return _Case(tuple(int(n) for n in ct.shape), affine, tuple(nib.aff2axcodes(affine)), regions, texts,
+                 mask_path, text_path)
+
+
+def _parse_mask_id(value: str) -> int | None:
+    """A positive integer id ("3" or "3.0"), else None."""
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    if not number.is_integer() or number <= 0:
+        return None
+    return int(number)
+
+
+def _read_listing(csv_path: Path) -> list[tuple[int, dict[str, str]]]:
+    """Rows of a listing CSV with the line each ends on; a missing file or column raises at once."""
+    if not csv_path.is_file():
+        raise FileNotFoundError(
+            f"{csv_path}: M3D-RefSeg listing not found; expected a data dir holding M3D_RefSeg_{{all,train,test}}.csv"
+        )
+    with csv_path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise DataError(csv_path, 1, None, reader.fieldnames, f"columns {', '.join(COLUMNS)} (missing {missing})")
+        return [(reader.line_num, row) for row in reader]
+
+
+def _sample_id(case: str, mask_id: int, question: str, seen: dict[str, int]) -> str:
+    base = f"{case}/{mask_id}/{hashlib.sha1(question.encode('utf-8')).hexdigest()[:8]}"
+    seen[base] = seen.get(base, 0) + 1
+    return base if seen[base] == 1 else f"{base}~{seen[base]}"
+
+
+@register_dataset("m3d-refseg")
+def load_m3d_refseg(
+    data_dir: str | Path,
+    split: Literal["train", "test", "all"] = "test",
+    *,
+    on_error: OnError = "raise",
+    with_views: bool = True,
+) -> LoadedDataset:
+    """Load ``M3D_RefSeg_{split}.csv`` under ``data_dir``: one 3D-box sample per row (see the module doc).
+
+    Each mask file is read once per call, and the region of every id it is asked for is computed then.
+    With ``with_views``, ``extra`` also holds ``largest_slice = (k, [x1, y1, x2, y2])``, the axial slice
+    ``mask[:, :, k]`` with the most region voxels (lowest ``k`` on ties) and the region's box on it, and
+    ``axial_projection_box = [x1, y1, x2, y2]``, the box of the region projected along z.
+
+    Row errors (bad Mask_ID, missing or unreadable CT / mask / text.json, no description for the id, no
+    voxel with the id) raise :class:`DataError` naming the CSV line, or are recorded in ``skipped`` under
+    ``on_error="skip"``. A missing listing or column raises whatever ``on_error``.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split = {split!r}: expected one of {SPLITS}")
+    data_dir = Path(data_dir)
+    csv_path = data_dir / f"M3D_RefSeg_{split}.csv"
+    rows = _read_listing(csv_path)
+    errors = RowErrors(on_error)
+
+    wanted: dict[str, set[int]] = {}
+    for _, row in rows:
+        mask_id = _parse_mask_id(row["Mask_ID"])
+        if mask_id is not None:
+            wanted.setdefault(row["Mask"], set()).add(mask_id)
+
+    cases: dict[str, _Case | _CaseFailure] = {}
+    seen: dict[str, int] = {}
+    samples: list[Sample] = []
+    for line, row in rows:
+        mask_id = _parse_mask_id(row["Mask_ID"])
+        if mask_id is None:
+            errors.handle(DataError(csv_path, line, "Mask_ID", row["Mask_ID"], "a positive integer label id"))
+            continue
+        mask = row["Mask"]
+        if mask not in cases:
+            cases[mask] = _load_case(data_dir, row["Image"], mask, wanted[mask])
+        case = cases[mask]
+        if isinstance(case, _CaseFailure):
+            errors.handle(DataError(csv_path, line, case.field, case.value, case.expected))
+            continue
+        text = case.texts.get(str(mask_id))
+        if not isinstance(text, str) or not text.strip():
+            errors.handle(DataError(csv_path, line, "Mask_ID", mask_id,
+                                    f"an id with a non-empty description in {case.text_path} (found {text!r})"))
+            continue
+        region = case.regions[mask_id]
+        if region is None:
+            errors.handle(DataError(csv_path, line, "Mask_ID", mask_id,
+                                    f"a label present in {case.mask_path} (no voxel has it)"))
+            continue
+        case_name = PurePosixPath(mask).parent.as_posix()
+        extra: dict[str, object] = {
+            "case": case_name,
+            "mask": mask,
+            "mask_id": mask_id,
+            "question": row["Question"],
+            "answer": row["Answer"],
+            "question_type": row["Question_Type"],
+            "affine": case.affine,
+            "axcodes": case.axcodes,
+        }
+        if with_views:
+            extra["largest_slice"] = (region.largest_slice[0], list(region.largest_slice[1]))
+            extra["axial_projection_box"] = list(region.projection_box)
+        samples.append(
+            Sample(
+                id=_sample_id(case_name, mask_id, row["Question"], seen),
+                phrase=text.strip(),
+                boxes=region.box[None, :],
+                image_size=case.image_size,
+                category=row["Question_Type"] or None,
+                image=row["Image"],
+                split=split,
+                extra=extra,
+            )
+        )
+    return LoadedDataset("m3d-refseg", samples, errors.skipped)
