@@ -1,0 +1,179 @@
+"""Format, spatial and combined rewards: TRL calling convention, frames, multi-box regions, bad input."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+
+from medground_eval.frames import get_frame, smart_resize
+from medground_eval.rewards import (
+    FormatReward,
+    RewardInputError,
+    SpatialReward,
+    SpatialSemanticReward,
+    format_reward,
+    spatial_reward,
+)
+
+GOOD = (
+    "<think>The left apex [100, 50, 300, 250] shows a pleural line.</think>\n"
+    '<answer>```json\n[{"bbox_2d": [100, 50, 300, 250], "label": "left apical pneumothorax"}]\n```</answer>'
+)
+
+
+def chat(text: str) -> list[dict]:
+    return [{"role": "assistant", "content": text}]
+
+
+def test_format_reward_strict_and_lenient_cases():
+    completions = [
+        GOOD,
+        "<think>x</think><answer>[1, 2, 3, 4]</answer> trailing text",
+        "<think>x</think><answer>[1, 2, 3, 4]",
+        "<think></think><answer>[1, 2, 3, 4]</answer>",
+        "<think>x</think><answer>no box</answer>",
+        "",
+    ]
+    assert format_reward(completions) == [1.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+
+
+def test_format_reward_can_require_chain_of_box_step():
+    no_step = "<think>Looks like the left apex.</think><answer>[1, 2, 3, 4]</answer>"
+    reward = FormatReward(require_think_box=True)
+    assert reward([GOOD, no_step]) == [1.0, 0.0]
+    assert format_reward([no_step]) == [1.0]
+
+
+def test_rewards_accept_trl_keyword_call_with_unknown_columns():
+    values = spatial_reward(
+        prompts=["p"], completions=[chat(GOOD)], completion_ids=[[1, 2]], solution=[[100, 50, 300, 250]],
+        trainer_state=None, log_metric=lambda *a: None, some_column=["x"],
+    )
+    assert values == [1.0]
+
+
+def test_spatial_modes():
+    completion = ["<answer>[0, 0, 10, 10]</answer>"]
+    truth = {"solution": [[0, 0, 10, 20]]}
+    assert SpatialReward()(completion, **truth) == [0.5]
+    assert SpatialReward(mode="threshold", threshold=0.5)(completion, **truth) == [1.0]
+    assert SpatialReward(mode="threshold", threshold=0.5, inclusive=False)(completion, **truth) == [0.0]
+    # GIoU of nested boxes equals IoU (enclosing box = true box), rescaled to (giou + 1) / 2.
+    assert SpatialReward(mode="giou")(completion, **truth) == [pytest.approx(0.75)]
+    far = ["<answer>[100, 100, 110, 110]</answer>"]
+    giou_far = SpatialReward(mode="giou")(far, **truth)[0]
+    assert 0.0 < giou_far < 0.5
+
+
+def test_spatial_reward_malformed_completion_scores_zero_never_raises():
+    junk = [None, "", "<answer>[1, 2, 3]</answer>", "<answer>{'bbox_2d': [nan, 1, 2, 3]}</answer>", 42, "[" * 10_000]
+    values = SpatialReward()(junk, solution=[[0, 0, 10, 10]] * len(junk))
+    assert values == [0.0] * len(junk)
+
+
+def test_multibox_union_region_and_matching():
+    # Two true boxes side by side; one prediction covering both exactly: union IoU 1, matching 1 box of 2 = 0.5.
+    truth = {"solution": [[[0, 0, 10, 10], [10, 0, 20, 10]]]}
+    completion = ["<answer>[0, 0, 20, 10]</answer>"]
+    assert SpatialReward()(completion, **truth) == [pytest.approx(1.0)]
+    assert SpatialReward(multi="match")(completion, **truth) == [pytest.approx(0.5)]
+    two = ['<answer>[{"bbox_2d": [0, 0, 10, 10]}, {"bbox_2d": [10, 0, 20, 10]}]</answer>']
+    assert SpatialReward(multi="match")(two, **truth) == [pytest.approx(1.0)]
+
+
+def test_frames_norm1000_and_qwen25_resized():
+    w, h = 2000, 1000
+    truth = {"solution": [[500, 250, 1000, 750]], "image_size": [[w, h]]}
+    norm = ["<answer>[250, 250, 500, 750]</answer>"]
+    assert SpatialReward(frame="qwen2-vl")(norm, **truth) == [pytest.approx(1.0)]
+    rh, rw = smart_resize(h, w)
+    box = [500 * rw / w, 250 * rh / h, 1000 * rw / w, 750 * rh / h]
+    resized = [f"<answer>[{box[0]:.3f}, {box[1]:.3f}, {box[2]:.3f}, {box[3]:.3f}]</answer>"]
+    assert SpatialReward(frame="qwen2.5-vl")(resized, **truth) == [pytest.approx(1.0, abs=1e-4)]
+    # The same numbers read in the wrong frame score far lower: this is why frames are declared.
+    assert SpatialReward(frame="pixel")(resized, **truth)[0] < 0.5
+
+
+def test_per_sample_frame_column_overrides_configured_frame():
+    truth = {"solution": [[0, 0, 50, 50]] * 2, "image_size": [[100, 100]] * 2, "frame": ["norm1000", "norm1"]}
+    completions = ["<answer>[0, 0, 500, 500]</answer>", "<answer>[0, 0, 0.5, 0.5]</answer>"]
+    assert SpatialReward()(completions, **truth) == [pytest.approx(1.0), pytest.approx(1.0)]
+
+
+def test_out_of_frame_boxes_are_clipped_and_flagged():
+    reward = SpatialReward(frame="norm1000")
+    result = reward.evaluate(["<answer>[0, 0, 1200, 1000]</answer>"], {"solution": [[0, 0, 100, 100]],
+                                                                      "image_size": [[100, 100]]})
+    assert result.out_of_frame.tolist() == [True]
+    assert result.iou[0] == pytest.approx(1.0)
+
+
+def test_solution_as_json_string_and_missing_columns():
+    assert spatial_reward(["<answer>[0, 0, 10, 10]</answer>"], solution=["[0, 0, 10, 10]"]) == [1.0]
+    with pytest.raises(RewardInputError, match="missing column 'solution'"):
+        spatial_reward(["<answer>[0, 0, 10, 10]</answer>"])
+    with pytest.raises(RewardInputError, match="row 1"):
+        spatial_reward(["a", "b"], solution=[[0, 0, 1, 1], [0, 0, 1]])
+    with pytest.raises(RewardInputError, match="x2 >= x1"):
+        spatial_reward(["a"], solution=[[5, 0, 1, 1]])
+    with pytest.raises(RewardInputError, match="image_size"):
+        SpatialReward(frame="norm1000")(["a"], solution=[[0, 0, 1, 1]])
+    with pytest.raises(RewardInputError, match="2 values for 1"):
+        spatial_reward(["a"], solution=[[0, 0, 1, 1], [0, 0, 1, 1]])
+
+
+def test_bad_configuration_raises_at_construction():
+    with pytest.raises(ValueError, match="mode"):
+        SpatialReward(mode="dice")
+    with pytest.raises(ValueError, match="unknown|expected"):
+        SpatialReward(frame="qwen9")
+    with pytest.raises(ValueError, match="weights"):
+        SpatialSemanticReward(weights=(1, 1), encoder="lexical")
+
+
+def test_rewards_pickle_and_keep_their_names():
+    reward = SpatialSemanticReward(encoder="lexical", name="my_reward")
+    clone = pickle.loads(pickle.dumps(reward))
+    assert clone.__name__ == "my_reward"
+    assert pickle.loads(pickle.dumps(spatial_reward)).__name__ == "spatial_reward"
+
+
+def test_combined_breakdown_and_weights():
+    reward = SpatialSemanticReward(weights=(0.5, 2.0, 1.0), encoder="lexical")
+    columns = {"solution": [[100, 50, 300, 250]] * 2, "phrase": ["left apical pneumothorax"] * 2}
+    completions = [GOOD, GOOD.replace("left apical pneumothorax", "cardiomegaly")]
+    parts = reward.breakdown(completions, **columns)
+    assert parts.format.tolist() == [1.0, 1.0]
+    assert parts.spatial.tolist() == [1.0, 1.0]
+    assert parts.semantic[0] == pytest.approx(1.0, abs=1e-6)
+    assert parts.semantic[1] < parts.semantic[0]
+    np.testing.assert_allclose(parts.total, 0.5 * parts.format + 2.0 * parts.spatial + 1.0 * parts.semantic)
+    assert reward(completions, **columns) == parts.total.tolist()
+    summary = parts.summary()
+    assert summary["iou_mean"] == pytest.approx(1.0) and summary["parse_failure_rate"] == 0.0
+
+
+def test_semantic_policy_negative_only_grades_misses():
+    reward = SpatialSemanticReward(encoder="lexical", semantic_policy="negative", negative_below=0.5)
+    miss = GOOD.replace("[100, 50, 300, 250]", "[400, 400, 500, 500]")
+    parts = reward.breakdown([GOOD.replace("left apical pneumothorax", "cardiomegaly"), miss],
+                             solution=[[100, 50, 300, 250]] * 2, phrase=["left apical pneumothorax"] * 2)
+    assert parts.semantic[0] == 1.0  # a hit is never ranked below a miss by the semantic term
+    assert parts.semantic[1] == pytest.approx(1.0, abs=1e-6)  # right finding, wrong place: partial credit
+    assert parts.total[0] > parts.total[1]
+
+
+def test_paper_preset_is_binary_strict_iou():
+    paper = SpatialSemanticReward.paper(encoder="lexical")
+    assert paper.spatial.mode == "threshold" and paper.spatial.inclusive is False
+    assert paper.weights == (1.0, 1.0, 1.0)
+    exactly_half = ["<think>x</think><answer>[0, 0, 10, 10]</answer>"]
+    parts = paper.breakdown(exactly_half, solution=[[0, 0, 10, 20]], phrase=["x"])
+    assert parts.spatial.tolist() == [0.0]  # IoU 0.5 is not > 0.5
+
+
+def test_frame_objects_are_accepted():
+    frame = get_frame("qwen2.5-vl", max_pixels=256 * 28 * 28)
+    assert SpatialReward(frame=frame).frame == frame
