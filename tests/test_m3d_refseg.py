@@ -132,6 +132,7 @@ def test_repeated_question_gets_suffix(release: Path) -> None:
 def test_split_selection(release: Path) -> None:
     assert [s.extra["case"] for s in load_m3d_refseg(release, "train").samples] == ["s0001"]
     assert len(load_m3d_refseg(release, "test")) == 3
+    assert [s.split for s in load_m3d_refseg(release, split=None).samples] == ["test"] * 3
     everything = load_m3d_refseg(release, "all")
     assert len(everything) == 4 and {s.split for s in everything.samples} == {"all"}
     with pytest.raises(ValueError, match="'val'"):
@@ -187,6 +188,12 @@ def test_missing_file_names_path(release: Path, name: str, field: str) -> None:
 
 def test_unreadable_and_mismatched_volumes(release: Path) -> None:
     (release / "s0000" / "mask.nii.gz").write_bytes(b"not a nifti file")
+    with pytest.raises(DataError, match="readable NIfTI"):
+        load_m3d_refseg(release)
+    noise = np.random.default_rng(0).integers(0, 250, SHAPE, dtype=np.uint8)  # compresses poorly
+    nib.save(nib.Nifti1Image(noise, AFFINE_0), release / "s0000" / "mask.nii.gz")
+    whole = (release / "s0000" / "mask.nii.gz").read_bytes()
+    (release / "s0000" / "mask.nii.gz").write_bytes(whole[: len(whole) // 2])  # header intact, data truncated
     with pytest.raises(DataError, match="readable NIfTI"):
         load_m3d_refseg(release)
     nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.uint8), AFFINE_0), release / "s0000" / "mask.nii.gz")

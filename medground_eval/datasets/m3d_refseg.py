@@ -194,7 +194,10 @@ def _load_case(data_dir: Path, image: str, mask: str, ids: set[int]) -> _Case | 
         return _CaseFailure("Image", image, f"a 3D volume ({ct_path} has shape {ct.shape})")
     if mask_image.shape != ct.shape:
         return _CaseFailure("Mask", mask, f"a mask of the CT's shape {ct.shape} ({mask_path} has {mask_image.shape})")
-    labels = np.asanyarray(mask_image.dataobj)
+    try:
+        labels = np.asanyarray(mask_image.dataobj)
+    except Exception as error:  # a truncated or corrupt data block only fails when read
+        return _CaseFailure("Mask", mask, f"a readable NIfTI file ({mask_path}: {type(error).__name__}: {error})")
     regions: dict[int, _Region | None] = {}
     for mask_id in sorted(ids):
         region = labels == mask_id
@@ -239,13 +242,14 @@ def _sample_id(case: str, mask_id: int, question: str, seen: dict[str, int]) -> 
 @register_dataset("m3d-refseg")
 def load_m3d_refseg(
     data_dir: str | Path,
-    split: Literal["train", "test", "all"] = "test",
+    split: Literal["train", "test", "all"] | None = "test",
     *,
     on_error: OnError = "raise",
     with_views: bool = True,
 ) -> LoadedDataset:
     """Load ``M3D_RefSeg_{split}.csv`` under ``data_dir``: one 3D-box sample per row (see the module doc).
 
+    ``split`` picks the listing; None (what a generic caller passes for "no split") means ``"test"``.
     Each mask file is read once per call, and the region of every id it is asked for is computed then.
     With ``with_views``, ``extra`` also holds ``largest_slice = (k, [x1, y1, x2, y2])``, the axial slice
     ``mask[:, :, k]`` with the most region voxels (lowest ``k`` on ties) and the region's box on it, and
@@ -255,6 +259,7 @@ def load_m3d_refseg(
     voxel with the id) raise :class:`DataError` naming the CSV line, or are recorded in ``skipped`` under
     ``on_error="skip"``. A missing listing or column raises whatever ``on_error``.
     """
+    split = "test" if split is None else split
     if split not in SPLITS:
         raise ValueError(f"split = {split!r}: expected one of {SPLITS}")
     data_dir = Path(data_dir)
