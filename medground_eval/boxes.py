@@ -1,0 +1,350 @@
+"""Vectorized box geometry for 2D and 3D grounding: conversions, IoU, GIoU, region (union) IoU.
+
+Boxes are float64 arrays of shape ``(N, 2 * d)`` in corner form: ``[x1, y1, x2, y2]`` (``d = 2``) or
+``[x1, y1, z1, x2, y2, z2]`` (``d = 3``); ``d`` is read from the last axis. Every function serves both.
+
+Conventions, decided once for all functions:
+
+- A box's area (volume in 3D) is the product of its side lengths, each clipped at 0: a degenerate
+  (zero-width) or inverted box has area 0.
+- IoU = intersection / union, and 0 where the union is 0 (two zero-area boxes): never NaN, never a
+  ZeroDivisionError, no numpy warning.
+- A *region* is the union of several boxes (the MS-CXR convention: a phrase with several boxes names one
+  region). Region areas are exact, computed by coordinate compression (see :func:`union_area`).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy.optimize import linear_sum_assignment
+
+BoxFormat = Literal["xyxy", "xywh", "cxcywh"]
+_FORMATS = ("xyxy", "xywh", "cxcywh")
+
+
+def as_boxes(boxes: ArrayLike, name: str = "boxes") -> np.ndarray:
+    """``boxes`` as a float64 ``(N, 4)`` or ``(N, 6)`` array.
+
+    A single box given as a flat sequence of 4 or 6 numbers becomes ``(1, 4 or 6)``; an empty input
+    becomes ``(0, 4)`` unless it already has a last axis of 6. Raises ValueError on any other shape.
+    """
+    array = np.asarray(boxes, dtype=np.float64)
+    if array.size == 0 and array.shape[-1:] != (6,):
+        return array.reshape(0, 4)
+    if array.ndim == 1:
+        array = array.reshape(1, -1)
+    if array.ndim != 2 or array.shape[1] not in (4, 6):
+        raise ValueError(f"{name}: expected an (N, 4) or (N, 6) array of corner boxes, got shape {array.shape}")
+    return array
+
+
+def _dims(boxes: np.ndarray) -> int:
+    return boxes.shape[-1] // 2
+
+
+def _same_dims(a: np.ndarray, b: np.ndarray) -> None:
+    if a.shape[-1] != b.shape[-1]:
+        raise ValueError(f"boxes must have the same dimension: got {a.shape[-1]} and {b.shape[-1]} numbers per box")
+
+
+def _safe_divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """numerator / denominator, 0 where the denominator is not positive."""
+    out = np.zeros(np.broadcast_shapes(numerator.shape, denominator.shape))
+    np.divide(numerator, denominator, out=out, where=denominator > 0)
+    return out
+
+
+# ---------------------------------------------------------------- formats
+
+
+def convert_boxes(boxes: ArrayLike, in_fmt: BoxFormat, out_fmt: BoxFormat) -> np.ndarray:
+    """Convert between ``"xyxy"`` (corners), ``"xywh"`` (lower corner + size), ``"cxcywh"`` (centre + size).
+
+    The same names serve 3D: ``xywh`` is ``[x, y, z, w, h, d]``, ``cxcywh`` is ``[cx, cy, cz, w, h, d]``.
+    """
+    for fmt in (in_fmt, out_fmt):
+        if fmt not in _FORMATS:
+            raise ValueError(f"box format {fmt!r} is unknown: expected one of {', '.join(_FORMATS)}")
+    b = as_boxes(boxes)
+    d = _dims(b)
+    first, second = b[:, :d], b[:, d:]
+    if in_fmt == "xyxy":
+        lo, hi = first, second
+    elif in_fmt == "xywh":
+        lo, hi = first, first + second
+    else:
+        lo, hi = first - second / 2, first + second / 2
+    if out_fmt == "xyxy":
+        return np.concatenate([lo, hi], axis=1)
+    if out_fmt == "xywh":
+        return np.concatenate([lo, hi - lo], axis=1)
+    return np.concatenate([(lo + hi) / 2, hi - lo], axis=1)
+
+
+def clip_boxes(boxes: ArrayLike, size: ArrayLike) -> np.ndarray:
+    """Clip every coordinate to ``[0, size]`` on its axis.
+
+    ``size`` is ``(W, H)`` / ``(W, H, D)`` for all boxes, or an ``(N, d)`` array with one size per box.
+    """
+    b = as_boxes(boxes)
+    size = np.asarray(size, dtype=np.float64)
+    upper = np.concatenate([size, size], axis=-1)
+    return np.clip(b, 0.0, upper)
+
+
+# ---------------------------------------------------------------- box pairs
+
+
+def box_area(boxes: ArrayLike) -> np.ndarray:
+    """Area (volume) of each box, ``(N,)``; degenerate and inverted boxes have area 0."""
+    b = as_boxes(boxes)
+    d = _dims(b)
+    return np.clip(b[:, d:] - b[:, :d], 0.0, None).prod(axis=1)
+
+
+def _intersection(a: np.ndarray, b: np.ndarray, outer: bool) -> np.ndarray:
+    """Intersection areas: paired ``(N,)``, or ``(N, M)`` when ``outer``. One pass per axis, no (N, M, d) array."""
+    d = _dims(a)
+    inter = None
+    for k in range(d):
+        if outer:
+            side = np.minimum.outer(a[:, d + k], b[:, d + k])
+            side -= np.maximum.outer(a[:, k], b[:, k])
+        else:
+            side = np.minimum(a[:, d + k], b[:, d + k])
+            side -= np.maximum(a[:, k], b[:, k])
+        np.maximum(side, 0.0, out=side)
+        if inter is None:
+            inter = side
+        else:
+            inter *= side
+    return inter
+
+
+def _enclosing(a: np.ndarray, b: np.ndarray, outer: bool) -> np.ndarray:
+    """Area of the smallest box enclosing both boxes (side lengths clipped at 0)."""
+    d = _dims(a)
+    enclosing = None
+    for k in range(d):
+        if outer:
+            side = np.maximum.outer(a[:, d + k], b[:, d + k])
+            side -= np.minimum.outer(a[:, k], b[:, k])
+        else:
+            side = np.maximum(a[:, d + k], b[:, d + k])
+            side -= np.minimum(a[:, k], b[:, k])
+        np.maximum(side, 0.0, out=side)
+        if enclosing is None:
+            enclosing = side
+        else:
+            enclosing *= side
+    return enclosing
+
+
+def _pair_inputs(a: ArrayLike, b: ArrayLike, paired: bool) -> tuple[np.ndarray, np.ndarray]:
+    a, b = as_boxes(a, "a"), as_boxes(b, "b")
+    if a.shape[0] and b.shape[0]:
+        _same_dims(a, b)
+    if paired and a.shape[0] != b.shape[0]:
+        raise ValueError(f"paired boxes need the same count: got {a.shape[0]} and {b.shape[0]}")
+    return a, b
+
+
+def _iou(a: np.ndarray, b: np.ndarray, outer: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(IoU, union) for paired or all-pairs boxes."""
+    inter = _intersection(a, b, outer)
+    area_a, area_b = box_area(a), box_area(b)
+    union = (area_a[:, None] + area_b[None, :]) if outer else area_a + area_b
+    union -= inter
+    return _safe_divide(inter, union), union
+
+
+def box_iou(a: ArrayLike, b: ArrayLike) -> np.ndarray:
+    """IoU of paired boxes ``a[i]`` and ``b[i]``, shape ``(N,)``, in [0, 1]; 0 where the union is 0."""
+    a, b = _pair_inputs(a, b, paired=True)
+    return _iou(a, b, outer=False)[0]
+
+
+def box_iou_matrix(a: ArrayLike, b: ArrayLike) -> np.ndarray:
+    """IoU of every box of ``a`` with every box of ``b``, shape ``(N, M)``; 0 where the union is 0."""
+    a, b = _pair_inputs(a, b, paired=False)
+    return _iou(a, b, outer=True)[0]
+
+
+def _giou(a: np.ndarray, b: np.ndarray, outer: bool) -> np.ndarray:
+    iou, union = _iou(a, b, outer)
+    enclosing = _enclosing(a, b, outer)
+    penalty = np.ones_like(iou)
+    np.divide(enclosing - union, enclosing, out=penalty, where=enclosing > 0)
+    return iou - penalty
+
+
+def generalized_box_iou(a: ArrayLike, b: ArrayLike) -> np.ndarray:
+    """GIoU of paired boxes, shape ``(N,)``, in [-1, 1] and never above the IoU.
+
+    GIoU = IoU - (C - U) / C with C the area of the smallest box enclosing both and U their union.
+    Degenerate case: when C is 0 (both boxes flat in a common line or plane) the penalty is 1, so
+    GIoU = -1; that is the value any two zero-area boxes get when C > 0 (IoU 0, U 0), so the rule is
+    continuous in that case and never NaN.
+    """
+    a, b = _pair_inputs(a, b, paired=True)
+    return _giou(a, b, outer=False)
+
+
+def generalized_box_iou_matrix(a: ArrayLike, b: ArrayLike) -> np.ndarray:
+    """GIoU of every box of ``a`` with every box of ``b``, shape ``(N, M)`` (see :func:`generalized_box_iou`)."""
+    a, b = _pair_inputs(a, b, paired=False)
+    return _giou(a, b, outer=True)
+
+
+# ---------------------------------------------------------------- regions (unions of boxes)
+
+
+def union_area(boxes: ArrayLike) -> float:
+    """Exact area (volume) of the union of the boxes; 0.0 for no boxes.
+
+    Coordinate compression: the sorted distinct edges on each axis cut space into a grid of at most
+    ``(2K - 1) ** d`` cells, each either inside or outside the union. A box covers a contiguous block
+    of cells; the blocks are added into a d-dimensional difference array (+/-1 at the block's 2**d
+    corners), cumulative sums along every axis give the cover count of each cell, and the union is the
+    total size of the cells covered at least once. Exact for any K (memory grows as ``(2K) ** d``).
+    """
+    b = as_boxes(boxes)
+    d = _dims(b)
+    lo, hi = b[:, :d], b[:, d:]
+    keep = (hi > lo).all(axis=1)
+    lo, hi = lo[keep], hi[keep]
+    if len(lo) == 0:
+        return 0.0
+    if len(lo) == 1:
+        return float(np.prod(hi[0] - lo[0]))
+    edges = [np.unique(np.concatenate([lo[:, k], hi[:, k]])) for k in range(d)]
+    lo_index = [np.searchsorted(edges[k], lo[:, k]) for k in range(d)]
+    hi_index = [np.searchsorted(edges[k], hi[:, k]) for k in range(d)]
+    count = np.zeros([len(e) for e in edges], dtype=np.int64)
+    for corner in itertools.product((0, 1), repeat=d):
+        index = tuple(hi_index[k] if upper else lo_index[k] for k, upper in enumerate(corner))
+        np.add.at(count, index, -1 if sum(corner) % 2 else 1)
+    for k in range(d):
+        np.cumsum(count, axis=k, out=count)
+    covered = count[(slice(0, -1),) * d] > 0
+    cell_size = np.ones(covered.shape)
+    for k in range(d):
+        shape = [1] * d
+        shape[k] = -1
+        cell_size = cell_size * np.diff(edges[k]).reshape(shape)
+    return float(cell_size[covered].sum())
+
+
+def region_overlap(pred: ArrayLike, true: ArrayLike) -> tuple[float, float]:
+    """(intersection, union) areas of the region ``pred`` (union of its boxes) and the region ``true``.
+
+    The intersection is the union of all pairwise box intersections. An empty ``pred`` gives
+    intersection 0 and union = area of ``true`` (and vice versa); both empty give (0.0, 0.0).
+    """
+    pred, true = as_boxes(pred, "pred"), as_boxes(true, "true")
+    if pred.shape[0] == 0 or true.shape[0] == 0:
+        return 0.0, union_area(true) + union_area(pred)
+    _same_dims(pred, true)
+    d = _dims(pred)
+    lo = np.maximum(pred[:, None, :d], true[None, :, :d])
+    hi = np.minimum(pred[:, None, d:], true[None, :, d:])
+    inter = union_area(np.concatenate([lo, hi], axis=2).reshape(-1, 2 * d))
+    return inter, union_area(np.concatenate([pred, true]))
+
+
+def region_iou(pred: ArrayLike, true: ArrayLike) -> float:
+    """IoU of the two regions (unions of boxes), in [0, 1]; 0.0 when the union is empty."""
+    inter, union = region_overlap(pred, true)
+    return inter / union if union > 0 else 0.0
+
+
+def _stack_single(boxes: Sequence[ArrayLike], index: np.ndarray, width: int, name: str) -> np.ndarray:
+    """The one box of each sample in ``index`` as an ``(n, width)`` array."""
+    if isinstance(boxes, np.ndarray):
+        flat = boxes[index, 0]
+    else:
+        flat = np.concatenate([boxes[i] for i in index.tolist()], axis=None).astype(np.float64, copy=False)
+    if flat.size != width * len(index):
+        raise ValueError(f"{name}: every box must have {width} numbers, like the first single-box sample")
+    return as_boxes(flat.reshape(-1, width), name)
+
+
+def _counts(boxes: Sequence[ArrayLike]) -> np.ndarray:
+    if isinstance(boxes, np.ndarray):
+        return np.full(boxes.shape[0], boxes.shape[1] if boxes.ndim == 3 else 1)
+    return np.fromiter((len(b) for b in boxes), dtype=np.int64, count=len(boxes))
+
+
+def region_overlap_many(preds: Sequence[ArrayLike], trues: Sequence[ArrayLike]) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`region_overlap` for many samples: ``(intersection, union)``, each of shape ``(n,)``.
+
+    ``preds[i]`` and ``trues[i]`` are the ``(K, 4)`` / ``(K, 6)`` box arrays of sample ``i`` (K may be 0);
+    an ``(n, K, 2 * d)`` array holds K boxes per sample, an ``(n, 2 * d)`` array one box per sample.
+    Samples with exactly one box on each side (``len(boxes) == 1``) are computed in one vectorized pass;
+    the others one by one with :func:`region_overlap`.
+    """
+    if isinstance(preds, np.ndarray) and preds.ndim == 2:
+        preds = preds[:, None, :]
+    if isinstance(trues, np.ndarray) and trues.ndim == 2:
+        trues = trues[:, None, :]
+    if len(preds) != len(trues):
+        raise ValueError(f"preds and trues must have the same length: got {len(preds)} and {len(trues)}")
+    n = len(preds)
+    n_pred, n_true = _counts(preds), _counts(trues)
+    inter, union = np.zeros(n), np.zeros(n)
+    single = np.flatnonzero((n_pred == 1) & (n_true == 1))
+    if len(single):
+        width = np.asarray(trues[single[0]]).size
+        pred = _stack_single(preds, single, width, "preds")
+        true = _stack_single(trues, single, width, "trues")
+        one_inter = _intersection(pred, true, outer=False)
+        inter[single] = one_inter
+        union[single] = box_area(pred) + box_area(true) - one_inter
+    for i in np.flatnonzero((n_pred != 1) | (n_true != 1)):
+        inter[i], union[i] = region_overlap(preds[i], trues[i])
+    return inter, union
+
+
+def matched_iou(pred: ArrayLike, true: ArrayLike) -> float:
+    """Mean IoU under the one-to-one matching of boxes that maximises the total IoU (Hungarian).
+
+    Sum of matched IoUs / max(N, M): unmatched boxes on either side count as IoU 0. 0.0 when either
+    side is empty.
+    """
+    pred, true = as_boxes(pred, "pred"), as_boxes(true, "true")
+    if pred.shape[0] == 0 or true.shape[0] == 0:
+        return 0.0
+    iou = box_iou_matrix(pred, true)
+    rows, cols = linear_sum_assignment(iou, maximize=True)
+    return float(iou[rows, cols].sum() / max(iou.shape))
+
+
+def region_center(boxes: ArrayLike) -> np.ndarray:
+    """Centre of the box enclosing all ``boxes``, shape ``(d,)``; all NaN for no boxes (inside no region)."""
+    b = as_boxes(boxes)
+    d = _dims(b)
+    if b.shape[0] == 0:
+        return np.full(d, np.nan)
+    return (b[:, :d].min(axis=0) + b[:, d:].max(axis=0)) / 2
+
+
+def points_in_region(points: ArrayLike, region: ArrayLike) -> np.ndarray | bool:
+    """Whether each point lies in the region (union of boxes), boundary inclusive.
+
+    ``points`` is ``(N, d)`` (returns a bool array ``(N,)``) or one point ``(d,)`` (returns a bool).
+    A NaN point and an empty region give False.
+    """
+    p = np.asarray(points, dtype=np.float64)
+    r = as_boxes(region, "region")
+    single = p.ndim == 1
+    p = np.atleast_2d(p)
+    d = p.shape[1]
+    if r.shape[0] and r.shape[1] != 2 * d:
+        raise ValueError(f"points have {d} coordinates but the region boxes have {r.shape[1]} numbers")
+    inside = ((p[:, None, :] >= r[None, :, :d]) & (p[:, None, :] <= r[None, :, d:])).all(axis=2).any(axis=1)
+    return bool(inside[0]) if single else inside
