@@ -1,0 +1,131 @@
+"""The generic JSON-lines data set: one grounding sample per line.
+
+Each non-blank line is a JSON object::
+
+    {"id": "case-7", "phrase": "left pleural effusion", "boxes": [[10, 20, 110, 220]],
+     "image_size": [1024, 1024], "category": "Effusion", "image": "imgs/case-7.png", "split": "test"}
+
+- ``id`` (string or integer, stored as a string; unique in the file) and ``phrase`` (non-empty string)
+  are required; so is ``boxes``: a list of ``[x1, y1, x2, y2]`` corner boxes in original-image pixels,
+  or one such box.
+- ``image_size`` ``[W, H]``, ``category``, ``image`` and ``split`` are optional (absent or null).
+- Any other field is kept in ``Sample.extra``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+
+from medground_eval.datasets._rows import box_problem, filter_split, parse_size
+from medground_eval.datasets.base import DataError, LoadedDataset, OnError, RowErrors, register_dataset
+from medground_eval.types import Sample
+
+KNOWN_FIELDS = ("id", "phrase", "boxes", "image_size", "category", "image", "split")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _optional_text(record: Mapping[str, object], name: str, path: str | Path | None, line: int | None) -> str | None:
+    value = record.get(name)
+    if value is not None and not isinstance(value, str):
+        raise DataError(path, line, name, value, "a string or null")
+    return value
+
+
+def _parse_boxes(
+    value: object, image_size: tuple[int, int] | None, path: str | Path | None, line: int | None
+) -> list[list[float]]:
+    """``boxes`` as a list of corner boxes: one box ``[x1, y1, x2, y2]`` or a non-empty list of them."""
+    if isinstance(value, list) and len(value) == 4 and all(_is_number(v) for v in value):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise DataError(path, line, "boxes", value, "a non-empty list of [x1, y1, x2, y2] boxes, or one such box")
+    boxes = []
+    for index, box in enumerate(value):
+        name = f"boxes[{index}]"
+        if not isinstance(box, list) or len(box) != 4 or not all(_is_number(v) for v in box):
+            raise DataError(path, line, name, box, "4 numbers [x1, y1, x2, y2]")
+        if not all(math.isfinite(v) for v in box):
+            raise DataError(path, line, name, box, "finite numbers")
+        problem = box_problem(box, image_size)
+        if problem is not None:
+            raise DataError(path, line, name, box, problem)
+        boxes.append([float(v) for v in box])
+    return boxes
+
+
+def sample_from_record(record: object, *, path: str | Path | None, line: int | None) -> Sample:
+    """Build a :class:`Sample` from one JSON object with the fields of the module docstring.
+
+    ``path`` and ``line`` only locate errors: any invalid field raises :class:`DataError` naming them,
+    the field and its value. Fields outside :data:`KNOWN_FIELDS` go to ``Sample.extra`` unchanged.
+    """
+    if not isinstance(record, Mapping):
+        raise DataError(path, line, None, record, "a JSON object")
+    sample_id = record.get("id")
+    if isinstance(sample_id, bool) or not isinstance(sample_id, (str, int)) or sample_id == "":
+        raise DataError(path, line, "id", sample_id, "a non-empty string or an integer")
+    phrase = record.get("phrase")
+    if not isinstance(phrase, str) or not phrase.strip():
+        raise DataError(path, line, "phrase", phrase, "a non-empty string")
+    size = record.get("image_size")
+    image_size = None
+    if size is not None:
+        if not isinstance(size, list) or len(size) != 2:
+            raise DataError(path, line, "image_size", size, "[W, H] in pixels")
+        image_size = (
+            parse_size(size[0], path=path, line=line, field="image_size[0]"),
+            parse_size(size[1], path=path, line=line, field="image_size[1]"),
+        )
+    if "boxes" not in record:
+        raise DataError(path, line, "boxes", None, "a non-empty list of [x1, y1, x2, y2] boxes (field missing)")
+    boxes = _parse_boxes(record["boxes"], image_size, path, line)
+    return Sample(
+        id=str(sample_id),
+        phrase=phrase,
+        boxes=boxes,
+        image_size=image_size,
+        category=_optional_text(record, "category", path, line),
+        image=_optional_text(record, "image", path, line),
+        split=_optional_text(record, "split", path, line),
+        extra={name: value for name, value in record.items() if name not in KNOWN_FIELDS},
+    )
+
+
+@register_dataset("jsonl")
+def load_jsonl(path: str | Path, *, split: str | None = None, on_error: OnError = "raise") -> LoadedDataset:
+    """Read a JSON-lines file (see the module docstring); blank lines are ignored.
+
+    Line numbers in errors are 1-based. A repeated ``id`` is an error on the later line (under
+    ``on_error="skip"`` the first occurrence is kept). ``split`` keeps the samples whose ``split`` equals
+    it, and is an error when none does.
+    """
+    path = Path(path)
+    errors = RowErrors(on_error)
+    samples: list[Sample] = []
+    first_line: dict[str, int] = {}
+    with path.open(encoding="utf-8") as handle:
+        for line, text in enumerate(handle, start=1):
+            if not text.strip():
+                continue
+            try:
+                try:
+                    record = json.loads(text)
+                except json.JSONDecodeError as error:
+                    expected = f"a JSON object ({error.msg}, column {error.colno})"
+                    raise DataError(path, line, None, text.strip(), expected) from None
+                sample = sample_from_record(record, path=path, line=line)
+                if sample.id in first_line:
+                    expected = f"a unique id (already used on line {first_line[sample.id]})"
+                    raise DataError(path, line, "id", sample.id, expected)
+            except DataError as error:
+                errors.handle(error)
+                continue
+            first_line[sample.id] = line
+            samples.append(sample)
+    return LoadedDataset("jsonl", filter_split(samples, split, path=path), errors.skipped)
