@@ -1,0 +1,193 @@
+"""Coordinate frames: how a model writes box coordinates, and the conversion to original-image pixels.
+
+Frame kinds (coordinates per axis, x first, matching the box layout):
+
+- ``"pixel"``: original image pixels, extent ``[0, W]`` (2D and 3D).
+- ``"norm1000"``: 0-1000 on each axis, whatever the image size (Qwen2-VL, Qwen3-VL, InternVL) (2D and 3D).
+- ``"norm1"``: 0-1 on each axis (2D and 3D).
+- ``"resized"``: absolute pixels of the model's resized input image (Qwen2.5-VL). The input size is
+  :func:`smart_resize` of the image size unless given; 2D only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from medground_eval.boxes import as_boxes
+
+FrameKind = Literal["pixel", "norm1000", "norm1", "resized"]
+FRAME_KINDS: tuple[str, ...] = ("pixel", "norm1000", "norm1", "resized")
+_NORM_EXTENT = {"norm1000": 1000.0, "norm1": 1.0}
+
+
+def smart_resize(
+    height: int,
+    width: int,
+    factor: int = 28,
+    min_pixels: int = 4 * 28 * 28,
+    max_pixels: int = 16384 * 28 * 28,
+) -> tuple[int, int]:
+    """The ``(height, width)`` Qwen2.5-VL's image processor resizes an image to (transformers' rule).
+
+    Both sides are rounded to the nearest multiple of ``factor`` (Python ``round``: halves to even); if the
+    result has more than ``max_pixels`` pixels, the image is scaled down to fit and sides rounded down
+    (at least ``factor``); if fewer than ``min_pixels``, it is scaled up and sides rounded up.
+    Raises ValueError for non-positive sizes or factor, or an aspect ratio above 200.
+    """
+    if not (height > 0 and width > 0):
+        raise ValueError(f"smart_resize: height and width must be positive, got height={height}, width={width}")
+    if factor <= 0:
+        raise ValueError(f"smart_resize: factor must be positive, got {factor}")
+    if max(height, width) / min(height, width) > 200:
+        raise ValueError(
+            f"smart_resize: absolute aspect ratio must be at most 200, got {max(height, width) / min(height, width)}"
+            f" for height={height}, width={width}"
+        )
+    h_bar = round(height / factor) * factor
+    w_bar = round(width / factor) * factor
+    if h_bar * w_bar > max_pixels:
+        beta = math.sqrt((height * width) / max_pixels)
+        h_bar = max(factor, math.floor(height / beta / factor) * factor)
+        w_bar = max(factor, math.floor(width / beta / factor) * factor)
+    elif h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h_bar = math.ceil(height * beta / factor) * factor
+        w_bar = math.ceil(width * beta / factor) * factor
+    return h_bar, w_bar
+
+
+class FrameConversion(NamedTuple):
+    """Boxes in original-image pixels, clipped to the image, and per box whether any coordinate
+    (NaN included) lay outside the frame's extent before clipping."""
+
+    boxes: np.ndarray
+    out_of_frame: np.ndarray
+
+
+def _sizes(size: ArrayLike, dims: int, n: int, name: str) -> np.ndarray:
+    """``size`` as a positive finite ``(n, dims)`` float array (one shared size or one row per box)."""
+    array = np.asarray(size, dtype=np.float64)
+    if array.ndim == 1:
+        array = array[None, :]
+    if array.ndim != 2 or array.shape[1] != dims or array.shape[0] not in (1, n):
+        raise ValueError(
+            f"{name}: expected {dims} numbers (one size for all boxes) or an ({n}, {dims}) array (one per box),"
+            f" got shape {array.shape}"
+        )
+    bad = ~(np.isfinite(array) & (array > 0))
+    if bad.any():
+        row = int(np.flatnonzero(bad.any(axis=1))[0])
+        raise ValueError(f"{name}: sizes must be positive and finite, got {array[row].tolist()} (row {row})")
+    return np.broadcast_to(array, (n, dims))
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A coordinate frame; ``factor`` / ``min_pixels`` / ``max_pixels`` only matter to ``"resized"``."""
+
+    kind: FrameKind
+    factor: int = 28
+    min_pixels: int = 4 * 28 * 28
+    max_pixels: int = 16384 * 28 * 28
+
+    def __post_init__(self) -> None:
+        if self.kind not in FRAME_KINDS:
+            raise ValueError(f"Frame kind {self.kind!r} is unknown: expected one of {', '.join(FRAME_KINDS)}")
+        for name in ("factor", "min_pixels", "max_pixels"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"Frame {name} must be a positive integer, got {value!r}")
+        if self.min_pixels > self.max_pixels:
+            raise ValueError(f"Frame min_pixels ({self.min_pixels}) must not exceed max_pixels ({self.max_pixels})")
+
+    def _sizes_and_extent(
+        self, boxes: np.ndarray, image_size: ArrayLike, input_size: ArrayLike | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per box, as ``(n, 2 * d)`` arrays (lower and upper corner alike): the image size and the frame's extent."""
+        n, dims = boxes.shape[0], boxes.shape[1] // 2
+        image = _sizes(image_size, dims, n, "image_size")
+        if self.kind == "pixel":
+            extent = image
+        elif self.kind in _NORM_EXTENT:
+            extent = np.full_like(image, _NORM_EXTENT[self.kind])
+        elif dims != 2:
+            raise ValueError(f"the 'resized' frame is 2D only, got boxes with {2 * dims} numbers")
+        elif input_size is None:
+            extent = self.input_sizes(image)
+        else:
+            extent = _sizes(input_size, 2, n, "input_size")
+        return np.concatenate([image, image], axis=1), np.concatenate([extent, extent], axis=1)
+
+    def input_sizes(self, image_size: ArrayLike) -> np.ndarray:
+        """Model input size ``(w, h)`` per row of ``(W, H)`` image sizes (``(n, 2)`` in, ``(n, 2)`` out)."""
+        image = np.atleast_2d(np.asarray(image_size, dtype=np.float64))
+        unique, inverse = np.unique(image, axis=0, return_inverse=True)
+        resized = np.array(
+            [smart_resize(h, w, self.factor, self.min_pixels, self.max_pixels)[::-1] for w, h in unique.tolist()],
+            dtype=np.float64,
+        ).reshape(-1, 2)
+        return resized[inverse.reshape(-1)]
+
+    def to_pixels(
+        self, boxes: ArrayLike, image_size: ArrayLike, input_size: ArrayLike | None = None
+    ) -> FrameConversion:
+        """Boxes written in this frame, in original-image pixels, clipped to ``[0, W] x [0, H] (x [0, D])``.
+
+        ``image_size`` is ``(W, H)`` / ``(W, H, D)`` for all boxes or an ``(N, d)`` array (one row per box).
+        ``input_size`` (``"resized"`` only) is the model input ``(w, h)`` or an ``(N, 2)`` array; by default
+        :func:`smart_resize` of the image size. ``out_of_frame[i]`` is True when a coordinate of box ``i`` lay
+        outside the frame's extent (``[0, 1000]``, ``[0, 1]``, ``[0, W]``, ``[0, w]``...) before clipping.
+        Raises ValueError for a size that is not positive and finite.
+        """
+        b = as_boxes(boxes)
+        image, extent = self._sizes_and_extent(b, image_size, input_size)
+        out_of_frame = ~((b >= 0) & (b <= extent)).all(axis=1)
+        pixels = b.copy() if self.kind == "pixel" else b * image / extent
+        np.clip(pixels, 0.0, image, out=pixels)
+        return FrameConversion(pixels, out_of_frame)
+
+    def from_pixels(self, boxes: ArrayLike, image_size: ArrayLike, input_size: ArrayLike | None = None) -> np.ndarray:
+        """Inverse of :meth:`to_pixels` (without clipping): original-image pixel boxes written in this frame."""
+        b = as_boxes(boxes)
+        image, extent = self._sizes_and_extent(b, image_size, input_size)
+        return b.copy() if self.kind == "pixel" else b * extent / image
+
+
+_QWEN25 = Frame("resized", factor=28, min_pixels=4 * 28 * 28, max_pixels=16384 * 28 * 28)
+
+FRAME_PRESETS: dict[str, Frame] = {
+    "pixel": Frame("pixel"),
+    "norm1000": Frame("norm1000"),
+    "norm1": Frame("norm1"),
+    "resized": _QWEN25,
+    "qwen2-vl": Frame("norm1000"),
+    "qwen2.5-vl": _QWEN25,
+    "qwen3-vl": Frame("norm1000"),
+    "internvl": Frame("norm1000"),
+}
+
+
+def get_frame(spec: str | Frame, **overrides: int) -> Frame:
+    """The frame named ``spec`` (a key of :data:`FRAME_PRESETS`, case-insensitive) or ``spec`` itself,
+    with ``overrides`` (``factor``, ``min_pixels``, ``max_pixels``) replaced, as processors allow.
+
+    Raises ValueError for an unknown name (listing the known ones) or an unknown override.
+    """
+    if isinstance(spec, Frame):
+        frame = spec
+    else:
+        key = str(spec).strip().lower()
+        if key not in FRAME_PRESETS:
+            raise ValueError(f"unknown frame {spec!r}: expected one of {', '.join(FRAME_PRESETS)}")
+        frame = FRAME_PRESETS[key]
+    allowed = ("factor", "min_pixels", "max_pixels")
+    unknown = sorted(set(overrides) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown frame override(s) {', '.join(unknown)}: expected any of {', '.join(allowed)}")
+    return dataclasses.replace(frame, **overrides) if overrides else frame
