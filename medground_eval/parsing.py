@@ -1,0 +1,375 @@
+"""The Chain-of-Box parser: read ``<think>`` / ``<answer>`` and the boxes a model wrote.
+
+A MedGround-R1 completion looks like::
+
+    <think>The opacity starts at [120, 110, 190, 150] and extends down ...</think>
+    <answer>```json
+    [{"bbox_2d": [135, 114, 200, 263], "label": "left apical pneumothorax"}]
+    ```</answer>
+
+:func:`parse_completion` returns a :class:`~medground_eval.types.ParsedCompletion`: the think and answer text,
+the answer boxes with their labels, the boxes written inside ``<think>`` (the Chain-of-Box steps, in order),
+``strict_format`` and a human-readable reason for every problem.
+
+Decisions
+---------
+- **Never raises** on a completion, whatever it holds; a wrong ``dims`` argument (configuration) raises ValueError.
+- **Linear time.** Tags are found with ``re.search`` on literal patterns; boxes with one regular expression whose
+  quantifiers are possessive (``*+``) or atomic (``(?>...)``), so nothing backtracks; labels are looked up in the
+  text between neighbouring boxes only. A JSON block is never handed to ``json.loads`` or ``ast.literal_eval``:
+  one scanner reads valid JSON, Python-style dicts, trailing commas and truncated output alike.
+- **Tags** ``<think>``, ``</think>``, ``<answer>``, ``</answer>`` are matched case-insensitively; a tag not written in
+  lower case is used but recorded as a problem (so it is never ``strict_format``).
+- **Lenient reading.** ``</think>`` missing: think runs to ``<answer>`` (or the end). ``<think>`` missing but
+  ``</think>`` present: think is the text before ``</think>``. ``</answer>`` missing: the answer runs to the end and
+  its boxes are kept. No ``<answer>`` at all: ``answer`` is None and there are no answer boxes. Each is a problem.
+- **Swapped corners** (x1 > x2, y1 > y2 or z1 > z2) are normalised (corners swapped) and recorded as a problem:
+  the box is used, but the completion is not ``strict_format``.
+- **Box candidates** are innermost bracketed number groups: ``[...]`` with at least one number, ``(...)`` with at
+  least two, and the pair ``(x1,y1),(x2,y2)`` (or 3-number points for 3D) read as one box. A group that is the value
+  of a key other than a box key (``"size": [512, 512]``, ``"point_2d": [...]``) is not a candidate. In the answer a
+  candidate with the wrong count of numbers, or a non-finite number, is a problem, not a box. ``<think>`` is free
+  reasoning: there such candidates are skipped without a problem, and swapped corners are normalised silently.
+- **Labels** come from a ``label`` / ``name`` / ``phrase`` / ``text`` key of the enclosing ``{...}`` object, else from
+  a ``<|object_ref_start|>...<|object_ref_end|>`` or ``<ref>...</ref>`` written since the previous box.
+- Duplicate identical boxes are kept. At most :data:`MAX_BOXES` candidates are read per section; more is a problem.
+- ``strict_format``: non-empty ``<think>...</think>``, then ``<answer>...</answer>`` with at least one valid box,
+  nothing but whitespace before ``<think>``, between ``</think>`` and ``<answer>`` and after ``</answer>``, and
+  no problem at all. Every violated condition records a problem, so it equals ``not problems``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from medground_eval.types import ParsedBox, ParsedCompletion
+
+__all__ = ["FORMAT_DIALECTS", "MAX_BOXES", "completion_text", "format_box", "parse_completion"]
+
+MAX_BOXES = 1000
+"""Bracketed number groups read per section (think or answer); later ones are ignored, with a problem."""
+
+FORMAT_DIALECTS = ("qwen2.5-json", "list", "qwen2-tokens", "ref-box")
+
+BOX_KEYS = frozenset({"bbox_2d", "bbox_3d", "bbox", "box", "box_2d", "box_3d", "position"})
+"""JSON keys whose value is a box (compared in lower case)."""
+
+_AXES = "xyz"
+
+# One number: int, float, exponent, sign, or nan / inf (which become a "non-finite" problem).
+_NUMBER = re.compile(
+    r"[-+]?+(?>[0-9]++(?:\.[0-9]*+)?+|\.[0-9]++)(?:[eE][-+]?+[0-9]++)?+|[-+]?+(?i:nan|inf(?:inity)?+)"
+)
+# An innermost bracketed group that starts like a number and holds only number characters, commas and spaces.
+# Each quantifier is a possessive run over a character class: a failed start costs the length of that run, and
+# runs of two starts never overlap (a run stops at any bracket), so a scan is linear in the text.
+_NUMBER_CHARS = r"[-+.0-9eEnNaAiIfFtTyY,\s]*+"
+_GROUP = re.compile(rf"\[\s*+(?P<sq>[-+.0-9nNiI]{_NUMBER_CHARS})\]|\(\s*+(?P<pa>[-+.0-9nNiI]{_NUMBER_CHARS})\)")
+_KEY_BEFORE = re.compile(r"""["']?+([A-Za-z_][A-Za-z0-9_]*+)["']?+\s*+:\s*+\Z""")
+_LABEL = re.compile(
+    r"""(?<![A-Za-z0-9_])(?i:label|name|phrase|text)["']?+\s*+:\s*+"""
+    r"""(?:"((?:[^"\\\n]|\\.)*+)"|'((?:[^'\\\n]|\\.)*+)')"""
+)
+_KEY_WINDOW = 64
+_REF_TAGS = (("<|object_ref_start|>", "<|object_ref_end|>"), ("<ref>", "</ref>"))
+_FENCE = re.compile(r"```([A-Za-z0-9_+-]*+)")
+_TAGS = {name: re.compile(re.escape(name), re.IGNORECASE) for name in ("<think>", "</think>", "<answer>", "</answer>")}
+
+
+def completion_text(completion: object) -> str:
+    """The assistant text of a completion.
+
+    - ``str``: itself; ``bytes``-like: decoded as UTF-8 (bad bytes replaced); None: ``""``.
+    - a list of chat messages: the content of the last message whose role is ``"assistant"`` (``""`` if none).
+    - a dict message: its ``content``; a list of content parts: the ``text`` of its text parts, concatenated.
+    - content may be a string or a list of ``{"type": "text", "text": ...}`` parts (other parts are skipped).
+    - anything else: ``""``.
+    """
+    if isinstance(completion, Mapping):
+        return _content_text(completion.get("content")) if "content" in completion else _content_text([completion])
+    if isinstance(completion, (list, tuple)):
+        messages = [m for m in completion if isinstance(m, Mapping) and "role" in m]
+        if not messages:
+            return _content_text(completion)
+        replies = [m for m in messages if _is_str(m.get("role"), "assistant")]
+        return _content_text(replies[-1].get("content")) if replies else ""
+    return _content_text(completion)
+
+
+def _content_text(content: object) -> str:
+    """Text of a message content: a string, bytes, or a list of string / ``{"type": "text", "text": ...}`` parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, (bytes, bytearray, memoryview)):
+        return bytes(content).decode("utf-8", errors="replace")
+    if isinstance(content, (list, tuple)):
+        texts = []
+        for part in content:
+            if isinstance(part, str):
+                texts.append(part)
+            elif isinstance(part, Mapping) and _is_str(part.get("type", "text"), "text"):
+                text = part.get("text")
+                if isinstance(text, str):
+                    texts.append(text)
+        return "".join(texts)
+    return ""
+
+
+def _is_str(value: object, expected: str) -> bool:
+    """``value == expected`` for a string value; False for anything else (never an elementwise comparison)."""
+    return isinstance(value, str) and value == expected
+
+
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    """A bracketed number group: its span in the section text and the numbers as written."""
+
+    start: int
+    end: int
+    numbers: tuple[str, ...]
+
+
+def parse_completion(completion: object, *, dims: int | None = None) -> ParsedCompletion:
+    """Parse one completion (string, chat messages, a message dict, None or garbage) into a ParsedCompletion.
+
+    ``dims=None`` accepts 4-number (2D) and 6-number (3D) boxes; ``dims=2`` or ``dims=3`` accepts only
+    ``2 * dims`` numbers and reports other counts as problems. Never raises on the completion; raises ValueError
+    for a ``dims`` other than None, 2 or 3. See the module docstring for every decision.
+    """
+    if dims not in (None, 2, 3):
+        raise ValueError(f"parse_completion: dims must be None, 2 or 3, got {dims!r}")
+    widths = (4, 6) if dims is None else (2 * dims,)
+    text = completion_text(completion)
+    if not text.strip():
+        return ParsedCompletion(text, None, None, (), (), False, ("empty completion",))
+
+    problems: list[str] = []
+    think_open = _TAGS["<think>"].search(text)
+    think_close = _TAGS["</think>"].search(text, think_open.end() if think_open else 0)
+    after_think = think_close.end() if think_close else (think_open.end() if think_open else 0)
+    answer_open = _TAGS["<answer>"].search(text, after_think)
+    if answer_open is None:
+        answer_open = _TAGS["<answer>"].search(text)
+        if answer_open is not None:
+            problems.append("<answer> comes before </think>")
+    answer_close = _TAGS["</answer>"].search(text, answer_open.end()) if answer_open else None
+
+    for tag in (think_open, think_close, answer_open, answer_close):
+        if tag is not None and tag.group() != tag.group().lower():
+            problems.append(f"tag {tag.group()} should be lower case")
+    for name, tag in (("<think>", think_open), ("</think>", think_close), ("<answer>", answer_open)):
+        if tag is not None and _TAGS[name].search(text, tag.end()):
+            problems.append(f"{name} appears more than once")
+    if answer_close is not None and _TAGS["</answer>"].search(text, answer_close.end()):
+        problems.append("</answer> appears more than once")
+
+    think: str | None = None
+    if think_open is None and think_close is None:
+        problems.append("missing <think>")
+    elif think_open is None:
+        problems.append("missing <think>")
+        think = text[: think_close.start()]
+    else:
+        if text[: think_open.start()].strip():
+            problems.append("text before <think>")
+        if think_close is not None:
+            think = text[think_open.end() : think_close.start()]
+        else:
+            problems.append("missing </think>")
+            end = answer_open.start() if answer_open and answer_open.start() > think_open.end() else len(text)
+            think = text[think_open.end() : end]
+        if not think.strip():
+            problems.append("empty <think>")
+
+    answer: str | None = None
+    answer_boxes: tuple[ParsedBox, ...] = ()
+    if answer_open is None:
+        problems.append("missing <answer>")
+    else:
+        if think_close is not None and answer_open.start() >= think_close.end():
+            if text[think_close.end() : answer_open.start()].strip():
+                problems.append("text between </think> and <answer>")
+        if answer_close is None:
+            problems.append("missing </answer>")
+            answer = text[answer_open.end() :]
+        else:
+            answer = text[answer_open.end() : answer_close.start()]
+            if text[answer_close.end() :].strip():
+                problems.append("text after </answer>")
+        problems.extend(_structure_problems(answer))
+        answer_boxes = _read_boxes(answer, widths, problems)
+        if not answer_boxes:
+            problems.append("no box in <answer>")
+
+    think_boxes = _read_boxes(think, widths, None) if think else ()
+    return ParsedCompletion(text, think, answer, answer_boxes, think_boxes, not problems, tuple(problems))
+
+
+def _structure_problems(answer: str) -> list[str]:
+    """Unclosed or doubly opened code fences and unbalanced brackets in the answer."""
+    problems = []
+    open_lang: str | None = None
+    opened_twice = False
+    for lang in _FENCE.findall(answer):
+        if open_lang is None:
+            open_lang = lang
+        elif lang:
+            opened_twice = True
+        else:
+            open_lang = None
+    if opened_twice:
+        problems.append("``` fence opened twice")
+    if open_lang is not None:
+        problems.append(f"unclosed ```{open_lang} fence")
+    for left, right in ("[]", "{}"):
+        n_left, n_right = answer.count(left), answer.count(right)
+        if n_left != n_right:
+            problems.append(f"unbalanced brackets in <answer>: {n_left} '{left}' but {n_right} '{right}'")
+    return problems
+
+
+def _candidates(section: str) -> tuple[list[_Candidate], bool]:
+    """Box candidates of a section in order, and whether more than MAX_BOXES groups were found.
+
+    ``(x1,y1),(x2,y2)``: two parenthesised points of 2 (or 3) numbers separated by at most a comma make one
+    candidate. A parenthesised single number, like ``(2)`` in prose, is not a candidate. Every bracketed group
+    found counts towards MAX_BOXES, so the Python work per section is bounded whatever the text holds.
+    """
+    found: list[_Candidate] = []
+    point_end = -1  # end of the last candidate when it is a lone parenthesised point
+    for n_groups, match in enumerate(_GROUP.finditer(section)):
+        if n_groups == MAX_BOXES:
+            return found, True
+        square = match.group("sq") is not None
+        numbers = [n.strip() for n in (match.group("sq") if square else match.group("pa")).split(",")]
+        if len(numbers) > 1 and not numbers[-1]:
+            numbers.pop()  # trailing comma
+        if not square and len(numbers) < 2:
+            continue
+        head = section[max(0, match.start() - _KEY_WINDOW) : match.start()]
+        key = _KEY_BEFORE.search(head)
+        if key is not None and key.group(1).lower() not in BOX_KEYS:
+            continue
+        previous = found[-1] if found else None
+        if (
+            not square
+            and previous is not None
+            and previous.end == point_end
+            and len(previous.numbers) == len(numbers) <= 3
+            and section[previous.end : match.start()].strip() in ("", ",")
+        ):
+            found[-1] = _Candidate(previous.start, match.end(), previous.numbers + tuple(numbers))
+            point_end = -1
+            continue
+        found.append(_Candidate(match.start(), match.end(), tuple(numbers)))
+        point_end = match.end() if not square and len(numbers) <= 3 else -1
+    return found, False
+
+
+def _read_boxes(section: str, widths: tuple[int, ...], problems: list[str] | None) -> tuple[ParsedBox, ...]:
+    """The valid boxes of a section; with ``problems`` given, each rejected or repaired candidate adds one."""
+    found, truncated = _candidates(section)
+    if truncated and problems is not None:
+        problems.append(f"more than {MAX_BOXES} bracketed groups in <answer>; the rest are ignored")
+    expected = " or ".join(str(w) for w in widths)
+    boxes = []
+    for index, cand in enumerate(found):
+        name = f"box {index + 1}"
+        if len(cand.numbers) not in widths:
+            if problems is not None:
+                count = len(cand.numbers)
+                problems.append(f"{name} has {count} number{'' if count == 1 else 's'} (expected {expected})")
+            continue
+        invalid = [n for n in cand.numbers if _NUMBER.fullmatch(n) is None]
+        if invalid:
+            if problems is not None:
+                problems.append(f"{name} has an invalid number {invalid[0]!r}")
+            continue
+        values = [float(n) for n in cand.numbers]
+        if not all(math.isfinite(v) for v in values):
+            if problems is not None:
+                bad = ", ".join(n for n, v in zip(cand.numbers, values) if not math.isfinite(v))
+                problems.append(f"{name} has a non-finite number ({bad})")
+            continue
+        d = len(values) // 2
+        swapped = [a for a in range(d) if values[a] > values[a + d]]
+        if swapped and problems is not None:
+            axes = ", ".join(f"{_AXES[a]}2 < {_AXES[a]}1" for a in swapped)
+            problems.append(f"{name}: {axes}, corners swapped")
+        low = [min(values[a], values[a + d]) for a in range(d)]
+        high = [max(values[a], values[a + d]) for a in range(d)]
+        lo = found[index - 1].end if index else 0
+        hi = found[index + 1].start if index + 1 < len(found) else len(section)
+        boxes.append(ParsedBox(tuple(low + high), _label(section, cand, lo, hi)))
+    return tuple(boxes)
+
+
+def _label(section: str, cand: _Candidate, lo: int, hi: int) -> str | None:
+    """Label of a box: a label key of its enclosing ``{...}``, else a ref tag written since the previous box.
+
+    ``lo`` is the end of the previous candidate and ``hi`` the start of the next one, so each character is looked
+    at for a bounded number of boxes and the whole lookup stays linear in the section length.
+    """
+    brace = section.rfind("{", lo, cand.start)
+    if brace >= 0:
+        close = section.find("}", cand.end, hi)
+        match = _LABEL.search(section, brace, close + 1 if close >= 0 else hi)
+        if match is not None:
+            quoted = match.group(1) if match.group(1) is not None else match.group(2).replace("\\'", "'")
+            return _unescape(quoted).strip() or None
+    best_end = -1
+    label: str | None = None
+    for start_tag, end_tag in _REF_TAGS:
+        end = section.rfind(end_tag, lo, cand.start)
+        if end > best_end:
+            start = section.rfind(start_tag, lo, end)
+            if start >= 0:
+                best_end, label = end, section[start + len(start_tag) : end].strip() or None
+    return label
+
+
+def _unescape(quoted: str) -> str:
+    """A JSON string body with its escapes decoded; the raw text when it is not valid JSON."""
+    try:
+        return json.loads(f'"{quoted}"')
+    except ValueError:
+        return quoted
+
+
+def _number(value: float) -> str:
+    """A coordinate as a model writes it: integral values without a decimal point."""
+    return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+
+
+def format_box(coords: Sequence[float], label: str | None = None, dialect: str = "qwen2.5-json") -> str:
+    """One box written the way a model writes it, for demos and tests; :func:`parse_completion` reads it back.
+
+    - ``"qwen2.5-json"``: ``{"bbox_2d": [x1, y1, x2, y2], "label": "..."}`` (``bbox_3d`` for 6 numbers).
+    - ``"list"``: ``[x1, y1, x2, y2]`` (a list has no place for a label: ``label`` is dropped).
+    - ``"qwen2-tokens"``: ``<|object_ref_start|>label<|object_ref_end|><|box_start|>(x1,y1),(x2,y2)<|box_end|>``.
+    - ``"ref-box"``: ``<ref>label</ref><box>(x1,y1),(x2,y2)</box>``.
+    Without a label the JSON has no label key and the ref part of the token dialects is left out.
+    Raises ValueError for a count of coordinates other than 4 or 6, or an unknown dialect.
+    """
+    values = [float(v) for v in coords]
+    if len(values) not in (4, 6):
+        raise ValueError(f"format_box: coords must have 4 (2D) or 6 (3D) numbers, got {len(values)}: {coords!r}")
+    numbers = [_number(v) for v in values]
+    d = len(values) // 2
+    if dialect == "qwen2.5-json":
+        obj = f'{{"bbox_{d}d": [{", ".join(numbers)}]'
+        return obj + (f', "label": {json.dumps(label, ensure_ascii=False)}}}' if label is not None else "}")
+    if dialect == "list":
+        return f"[{', '.join(numbers)}]"
+    corners = f"({','.join(numbers[:d])}),({','.join(numbers[d:])})"
+    if dialect == "qwen2-tokens":
+        ref = f"<|object_ref_start|>{label}<|object_ref_end|>" if label is not None else ""
+        return f"{ref}<|box_start|>{corners}<|box_end|>"
+    if dialect == "ref-box":
+        ref = f"<ref>{label}</ref>" if label is not None else ""
+        return f"{ref}<box>{corners}</box>"
+    raise ValueError(f"format_box: unknown dialect {dialect!r}; known: {', '.join(FORMAT_DIALECTS)}")
