@@ -121,8 +121,16 @@ class Frame:
         elif input_size is None:
             extent = self.input_sizes(image)
         else:
-            extent = _sizes(input_size, 2, n, "input_size")
+            extent = self._given_input_sizes(input_size, image)
         return np.concatenate([image, image], axis=1), np.concatenate([extent, extent], axis=1)
+
+    def _given_input_sizes(self, input_size: ArrayLike, image: np.ndarray) -> np.ndarray:
+        """Given input sizes as ``(n, 2)``; all-NaN rows (not given) get :func:`smart_resize` of the image size."""
+        given = np.array(input_size, dtype=np.float64)
+        if given.shape == image.shape:
+            missing = np.isnan(given).all(axis=1)
+            given[missing] = self.input_sizes(image[missing])
+        return _sizes(given, 2, len(image), "input_size")
 
     def input_sizes(self, image_size: ArrayLike) -> np.ndarray:
         """Model input size ``(w, h)`` per row of ``(W, H)`` image sizes (``(n, 2)`` in, ``(n, 2)`` out)."""
@@ -140,8 +148,8 @@ class Frame:
         """Boxes written in this frame, in original-image pixels, clipped to ``[0, W] x [0, H] (x [0, D])``.
 
         ``image_size`` is ``(W, H)`` / ``(W, H, D)`` for all boxes or an ``(N, d)`` array (one row per box).
-        ``input_size`` (``"resized"`` only) is the model input ``(w, h)`` or an ``(N, 2)`` array; by default
-        :func:`smart_resize` of the image size. ``out_of_frame[i]`` is True when a coordinate of box ``i`` lay
+        ``input_size`` (``"resized"`` only) is the model input ``(w, h)`` or an ``(N, 2)`` array in which an
+        all-NaN row means "not given"; by default :func:`smart_resize` of the image size. ``out_of_frame[i]`` is True when a coordinate of box ``i`` lay
         outside the frame's extent (``[0, 1000]``, ``[0, 1]``, ``[0, W]``, ``[0, w]``...) before clipping.
         Raises ValueError for a size that is not positive and finite.
         """

@@ -82,7 +82,8 @@ def close(x: float, y: float) -> bool:
 @given(boxes_2d(min_size=1), boxes_2d(min_size=1))
 def test_iou_matrix_matches_pycocotools_and_direct(a: np.ndarray, b: np.ndarray) -> None:
     iou = box_iou_matrix(a, b)
-    coco = coco_mask.iou(convert_boxes(a, "xyxy", "xywh"), convert_boxes(b, "xyxy", "xywh"), np.zeros(len(b), np.uint8))
+    a_xywh, b_xywh = convert_boxes(a, "xyxy", "xywh"), convert_boxes(b, "xyxy", "xywh")
+    coco = coco_mask.iou(a_xywh, b_xywh, np.zeros(len(b), np.uint8))
     np.testing.assert_allclose(iou, np.asarray(coco).reshape(len(a), len(b)), rtol=0, atol=1e-9)
     direct = np.array([[direct_iou(x, y) for y in b] for x in a])
     np.testing.assert_allclose(iou, direct, rtol=0, atol=1e-9)
@@ -205,10 +206,10 @@ def test_degenerate_boxes_give_zero_without_warnings() -> None:
     np.testing.assert_array_equal(box_area(flat), 0.0)
 
 
-@given(
-    st.lists(st.tuples(st.integers(0, 20), st.integers(0, 20), st.integers(1, 8), st.integers(1, 8)), min_size=0, max_size=4),
-    st.lists(st.tuples(st.integers(0, 20), st.integers(0, 20), st.integers(1, 8), st.integers(1, 8)), min_size=0, max_size=4),
-)
+small_xywh = st.lists(st.tuples(*[st.integers(0, 20)] * 2, *[st.integers(1, 8)] * 2), max_size=4)
+
+
+@given(small_xywh, small_xywh)
 @settings(max_examples=60)
 def test_matched_iou_is_best_permutation(p: list[tuple[int, ...]], t: list[tuple[int, ...]]) -> None:
     pred = convert_boxes(np.array(p, float).reshape(-1, 4), "xywh", "xyxy")

@@ -25,7 +25,9 @@ except ImportError:
     st.integers(1, 2_000_000),
     st.integers(1, 20_000_000),
 )
-def test_smart_resize_matches_transformers(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> None:
+def test_smart_resize_matches_transformers(
+    height: int, width: int, factor: int, min_pixels: int, max_pixels: int
+) -> None:
     try:
         expected = reference_smart_resize(height, width, factor=factor, min_pixels=min_pixels, max_pixels=max_pixels)
     except ValueError:
@@ -69,8 +71,13 @@ def test_resized_frame_uses_smart_resize_or_given_input_size() -> None:
     np.testing.assert_array_equal(result.out_of_frame, [False, True])
     given_input = frame.to_pixels([[10, 10, 100, 50]], (1000, 500), input_size=(500, 250))
     np.testing.assert_allclose(given_input.boxes, [[20, 20, 200, 100]])
+    mixed = frame.to_pixels([[10, 10, 100, 50]] * 2, [(1000, 500), (1920, 1080)], [(500, 250), (np.nan, np.nan)])
+    np.testing.assert_allclose(mixed.boxes[1], frame.to_pixels([[10, 10, 100, 50]], (1920, 1080)).boxes[0])
+    with pytest.raises(ValueError, match=r"input_size: sizes must be positive and finite, got \[500.0, nan\]"):
+        frame.to_pixels([[10, 10, 100, 50]], (1000, 500), input_size=(500, np.nan))
     small = get_frame("qwen2.5-vl", max_pixels=256 * 28 * 28)
-    np.testing.assert_array_equal(small.input_sizes([(1920, 1080)]), [smart_resize(1080, 1920, max_pixels=256 * 28 * 28)[::-1]])
+    expected = smart_resize(1080, 1920, max_pixels=256 * 28 * 28)[::-1]
+    np.testing.assert_array_equal(small.input_sizes([(1920, 1080)]), [expected])
 
 
 def test_per_box_image_sizes_equal_one_call_per_box() -> None:
@@ -124,7 +131,8 @@ def test_invalid_image_sizes_name_the_value(size: tuple[float, float]) -> None:
 
 
 def test_presets_and_get_frame() -> None:
-    assert set(FRAME_PRESETS) == {"pixel", "norm1000", "norm1", "resized", "qwen2-vl", "qwen2.5-vl", "qwen3-vl", "internvl"}
+    names = {"pixel", "norm1000", "norm1", "resized", "qwen2-vl", "qwen2.5-vl", "qwen3-vl", "internvl"}
+    assert set(FRAME_PRESETS) == names
     for name in ("qwen2-vl", "qwen3-vl", "internvl"):
         assert get_frame(name).kind == "norm1000"
     assert get_frame("Qwen2.5-VL") == Frame("resized", factor=28, min_pixels=4 * 28 * 28, max_pixels=16384 * 28 * 28)
