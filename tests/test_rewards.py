@@ -74,22 +74,23 @@ def test_spatial_reward_malformed_completion_scores_zero_never_raises():
 
 
 def test_multibox_union_region_and_matching():
-    # Two true boxes side by side; one prediction covering both exactly: union IoU 1, matching 1 box of 2 = 0.5.
+    # Two true boxes side by side; one prediction covering both exactly: union IoU 1; matching pairs it with one
+    # true box (IoU 0.5) and divides by max(#pred, #true) = 2.
     truth = {"solution": [[[0, 0, 10, 10], [10, 0, 20, 10]]]}
     completion = ["<answer>[0, 0, 20, 10]</answer>"]
     assert SpatialReward()(completion, **truth) == [pytest.approx(1.0)]
-    assert SpatialReward(multi="match")(completion, **truth) == [pytest.approx(0.5)]
+    assert SpatialReward(multi="match")(completion, **truth) == [pytest.approx(0.25)]
     two = ['<answer>[{"bbox_2d": [0, 0, 10, 10]}, {"bbox_2d": [10, 0, 20, 10]}]</answer>']
     assert SpatialReward(multi="match")(two, **truth) == [pytest.approx(1.0)]
 
 
 def test_frames_norm1000_and_qwen25_resized():
-    w, h = 2000, 1000
-    truth = {"solution": [[500, 250, 1000, 750]], "image_size": [[w, h]]}
+    w, h = 8000, 4000  # above Qwen2.5-VL's default max_pixels: the model sees a smaller image
+    truth = {"solution": [[2000, 1000, 4000, 3000]], "image_size": [[w, h]]}
     norm = ["<answer>[250, 250, 500, 750]</answer>"]
     assert SpatialReward(frame="qwen2-vl")(norm, **truth) == [pytest.approx(1.0)]
     rh, rw = smart_resize(h, w)
-    box = [500 * rw / w, 250 * rh / h, 1000 * rw / w, 750 * rh / h]
+    box = [2000 * rw / w, 1000 * rh / h, 4000 * rw / w, 3000 * rh / h]
     resized = [f"<answer>[{box[0]:.3f}, {box[1]:.3f}, {box[2]:.3f}, {box[3]:.3f}]</answer>"]
     assert SpatialReward(frame="qwen2.5-vl")(resized, **truth) == [pytest.approx(1.0, abs=1e-4)]
     # The same numbers read in the wrong frame score far lower: this is why frames are declared.
