@@ -26,7 +26,7 @@ from typing import Literal
 
 import numpy as np
 
-from medground_eval.encoders import CachedEncoder, TextEncoder, calibrate, get_text_encoder
+from medground_eval.encoders import MINILM_ALIASES, CachedEncoder, TextEncoder, calibrate, get_text_encoder
 from medground_eval.frames import Frame, get_frame
 from medground_eval.parsing import parse_completion
 from medground_eval.regions import PredictedRegions, parse_many, predicted_regions
@@ -118,7 +118,7 @@ class SemanticReward(Reward):
         self.__name__ = name
         self._text_encoder: CachedEncoder | None = None
         self._region_encoder = None
-        if mode == "text" and isinstance(encoder, str) and encoder not in ("minilm", "default", "lexical"):
+        if mode == "text" and isinstance(encoder, str) and encoder not in (*MINILM_ALIASES, "lexical"):
             get_text_encoder(encoder)  # a model path that does not exist fails here; loading waits for the first call
 
     def __getstate__(self) -> dict[str, object]:
