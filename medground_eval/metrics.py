@@ -23,7 +23,7 @@ DEFAULT_THRESHOLDS: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9)
 EXACT_MCNEMAR_BELOW = 25
 """:func:`mcnemar` uses the exact binomial test when fewer discordant pairs than this, else chi-square."""
 
-_CHUNK_ELEMENTS = 1 << 22  # resampled indices held at once by the bootstrap (4 Mi int64 = 32 MiB)
+_CHUNK_ELEMENTS = 1 << 16  # resampled indices per bootstrap chunk (512 KiB of int64: stays in cache)
 
 
 @dataclass(frozen=True)
@@ -365,8 +365,8 @@ def _bootstrap_means(columns: np.ndarray, n_bootstrap: int, rng: np.random.Gener
     for start in range(0, n_bootstrap, per_chunk):
         rows = min(per_chunk, n_bootstrap - start)
         draws = rng.integers(0, n, size=(rows, n))
-        flat = (draws + n * np.arange(rows)[:, None]).ravel()
-        counts = np.bincount(flat, minlength=rows * n).reshape(rows, n).astype(np.float64)
+        draws += n * np.arange(rows)[:, None]  # row r counts into bins [r * n, (r + 1) * n)
+        counts = np.bincount(draws.ravel(), minlength=rows * n).reshape(rows, n)
         means[start:start + rows] = counts @ values / n
     return means
 
@@ -435,7 +435,7 @@ def _as_values(name: str, values: object) -> np.ndarray:
     array = array.astype(np.float64)
     if not np.isfinite(array).all():
         index = int(np.flatnonzero(~np.isfinite(array))[0])
-        raise ValueError(f"{name}[{index}] is {array[index]!r}; expected a finite number")
+        raise ValueError(f"{name}[{index}] is {array[index].item()!r}; expected a finite number")
     return array
 
 
@@ -452,7 +452,7 @@ def _as_ids(values: object) -> np.ndarray:
     unique, first, counts = np.unique(array, return_index=True, return_counts=True)
     if (counts > 1).any():
         dup = int(np.argmax(counts > 1))
-        raise ValueError(f"SampleScores.ids[{first[dup]}] = {unique[dup]!r} appears {counts[dup]} times; "
+        raise ValueError(f"SampleScores.ids[{first[dup]}] = {str(unique[dup])!r} appears {counts[dup]} times; "
                          "expected unique ids")
     return array.copy()
 
@@ -484,5 +484,5 @@ def _first_bad(bad: np.ndarray, name: str, values: np.ndarray, ids: np.ndarray, 
     """Raise ValueError naming the first row where ``bad`` holds."""
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"SampleScores.{name}[{i}] (id {ids[i]!r}) is {values[i].item()!r}; expected {expected} "
+        raise ValueError(f"SampleScores.{name}[{i}] (id {str(ids[i])!r}) is {values[i].item()!r}; expected {expected} "
                          f"({int(bad.sum())} rows fail)")
