@@ -1,0 +1,77 @@
+"""OpenRLHF (0.11) reward function: pass this file's path as ``--reward.remote_url`` (``--remote_rm_url`` before 0.10.2).
+
+OpenRLHF loads the file with ``importlib.util.spec_from_file_location`` (so every import here is absolute) and
+calls ``reward_func(queries, prompts, labels)`` in a thread, one sample at a time (lists of length 1):
+
+- ``queries[i]``: prompt plus response, decoded with special tokens kept. For a VLM the prompt's image placeholder
+  is expanded into many ``<|image_pad|>`` tokens, so ``query[len(prompt):]`` is not the response: the response is
+  the text after the last assistant header (:data:`ASSISTANT_HEADERS`), with trailing end-of-turn and padding
+  tokens (:data:`END_TOKENS`) removed. Without any header, the text after ``prompt`` when the query starts with it,
+  else the whole query.
+- ``labels[i]``: the data set's ``label`` column unchanged: the JSON label of :mod:`medground_eval.trainers.labels`.
+
+Returns ``{"rewards", "scores", "extra_logs"}``, one value per query: ``rewards`` and ``scores`` are both the
+weighted total (OpenRLHF uses ``rewards`` for advantages, ``scores`` for dynamic filtering), ``extra_logs`` holds
+the components ``format``, ``iou``, ``spatial``, ``semantic``. They are float32 torch tensors, as in OpenRLHF's
+own examples: 0.11 wraps each sample's value as ``torch.tensor([value])``, which gives the expected shape ``(1,)``
+for a tensor but ``(1, 1)`` for a list. torch is imported inside the call (it is already loaded in any OpenRLHF
+worker). The reward comes from ``$MEDGROUND_REWARD_CONFIG`` (see :mod:`medground_eval.trainers.engines`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from medground_eval.rewards import SpatialSemanticReward
+from medground_eval.trainers.engines import reward_from_env
+from medground_eval.trainers.labels import COMPONENTS, score_labels
+
+ASSISTANT_HEADERS = (
+    "<|im_start|>assistant\n",  # Qwen2/2.5/3-VL, InternVL
+    "<|start_header_id|>assistant<|end_header_id|>\n\n",  # Llama 3
+    "<start_of_turn>model\n",  # Gemma
+)
+"""The chat templates' assistant headers, with the newlines the templates write after them."""
+END_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>", "<end_of_turn>", "<eos>", "</s>", "<pad>")
+"""End-of-turn and padding tokens removed from the end of a response (other special tokens, such as Qwen2-VL's
+``<|box_end|>``, are part of the answer and kept)."""
+
+
+def response_text(query: str, prompt: str = "") -> str:
+    """The model's response inside an OpenRLHF query (rules in the module docstring)."""
+    starts = [query.rfind(header) + len(header) for header in ASSISTANT_HEADERS if header in query]
+    if starts:
+        text = query[max(starts):]
+    elif prompt and query.startswith(prompt):
+        text = query[len(prompt):]
+    else:
+        text = query
+    stripped = text.rstrip()
+    while stripped.endswith(END_TOKENS):
+        token = next(t for t in END_TOKENS if stripped.endswith(t))
+        stripped = stripped[: -len(token)].rstrip()
+    return stripped
+
+
+def score_queries(
+    reward: SpatialSemanticReward, queries: Sequence[str], prompts: Sequence[str], labels: Sequence[object]
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Total reward and components per query: the core call shared by :func:`reward_func` and the HTTP server."""
+    completions = [response_text(query, prompt) for query, prompt in zip(queries, prompts, strict=True)]
+    breakdown = score_labels(reward, completions, labels)
+    return breakdown.total, {name: getattr(breakdown, name) for name in COMPONENTS}
+
+
+def reward_func(queries: list[str], prompts: list[str], labels: list[str], **kwargs: object) -> dict:
+    """OpenRLHF's custom reward entry point (extra keyword arguments of newer OpenRLHF releases are ignored)."""
+    import torch
+
+    total, components = score_queries(reward_from_env(), queries, prompts, labels)
+    rewards = torch.as_tensor(total, dtype=torch.float32)
+    return {
+        "rewards": rewards,
+        "scores": rewards.clone(),
+        "extra_logs": {name: torch.as_tensor(value, dtype=torch.float32) for name, value in components.items()},
+    }
