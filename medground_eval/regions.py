@@ -71,6 +71,29 @@ def predicted_regions(
     per_sample = [p.boxes(dims) for p in parsed]
     counts = np.fromiter((len(b) for b in per_sample), dtype=np.int64, count=n)
     flat = np.concatenate(per_sample) if n else np.zeros((0, 2 * dims))
+    converted, out_of_frame = boxes_to_pixels(
+        flat, counts, frames=frames, image_sizes=image_sizes, input_sizes=input_sizes, dims=dims
+    )
+    return PredictedRegions(
+        boxes=np.split(converted, np.cumsum(counts)[:-1]) if n else [],
+        parse_failed=counts == 0,
+        out_of_frame=out_of_frame,
+    )
+
+
+def boxes_to_pixels(
+    flat: np.ndarray,
+    counts: np.ndarray,
+    *,
+    frames: Frame | str | Sequence[Frame | str],
+    image_sizes: np.ndarray | Sequence[Sequence[float]] | None,
+    input_sizes: np.ndarray | None = None,
+    dims: int = 2,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The columnar core of :func:`predicted_regions`: ``flat`` (sum(counts), 2d) boxes, ``counts[i]`` of them for
+    sample i, converted to original pixels (clipped); returns ``(converted flat boxes, out_of_frame per sample)``.
+    ``frames``, ``image_sizes`` and ``input_sizes`` are per sample, as in :func:`predicted_regions`."""
+    n = len(counts)
     owner = np.repeat(np.arange(n), counts)
     unique_frames, frame_codes = _frames_per_sample(frames, n)
     box_codes = frame_codes[owner]
@@ -92,14 +115,9 @@ def predicted_regions(
         converted[mask] = result.boxes
         box_out[mask] = result.out_of_frame
 
-    splits = np.cumsum(counts)[:-1]
     out_of_frame = np.zeros(n, dtype=bool)
     np.logical_or.at(out_of_frame, owner, box_out)
-    return PredictedRegions(
-        boxes=np.split(converted, splits) if n else [],
-        parse_failed=counts == 0,
-        out_of_frame=out_of_frame,
-    )
+    return converted, out_of_frame
 
 
 def _frames_per_sample(frames: Frame | str | Sequence[Frame | str], n: int) -> tuple[list[Frame], np.ndarray]:
