@@ -1,0 +1,39 @@
+"""`medground-eval convert`: write a data set as the training files of TRL, OpenRLHF, verl or EasyR1."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from medground_eval.cli import app
+
+
+@app.command("convert")
+def convert_command(
+    dataset: Annotated[str, typer.Option(help="Data set loader name (jsonl, mscxr, chestxray8, m3d-refseg).")],
+    annotations: Annotated[Path, typer.Option(help="The data set's annotation file or directory.")],
+    fmt: Annotated[str, typer.Option("--format", help="trl, openrlhf, verl or easyr1.")],
+    output: Annotated[Path, typer.Option(help="Output directory; the split is written as <split><suffix>.")],
+    split: Annotated[str | None, typer.Option(help="Keep this split only (default: the loader's default).")] = None,
+    image_root: Annotated[Path | None, typer.Option(help="Directory the data set's image paths are relative to.")] = None,
+    frame: Annotated[str, typer.Option(help="Coordinate frame the model answers in (written into each label).")] = "qwen2.5-vl",
+    template: Annotated[str, typer.Option(help="Prompt template: chain-of-box, plain, or a string with {phrase}.")] = "chain-of-box",
+) -> None:
+    """Convert a data set into an engine's training file, with the Chain-of-Box prompt and the reward's label."""
+    from medground_eval.convert import FORMATS, convert_dataset, output_path
+    from medground_eval.datasets import get_loader
+
+    if fmt not in FORMATS:
+        typer.echo(f"error: --format {fmt!r}: expected one of {', '.join(FORMATS)}", err=True)
+        raise typer.Exit(2)
+    try:
+        load = get_loader(dataset)
+        data = load(annotations, split=split) if split is not None else load(annotations)
+        written = convert_dataset(data, fmt, output_path(output, fmt, split), image_root=image_root, frame=frame,
+                                  template=template, split=split)
+    except (FileNotFoundError, ValueError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"wrote {len(data)} samples to {written}" + (f" ({len(data.skipped)} rows skipped)" if data.skipped else ""))
