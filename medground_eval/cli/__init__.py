@@ -9,6 +9,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+from medground_eval.cli import convert  # noqa: E402,F401  (registers `convert`)
+from medground_eval.cli import serve  # noqa: E402,F401  (registers `serve`)
+
 
 def main() -> None:
     app()

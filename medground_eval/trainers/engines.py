@@ -63,7 +63,10 @@ def reward_from_config(settings: Mapping[str, object], *, source: str = "reward 
     if unknown:
         raise ValueError(f"{source}: unknown key(s) {unknown}; expected some of {sorted(_REWARD_KEYS | {'preset'})}")
     if "weights" in settings:
-        settings["weights"] = tuple(settings["weights"])  # type: ignore[arg-type]
+        weights = settings["weights"]
+        if not isinstance(weights, list) or not all(isinstance(w, (int, float)) for w in weights):
+            raise ValueError(f"{source}: weights = {weights!r}: expected a list of three numbers [format, spatial, semantic]")
+        settings["weights"] = tuple(weights)
     try:
         return SpatialSemanticReward.paper(**settings) if preset == "paper" else SpatialSemanticReward(**settings)
     except (TypeError, ValueError) as error:

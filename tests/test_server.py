@@ -1,0 +1,169 @@
+"""The reward server over real HTTP on loopback: OpenRLHF's protocol, error statuses, the size limit."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import pytest
+import uvicorn
+
+from medground_eval.rewards import SpatialSemanticReward
+from medground_eval.server import create_app
+from medground_eval.trainers.labels import label_columns, read_label
+from medground_eval.trainers.openrlhf import response_text
+
+LIMIT = 4096
+LABELS = [
+    {"solution": [[100, 500, 300, 700]], "phrase": "left pleural effusion", "image_size": [1000, 800], "frame": "pixel"},
+    {"solution": [[380, 280, 720, 640]], "phrase": "enlarged heart", "image_size": [1000, 800], "frame": "norm1000"},
+]
+RESPONSES = [
+    '<think>dense base [100, 500, 300, 700]</think><answer>[{"bbox_2d": [100, 500, 300, 700], '
+    '"label": "left pleural effusion"}]</answer>',
+    "<answer>[400, 300, 700, 600]</answer>",
+]
+PROMPT = "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>Locate it.<|im_end|>\n<|im_start|>assistant\n"
+
+
+def query(response: str) -> str:
+    return PROMPT.replace("<|image_pad|>", "<|image_pad|>" * 40) + response + "<|im_end|>"
+
+
+def payload() -> dict:
+    return {"query": [query(r) for r in RESPONSES], "prompts": [PROMPT] * 2, "labels": [json.dumps(l) for l in LABELS]}
+
+
+def free_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+@pytest.fixture(scope="module")
+def reward() -> SpatialSemanticReward:
+    return SpatialSemanticReward(encoder="lexical", weights=(1, 2, 1))
+
+
+@pytest.fixture(scope="module")
+def url(reward):
+    sock = free_socket()
+    server = uvicorn.Server(uvicorn.Config(create_app(reward, max_request_bytes=LIMIT), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server.should_exit = True
+    thread.join(10)
+    sock.close()
+
+
+def test_health(url):
+    assert httpx.get(f"{url}/health").json() == {"status": "ok"}
+
+
+def test_get_reward_matches_core(url, reward):
+    response = httpx.post(f"{url}/get_reward", json=payload())
+    assert response.status_code == 200
+    body = response.json()
+    expected = reward.breakdown(RESPONSES, **label_columns([read_label(l) for l in LABELS]))
+    assert body["rewards"] == pytest.approx(expected.total.tolist())
+    assert body["scores"] == body["rewards"]
+    assert set(body["extra_logs"]) == {"format", "iou", "spatial", "semantic"}
+    assert body["extra_logs"]["iou"] == pytest.approx(expected.iou.tolist())
+    assert expected.format[0] == 1.0 and response_text(query(RESPONSES[0]), PROMPT) == RESPONSES[0]
+
+
+def test_prompts_optional_and_labels_as_objects(url):
+    body = {"query": [query(RESPONSES[0])], "labels": [LABELS[0]]}
+    response = httpx.post(f"{url}/get_reward", json=body)
+    assert response.status_code == 200 and len(response.json()["rewards"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("content", "status", "message"),
+    [
+        (b"{not json", 400, "not JSON"),
+        (b"\xff\xfe", 400, "not JSON"),
+        (b"[" * 3000, 400, "not JSON"),
+        (b"[1, 2]", 422, "expected a JSON object"),
+        (json.dumps({"labels": []}).encode(), 422, "'query'"),
+        (json.dumps({"query": "abc", "labels": ["x"]}).encode(), 422, "'query'"),
+        (json.dumps({"query": [1], "labels": ["x"]}).encode(), 422, "'query'"),
+        (json.dumps({"query": ["a"]}).encode(), 422, "'labels'"),
+        (json.dumps({"query": ["a", "b"], "labels": ["{}"]}).encode(), 422, "one label per query"),
+        (json.dumps({"query": ["a"], "prompts": ["p", "q"], "labels": ["{}"]}).encode(), 422, "'prompts'"),
+        (json.dumps({"query": ["a"], "labels": ["{}"]}).encode(), 422, "'solution' missing"),
+        (json.dumps({"query": ["a"], "labels": [{"solution": [[1, 2, 3]], "phrase": "x"}]}).encode(), 422, "'solution'"),
+    ],
+)
+def test_malformed_requests_get_4xx_with_message(url, content, status, message):
+    response = httpx.post(f"{url}/get_reward", content=content, headers={"content-type": "application/json"})
+    assert response.status_code == status
+    assert message in response.json()["detail"]
+
+
+def test_oversized_requests_are_refused(url):
+    big = json.dumps({"query": ["x" * LIMIT], "labels": [LABELS[0]]}).encode()
+    response = httpx.post(f"{url}/get_reward", content=big)
+    assert response.status_code == 413 and f"at most {LIMIT} bytes" in response.json()["detail"]
+
+    def chunks():  # no Content-Length: the server must count while reading
+        for _ in range(10):
+            yield b" " * 1000
+
+    response = httpx.post(f"{url}/get_reward", content=chunks())
+    assert response.status_code == 413
+
+
+def test_server_survives_errors(url):
+    for _ in range(3):
+        httpx.post(f"{url}/get_reward", content=b"garbage")
+    assert httpx.post(f"{url}/get_reward", json=payload()).status_code == 200
+
+
+def test_serve_command_with_workers(tmp_path):
+    config = tmp_path / "reward.toml"
+    config.write_text('encoder = "lexical"\n')
+    sock = free_socket()
+    port = sock.getsockname()[1]
+    sock.close()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "medground_eval", "serve", "--port", str(port), "--workers", "2",
+         "--reward-config", str(config), "--log-level", "warning"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                assert process.poll() is None, process.stdout.read().decode()
+                assert time.monotonic() < deadline, "server did not start"
+                time.sleep(0.2)
+        answers = [httpx.post(f"http://127.0.0.1:{port}/get_reward", json=payload()).json() for _ in range(4)]
+        assert all(a == answers[0] for a in answers) and len(answers[0]["rewards"]) == 2
+    finally:
+        process.terminate()
+        process.wait(20)
+
+
+def test_serve_command_rejects_bad_config(tmp_path):
+    config = tmp_path / "reward.json"
+    config.write_text('{"encoder": "lexical", "weights": "heavy"}')
+    result = subprocess.run([sys.executable, "-m", "medground_eval", "serve", "--reward-config", str(config)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "reward.json" in result.stderr
