@@ -1,0 +1,277 @@
+"""Reports: files written, PNGs decode at the documented sizes, the tables show the metrics' numbers, the HTML is
+self-contained, overlays draw the boxes where they belong, views go through the shared frame conversion."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image, ImageDraw
+
+from medground_eval import report as rp
+from medground_eval.frames import get_frame
+from medground_eval.metrics import GroundingReport, SampleScores, grounding_report, score_samples
+from medground_eval.types import Sample
+
+
+@dataclass(frozen=True)
+class Run:
+    report: GroundingReport
+    per_sample: SampleScores
+
+
+def cob(think: str, answer: str) -> str:
+    return f"<think>{think}</think><answer>{answer}</answer>"
+
+
+def make_images(root: Path, sizes: dict[str, tuple[int, int]], mode: str = "L") -> None:
+    """Synthetic grey 'scans': a dark background with a bright ellipse."""
+    for name, (w, h) in sizes.items():
+        image = Image.new(mode, (w, h), 20)
+        ImageDraw.Draw(image).ellipse([w // 5, h // 5, 4 * w // 5, 4 * h // 5], fill=180)
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        image.save(root / name)
+
+
+SAMPLES = [
+    Sample("a", "left nodule", [[10, 10, 60, 60]], (200, 160), "nodule", "img/a.png"),
+    Sample("b", "right effusion", [[100, 50, 180, 150]], (200, 160), "effusion", "img/b.png"),
+    Sample("c", "cardiomegaly", [[40, 40, 160, 120]], (200, 160), "heart", "img/c.png"),
+    Sample("d", "apical opacity", [[20, 20, 80, 70]], (200, 160), "nodule", "img/d.png"),
+    Sample("e", "big scan lesion", [[300, 200, 900, 800]], (1536, 1024), "nodule", "img/e.png"),
+    Sample("f", "two lesions", [[10, 10, 30, 30], [50, 50, 90, 90]], (200, 160), None, None),
+]
+RECORDS = [
+    {"id": "a", "completion": cob("first [5, 5, 50, 50] then [10, 10, 55, 60]", "[10, 10, 60, 60]")},
+    {"id": "b", "completion": cob("look right", "[100, 60, 170, 150]")},
+    {"id": "c", "completion": "<think>no idea</think> nothing to say"},
+    {"id": "d", "completion": cob("hmm", "[0, 0, 40, 40]")},
+    {"id": "e", "pred_boxes": [[320, 220, 880, 760]]},
+    {"id": "f", "completion": cob("x", "[1, 2, 3]")},
+]
+
+
+def scored(records=RECORDS, samples=SAMPLES, frame="pixel") -> tuple[Run, dict[str, rp.SampleView]]:
+    views = rp.sample_views(records, samples, frame=frame)
+    ids = [s.id for s in samples]
+    scores = score_samples(ids, [views[i].pred_boxes for i in ids], [s.boxes for s in samples],
+                           categories=[s.category for s in samples])
+    return Run(grounding_report(scores, n_bootstrap=200), scores), views
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    with Image.open(path) as image:
+        image.load()
+        assert image.format == "PNG"
+        return image.size
+
+
+def test_write_report_writes_markdown_html_json_and_decodable_pngs(tmp_path):
+    make_images(tmp_path / "data", {s.image: s.image_size for s in SAMPLES if s.image})
+    run, views = scored()
+    files = rp.write_report(run, tmp_path / "out", views=views, image_root=tmp_path / "data", examples_per_group=2)
+
+    assert files.markdown.is_file() and files.html.is_file() and files.metrics.is_file()
+    names = {p.name for p in files.images}
+    assert {"acc_curve.png", "iou_histogram.png", "categories.png"} <= names
+    assert png_size(files.markdown.parent / "acc_curve.png") == (640, 400)
+    assert png_size(files.markdown.parent / "iou_histogram.png") == (640, 400)
+    assert png_size(files.markdown.parent / "categories.png") == (640, round(100 * rp.category_plot_height(3)))
+    overlays = sorted(p for p in files.images if p.name.startswith("overlay_"))
+    # 6 samples, 2 per group: every sample is chosen once; "f" has no image and is skipped.
+    assert len(overlays) == 5
+    assert files.skipped_overlays == (("f", "the sample names no image"),)
+    markdown = files.markdown.read_text()
+    for path in overlays:
+        sample_id = re.search(rf"!\[overlay of (\w)\]\({path.name}\)", markdown).group(1)
+        expected = (768, 512) if sample_id == "e" else (200, 160)
+        assert png_size(path) == expected
+    for path in files.images:  # every image the report references exists next to it
+        assert f"]({path.name})" in markdown
+
+
+def test_report_numbers_equal_the_metrics(tmp_path):
+    run, views = scored()
+    files = rp.write_report(run, tmp_path, views=views)
+    assert json.loads(files.metrics.read_text()) == json.loads(json.dumps(run.report.to_dict()))
+
+    markdown = files.markdown.read_text()
+    table = {}
+    for line in markdown.splitlines():
+        cells = [re.sub(r"\\(.)", r"\1", c.strip()) for c in line.strip("|").split("|")]
+        if len(cells) == 3 and cells[0] not in ("metric", "---"):
+            table[cells[0]] = cells[1:]
+    for name, value, interval in run.report.rows():
+        shown_value, shown_interval = table[name]
+        if isinstance(value, int):
+            assert int(shown_value) == value
+        else:
+            assert float(shown_value) == pytest.approx(value, abs=5e-5)
+        if interval is None:
+            assert shown_interval == ""
+        else:
+            lo, hi = (float(x) for x in shown_interval.strip("[]").split(","))
+            assert (lo, hi) == pytest.approx(interval, abs=5e-5)
+    assert table["acc@0.5"][0] == f"{run.report.acc['0.5']:.4f}"
+    row = next(line for line in markdown.splitlines() if line.startswith("| nodule |"))
+    nodule = run.report.per_category["nodule"]
+    assert row == (f"| nodule | {nodule['n']} | {nodule['acc']['0.5']:.4f} | {nodule['miou']:.4f} | "
+                   f"{nodule['ciou']:.4f} | {nodule['pointing']:.4f} |")
+
+
+def test_parse_failure_reasons_are_counted_in_the_report(tmp_path):
+    run, views = scored()
+    reasons = rp.failure_reasons(run.per_sample, views)
+    assert reasons["missing <answer>"] == 1  # c
+    assert reasons["a box has 3 numbers (expected 4)"] == 1  # f
+    assert reasons["no box in <answer>"] == 1  # f: its only box was invalid
+    assert sum(run.per_sample.parse_failed) == 2
+    markdown = rp.write_report(run, tmp_path, views=views).markdown.read_text()
+    assert "2 of 6 samples have no usable predicted box." in markdown
+    assert "| missing \\<answer\\> | 1 |" in markdown  # escaped: Markdown would read <answer> as an HTML tag
+    assert "<td>missing &lt;answer&gt;</td><td>1</td>" in (tmp_path / "report.html").read_text()
+
+
+def test_failure_without_problem_counts_as_no_predicted_box():
+    samples = [Sample("x", "p", [[0, 0, 5, 5]], (10, 10))]
+    run, views = scored([{"id": "x", "pred_boxes": []}], samples)
+    assert rp.failure_reasons(run.per_sample, views) == {"no predicted box": 1}
+
+
+def test_html_is_self_contained_and_embeds_the_same_pngs(tmp_path):
+    make_images(tmp_path / "data", {s.image: s.image_size for s in SAMPLES if s.image})
+    run, views = scored()
+    files = rp.write_report(run, tmp_path / "out", views=views, image_root=tmp_path / "data")
+    page = files.html.read_text()
+    sources = re.findall(r'src="([^"]*)"', page)
+    assert len(sources) == len(files.images)
+    assert all(s.startswith("data:image/png;base64,") for s in sources)
+    embedded = {base64.b64decode(s.split(",", 1)[1]) for s in sources}
+    assert embedded == {p.read_bytes() for p in files.images}
+    for blob in embedded:
+        Image.open(io.BytesIO(blob)).verify()
+    assert "href=" not in page and "<script" not in page
+    assert "left nodule" in page  # captions carry the phrase
+
+
+def test_overlay_draws_each_kind_of_box_in_its_colour(tmp_path):
+    Image.new("L", (100, 80), 0).save(tmp_path / "black.png")
+    view = rp.SampleView("s", "p", "black.png", np.array([[10.0, 10, 40, 40]]), np.array([[50.0, 20, 90, 70]]),
+                         np.array([[5.0, 45, 30, 75]]), ())
+    out = rp.draw_overlay(tmp_path / "black.png", view, tmp_path / "o.png")
+    with Image.open(out) as image:
+        pixels = np.asarray(image.convert("RGB"))
+    assert pixels.shape == (80, 100, 3)
+    assert tuple(pixels[25, 10]) == rp.TRUE_COLOR  # left edge of the true box (row y, column x)
+    assert tuple(pixels[45, 90]) == rp.PRED_COLOR  # right edge of the predicted box
+    assert tuple(pixels[60, 5]) == rp.THINK_COLOR  # left edge of the reasoning box
+    assert tuple(pixels[25, 25]) == (0, 0, 0)  # inside the true box: untouched
+
+
+def test_overlay_handles_16_bit_images_and_downscales_boxes_with_the_image(tmp_path):
+    scan = (np.arange(2000 * 1000, dtype=np.uint16).reshape(1000, 2000) % 4096).astype(np.uint16)
+    Image.fromarray(scan).save(tmp_path / "scan.png")
+    view = rp.SampleView("s", "p", "scan.png", np.array([[200.0, 200, 1000, 800]]), np.empty((0, 4)),
+                         np.empty((0, 4)), ())
+    out = rp.draw_overlay(tmp_path / "scan.png", view, tmp_path / "o.png")
+    with Image.open(out) as image:
+        pixels = np.asarray(image.convert("RGB"))
+    assert pixels.shape == (384, 768, 3)  # longer side 2000 -> 768, scale 0.384
+    assert tuple(pixels[200, 77]) == rp.TRUE_COLOR  # x = 200 * 0.384 = 76.8
+
+
+def test_sample_views_convert_answer_and_think_boxes_through_the_frame():
+    samples = [Sample("a", "p", [[0, 0, 100, 50]], (400, 200)), Sample("b", "q", [[0, 0, 10, 10]], (400, 200)),
+               Sample("c", "r", [[0, 0, 10, 10]], (400, 200))]
+    records = [{"id": "a", "completion": cob("[0, 0, 500, 500] [100, 100, 200, 200]", "[250, 250, 750, 1000]")},
+               {"id": "b", "pred_boxes": [500, 0, 1000, 500], "frame": "pixel"},
+               {"id": "zzz", "completion": "ignored"}]
+    views = rp.sample_views(records, samples, frame="norm1000")
+    frame = get_frame("norm1000")
+    np.testing.assert_allclose(views["a"].pred_boxes, frame.to_pixels([[250, 250, 750, 1000]], (400, 200)).boxes)
+    np.testing.assert_allclose(views["a"].think_boxes,
+                               frame.to_pixels([[0, 0, 500, 500], [100, 100, 200, 200]], (400, 200)).boxes)
+    np.testing.assert_allclose(views["b"].pred_boxes, [[400, 0, 400, 200]])  # per-record pixel frame, clipped
+    assert views["c"].pred_boxes.shape == (0, 4) and views["c"].think_boxes.shape == (0, 4)
+    assert set(views) == {"a", "b", "c"}
+    assert views["a"].problems == () and views["a"].phrase == "p"
+
+
+def test_sample_views_name_the_record_with_bad_pred_boxes():
+    samples = [Sample("a", "p", [[0, 0, 10, 10]], (40, 20))]
+    with pytest.raises(ValueError, match=r"record 'a': pred_boxes = \[1, 2, 3\]; expected a list of 4-number boxes"):
+        rp.sample_views([{"id": "a", "pred_boxes": [1, 2, 3]}], samples)
+    no_size = [Sample("a", "p", [[0, 0, 10, 10]])]
+    with pytest.raises(ValueError, match="sample 'a' has no image_size"):
+        rp.sample_views([{"id": "a", "pred_boxes": [1, 2, 3, 4]}], no_size, frame="norm1000")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from([0.0, 0.25, 0.5, 0.5, 0.75, 1.0]) | st.floats(0, 1), max_size=30),
+       st.booleans())
+def test_accuracy_curve_matches_a_direct_count(iou, inclusive):
+    grid = np.linspace(0, 1, 21)
+    values = np.array(iou)
+    got = rp.accuracy_curve(values, grid, inclusive)
+    if not iou:
+        assert np.isnan(got).all()
+        return
+    expected = [np.mean(values >= t) if inclusive else np.mean(values > t) for t in grid]
+    np.testing.assert_allclose(got, expected)
+
+
+def test_accuracy_curve_agrees_with_the_report_at_its_thresholds():
+    run, _ = scored()
+    for inclusive in (True, False):
+        report = grounding_report(run.per_sample, inclusive=inclusive, n_bootstrap=0)
+        curve = rp.accuracy_curve(run.per_sample.iou, np.array(report.thresholds), inclusive)
+        assert curve.tolist() == pytest.approx(list(report.acc.values()))
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.floats(0, 1), min_size=0, max_size=40), st.integers(1, 5))
+def test_example_groups_are_disjoint_and_ordered_by_iou(iou, per_group):
+    n = len(iou)
+    scores = SampleScores([f"s{i}" for i in range(n)], iou, np.zeros(n), np.ones(n), np.zeros(n, bool),
+                          np.zeros(n, bool), np.zeros(n, bool), [None] * n)
+    groups = rp.example_ids(scores, per_group)
+    chosen = [i for ids in groups.values() for i in ids]
+    assert len(chosen) == len(set(chosen)) == min(n, 3 * per_group)
+    value = dict(zip(scores.ids.tolist(), iou))
+    if groups["best"] and groups["worst"]:
+        assert min(value[i] for i in groups["best"]) >= max(value[i] for i in groups["worst"])
+    if groups["median"]:
+        assert min(value[i] for i in groups["median"]) >= max(value[i] for i in groups["worst"])
+        assert max(value[i] for i in groups["median"]) <= min(value[i] for i in groups["best"])
+
+
+def test_missing_image_file_is_reported_not_drawn(tmp_path):
+    run, views = scored()
+    files = rp.write_report(run, tmp_path / "out", views=views, image_root=tmp_path / "nowhere")
+    assert not any(p.name.startswith("overlay_") for p in files.images)
+    reasons = dict(files.skipped_overlays)
+    assert reasons["a"] == f"image file {tmp_path / 'nowhere' / 'img/a.png'} not found"
+    assert "a: no overlay (image file" in files.markdown.read_text()
+
+
+def test_empty_run_writes_tables_without_plots(tmp_path):
+    empty = SampleScores([], [], [], [], [], [], [], [])
+    files = rp.write_report(Run(grounding_report(empty), empty), tmp_path)
+    assert files.images == ()
+    assert "| miou | n/a |  |" in files.markdown.read_text()
+
+
+def test_importing_the_report_module_does_not_import_matplotlib_or_pillow():
+    code = "import sys, medground_eval.report; print('matplotlib' in sys.modules, 'PIL' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
