@@ -7,6 +7,23 @@ Frame kinds (coordinates per axis, x first, matching the box layout):
 - ``"norm1"``: 0-1 on each axis (2D and 3D).
 - ``"resized"``: absolute pixels of the model's resized input image (Qwen2.5-VL). The input size is
   :func:`smart_resize` of the image size unless given; 2D only.
+- ``"m3d-npy"``: index space of M3D's preprocessed ``1 x 32 x 256 x 256`` volume (3D only, see below).
+
+3D (M3D-RefSeg): boxes are ``[x1, y1, z1, x2, y2, z2]`` and the image size ``(W, H, D)`` is the volume shape
+``(X, Y, Z)`` of nibabel's array; ``"voxel"`` is an alias of ``"pixel"``. ``"norm1000"`` / ``"norm1"`` scale each
+axis by its own length.
+
+The ``"m3d-npy"`` frame. M3D's ``Data/process/m3d_refseg_data_prepare.py`` (BAAI-DCAI/M3D) reads
+``get_fdata()`` of shape ``(X, Y, Z)``, transposes it with ``(2, 0, 1)`` and adds a channel, giving
+``(1, Z, X, Y)``; MONAI then rescales intensities (0.5-99.5th percentiles to [0, 1], clipped), crops to the
+foreground (``CropForegroundd``, source ``image``, margin 0: the bounding box of voxels above the 0.5th percentile)
+and resizes the crop to ``(D, H, W) = (32, 256, 256)`` (``Resized``; trilinear for the CT, nearest for the mask).
+A box in this frame is written in the npy's axis order and index units: ``[d1, h1, w1, d2, h2, w2]`` with
+``d`` along the original z, ``h`` along x and ``w`` along y, extent ``[0, 32] x [0, 256] x [0, 256]``, upper bound
+exclusive. :meth:`Frame.to_pixels` needs the crop box ``[x1, y1, z1, x2, y2, z2]`` in original voxels as
+``input_size`` (``medground_eval.datasets.m3d_refseg.npy_crop_box`` recomputes it from the CT); a box edge ``e``
+maps to ``x1 + e * (x2 - x1) / 256`` on x (``/ 256`` on y, ``/ 32`` on z), the edge mapping of a resize with
+``align_corners=False``. docs/datasets.md lists what this mapping does not recover.
 """
 
 from __future__ import annotations
@@ -21,9 +38,19 @@ from numpy.typing import ArrayLike
 
 from medground_eval.boxes import as_boxes
 
-FrameKind = Literal["pixel", "norm1000", "norm1", "resized"]
-FRAME_KINDS: tuple[str, ...] = ("pixel", "norm1000", "norm1", "resized")
+FrameKind = Literal["pixel", "norm1000", "norm1", "resized", "m3d-npy"]
+FRAME_KINDS: tuple[str, ...] = ("pixel", "norm1000", "norm1", "resized", "m3d-npy")
 _NORM_EXTENT = {"norm1000": 1000.0, "norm1": 1.0}
+
+M3D_NPY_SHAPE: tuple[int, int, int] = (32, 256, 256)
+"""Spatial shape ``(D, H, W)`` of M3D's preprocessed volumes (``ct.npy`` / ``mask.npy`` are ``(1, D, H, W)``)."""
+M3D_NPY_AXES: tuple[int, int, int] = (2, 0, 1)
+"""The original axis (0 = x, 1 = y, 2 = z) along each npy spatial axis ``(D, H, W)``: ``transpose(2, 0, 1)``."""
+_NPY_TO_XYZ = np.argsort(M3D_NPY_AXES)  # the npy axis holding x, y, z
+_NPY_BOX_TO_XYZ = np.concatenate([_NPY_TO_XYZ, _NPY_TO_XYZ + 3])  # column order: npy-order box -> xyz box
+_XYZ_BOX_TO_NPY = np.concatenate([M3D_NPY_AXES, np.add(M3D_NPY_AXES, 3)])  # and back
+_NPY_EXTENT = np.array(M3D_NPY_SHAPE * 2, dtype=np.float64)
+_NPY_SHAPE_XYZ = np.array(M3D_NPY_SHAPE, dtype=np.float64)[_NPY_TO_XYZ]
 
 
 def smart_resize(
@@ -148,29 +175,80 @@ class Frame:
         """Boxes written in this frame, in original-image pixels, clipped to ``[0, W] x [0, H] (x [0, D])``.
 
         ``image_size`` is ``(W, H)`` / ``(W, H, D)`` for all boxes or an ``(N, d)`` array (one row per box).
-        ``input_size`` (``"resized"`` only) is the model input ``(w, h)`` or an ``(N, 2)`` array in which an
-        all-NaN row means "not given"; by default :func:`smart_resize` of the image size. ``out_of_frame[i]`` is True when a coordinate of box ``i`` lay
-        outside the frame's extent (``[0, 1000]``, ``[0, 1]``, ``[0, W]``, ``[0, w]``...) before clipping.
-        Raises ValueError for a size that is not positive and finite.
+        ``input_size`` (``"resized"``) is the model input ``(w, h)`` or an ``(N, 2)`` array in which an
+        all-NaN row means "not given"; by default :func:`smart_resize` of the image size. For ``"m3d-npy"`` it is
+        the foreground crop box ``[x1, y1, z1, x2, y2, z2]`` in original voxels (or ``(N, 6)``), required.
+        ``out_of_frame[i]`` is True when a coordinate of box ``i`` lay outside the frame's extent (``[0, 1000]``,
+        ``[0, 1]``, ``[0, W]``, ``[0, w]``, ``[0, 32] x [0, 256] x [0, 256]``) before clipping.
+        Raises ValueError for a size that is not positive and finite, or a missing / invalid crop box.
         """
         b = as_boxes(boxes)
-        image, extent = self._sizes_and_extent(b, image_size, input_size)
-        out_of_frame = ~((b >= 0) & (b <= extent)).all(axis=1)
-        pixels = b.copy() if self.kind == "pixel" else b * image / extent
+        if self.kind == "m3d-npy":
+            image, origin, scale = self._npy_geometry(b, image_size, input_size)
+            out_of_frame = ~((b >= 0) & (b <= _NPY_EXTENT)).all(axis=1)
+            pixels = origin + b[:, _NPY_BOX_TO_XYZ] * scale
+        else:
+            image, extent = self._sizes_and_extent(b, image_size, input_size)
+            out_of_frame = ~((b >= 0) & (b <= extent)).all(axis=1)
+            pixels = b.copy() if self.kind == "pixel" else b * image / extent
         np.clip(pixels, 0.0, image, out=pixels)
         return FrameConversion(pixels, out_of_frame)
 
     def from_pixels(self, boxes: ArrayLike, image_size: ArrayLike, input_size: ArrayLike | None = None) -> np.ndarray:
-        """Inverse of :meth:`to_pixels` (without clipping): original-image pixel boxes written in this frame."""
+        """Inverse of :meth:`to_pixels` (without clipping): original-image pixel boxes written in this frame
+        (for ``"m3d-npy"``: in the npy's axis order ``[d1, h1, w1, d2, h2, w2]``)."""
         b = as_boxes(boxes)
+        if self.kind == "m3d-npy":
+            _, origin, scale = self._npy_geometry(b, image_size, input_size)
+            return ((b - origin) / scale)[:, _XYZ_BOX_TO_NPY]
         image, extent = self._sizes_and_extent(b, image_size, input_size)
         return b.copy() if self.kind == "pixel" else b * extent / image
+
+    def _npy_geometry(
+        self, boxes: np.ndarray, image_size: ArrayLike, input_size: ArrayLike | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For ``"m3d-npy"``, per box as ``(n, 6)`` x, y, z arrays: the volume size, the crop's lower corner and the
+        original voxels per npy voxel. ``input_size`` is the crop box ``(6,)`` or ``(n, 6)``; all-NaN rows are
+        "not given", which this frame cannot guess: ValueError naming the row."""
+        n = boxes.shape[0]
+        if boxes.shape[1] != 6:
+            raise ValueError(f"the 'm3d-npy' frame is 3D only, got boxes with {boxes.shape[1]} numbers")
+        image = _sizes(image_size, 3, n, "image_size")
+        if input_size is None:
+            raise ValueError(
+                "the 'm3d-npy' frame needs the foreground crop box of each volume as input_size"
+                " ([x1, y1, z1, x2, y2, z2] in original voxels; see m3d_refseg.npy_crop_box)"
+            )
+        crop = np.asarray(input_size, dtype=np.float64)
+        crop = crop[None, :] if crop.ndim == 1 else crop
+        if crop.ndim != 2 or crop.shape[1] != 6 or crop.shape[0] not in (1, n):
+            raise ValueError(
+                f"input_size: the 'm3d-npy' frame expects a crop box of 6 numbers or an ({n}, 6) array (one per box),"
+                f" got shape {crop.shape}"
+            )
+        crop = np.broadcast_to(crop, (n, 6))
+        missing = np.isnan(crop).all(axis=1)
+        if missing.any():
+            row = int(np.flatnonzero(missing)[0])
+            raise ValueError(f"input_size: no crop box given for row {row}: the 'm3d-npy' frame needs one per volume")
+        lo, hi = crop[:, :3], crop[:, 3:]
+        inside = (lo >= 0) & (hi > lo) & (hi <= image)
+        bad = ~(np.isfinite(crop).all(axis=1) & inside.all(axis=1))
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"input_size: crop box {crop[row].tolist()} (row {row}) is not a box inside the volume"
+                f" {image[row].tolist()}: expected finite 0 <= x1 < x2 <= X, 0 <= y1 < y2 <= Y, 0 <= z1 < z2 <= Z"
+            )
+        scale = (hi - lo) / _NPY_SHAPE_XYZ
+        return np.hstack([image, image]), np.hstack([lo, lo]), np.hstack([scale, scale])
 
 
 _QWEN25 = Frame("resized", factor=28, min_pixels=4 * 28 * 28, max_pixels=16384 * 28 * 28)
 
 FRAME_PRESETS: dict[str, Frame] = {
     "pixel": Frame("pixel"),
+    "voxel": Frame("pixel"),
     "norm1000": Frame("norm1000"),
     "norm1": Frame("norm1"),
     "resized": _QWEN25,
@@ -178,6 +256,7 @@ FRAME_PRESETS: dict[str, Frame] = {
     "qwen2.5-vl": _QWEN25,
     "qwen3-vl": Frame("norm1000"),
     "internvl": Frame("norm1000"),
+    "m3d-npy": Frame("m3d-npy"),
 }
 
 

@@ -132,6 +132,7 @@ def test_invalid_image_sizes_name_the_value(size: tuple[float, float]) -> None:
 
 def test_presets_and_get_frame() -> None:
     names = {"pixel", "norm1000", "norm1", "resized", "qwen2-vl", "qwen2.5-vl", "qwen3-vl", "internvl"}
+    names |= {"voxel", "m3d-npy"}  # 3D presets
     assert set(FRAME_PRESETS) == names
     for name in ("qwen2-vl", "qwen3-vl", "internvl"):
         assert get_frame(name).kind == "norm1000"
@@ -150,7 +151,7 @@ def test_presets_and_get_frame() -> None:
 
 
 def test_empty_and_nan_boxes() -> None:
-    for name in FRAME_PRESETS:
+    for name in set(FRAME_PRESETS) - {"m3d-npy"}:  # 3D only, tested in tests/test_3d.py
         result = get_frame(name).to_pixels(np.zeros((0, 4)), (640, 480))
         assert result.boxes.shape == (0, 4) and result.out_of_frame.shape == (0,)
     result = get_frame("norm1000").to_pixels([[0, 0, np.nan, 10]], (640, 480))
