@@ -25,7 +25,8 @@ One CSV row gives one :class:`~medground_eval.types.Sample`:
 - ``extra``: ``case``, ``mask`` (the ``Mask`` path), ``mask_id``, ``question``, ``answer``, ``question_type``,
   ``affine`` (read-only 4x4 voxel-to-mm matrix of the CT), ``axcodes`` (nibabel's anatomical direction of
   each axis, e.g. ``("L", "P", "S")``) and, with ``with_views``, ``largest_slice`` and
-  ``axial_projection_box`` (see :func:`load_m3d_refseg`).
+  ``axial_projection_box`` (see :func:`load_m3d_refseg`); with ``npy_crop``, ``npy_crop_box`` (see
+  :func:`npy_crop_box`), the ``input_size`` of the ``"m3d-npy"`` frame.
 
 Reading volumes needs the optional extra ``m3d`` (nibabel), imported only when a volume is read.
 """
@@ -94,6 +95,30 @@ def largest_slice_box(mask: np.ndarray, axis: int = 2) -> tuple[int, np.ndarray]
     return index, mask_box(np.take(mask, index, axis=axis))
 
 
+NPY_CROP_PERCENTILE = 0.5
+"""M3D's preprocessing maps this intensity percentile to 0 and crops to the voxels above it."""
+
+
+def npy_crop_box(ct: np.ndarray) -> np.ndarray:
+    """The foreground crop of M3D's preprocessing, as an int64 voxel box ``[x1, y1, z1, x2, y2, z2]``.
+
+    ``m3d_refseg_data_prepare.py`` rescales the CT with ``ScaleIntensityRangePercentilesd(lower=0.5, upper=99.5,
+    b_min=0, b_max=1, clip=True)`` and crops with ``CropForegroundd(source_key="image")`` (foreground: value > 0,
+    margin 0), i.e. to the voxels strictly above the 0.5th percentile (linear interpolation, float32 as MONAI
+    computes it). ``ct`` is the ``(X, Y, Z)`` array of ``get_fdata()``; the box is in its axes, upper bound
+    exclusive, and is the ``input_size`` of the ``"m3d-npy"`` frame. A CT with no voxel above that percentile
+    (a constant volume, which M3D's pipeline cannot resize either) raises ValueError.
+    """
+    values = np.asarray(ct, dtype=np.float32)
+    if values.ndim != 3:
+        raise ValueError(f"ct has shape {values.shape}: expected a 3D array")
+    low = np.float32(np.percentile(values, NPY_CROP_PERCENTILE))
+    foreground = values > low
+    if not foreground.any():
+        raise ValueError(f"ct has no voxel above its {NPY_CROP_PERCENTILE}th percentile ({low}): no foreground crop")
+    return mask_box(foreground)
+
+
 def voxel_box_to_mm(box: np.ndarray, affine: np.ndarray) -> np.ndarray:
     """Voxel boxes ``(6,)`` or ``(N, 6)`` (exclusive upper bound) -> enclosing world boxes in mm, same shape.
 
@@ -138,6 +163,7 @@ class _Case:
     texts: dict[str, str]
     mask_path: Path
     text_path: Path
+    npy_crop: list[int] | None  # npy_crop_box of the CT, when asked for
 
 
 @dataclass(frozen=True)
@@ -173,8 +199,9 @@ def _read_texts(text_path: Path) -> dict[str, str] | _CaseFailure:
     return {str(key): value for key, value in texts.items()}
 
 
-def _load_case(data_dir: Path, image: str, mask: str, ids: set[int]) -> _Case | _CaseFailure:
-    """Read the CT header, the mask (once) and text.json; compute the region of every id in ``ids``."""
+def _load_case(data_dir: Path, image: str, mask: str, ids: set[int], npy_crop: bool) -> _Case | _CaseFailure:
+    """Read the CT header (its data too with ``npy_crop``), the mask (once) and text.json; compute the region of
+    every id in ``ids``."""
     nib = _nibabel()
     ct_path, mask_path = data_dir / image, data_dir / mask
     text_path = mask_path.parent / "text.json"
@@ -202,10 +229,18 @@ def _load_case(data_dir: Path, image: str, mask: str, ids: set[int]) -> _Case | 
     for mask_id in sorted(ids):
         region = labels == mask_id
         regions[mask_id] = _region(region) if region.any() else None
+    crop = None
+    if npy_crop:
+        try:
+            crop = npy_crop_box(ct.get_fdata(dtype=np.float32)).tolist()
+        except ValueError as error:
+            return _CaseFailure("Image", image, f"a CT with a foreground for M3D's crop ({ct_path}: {error})")
+        except Exception as error:  # a truncated or corrupt data block only fails when read
+            return _CaseFailure("Image", image, f"a readable NIfTI file ({ct_path}: {type(error).__name__}: {error})")
     affine = np.array(ct.affine, dtype=np.float64)
     affine.setflags(write=False)
     return _Case(tuple(int(n) for n in ct.shape), affine, tuple(nib.aff2axcodes(affine)), regions, texts,
-                 mask_path, text_path)
+                 mask_path, text_path, crop)
 
 
 def _parse_mask_id(value: str) -> int | None:
@@ -246,6 +281,7 @@ def load_m3d_refseg(
     *,
     on_error: OnError = "raise",
     with_views: bool = True,
+    npy_crop: bool = False,
 ) -> LoadedDataset:
     """Load ``M3D_RefSeg_{split}.csv`` under ``data_dir``: one 3D-box sample per row (see the module doc).
 
@@ -253,7 +289,9 @@ def load_m3d_refseg(
     Each mask file is read once per call, and the region of every id it is asked for is computed then.
     With ``with_views``, ``extra`` also holds ``largest_slice = (k, [x1, y1, x2, y2])``, the axial slice
     ``mask[:, :, k]`` with the most region voxels (lowest ``k`` on ties) and the region's box on it, and
-    ``axial_projection_box = [x1, y1, x2, y2]``, the box of the region projected along z.
+    ``axial_projection_box = [x1, y1, x2, y2]``, the box of the region projected along z. With ``npy_crop``
+    (reads every CT's data, not only its header), ``extra["npy_crop_box"]`` is :func:`npy_crop_box` of the CT:
+    the ``input_size`` that maps boxes of the ``"m3d-npy"`` frame back to original voxels.
 
     Row errors (bad Mask_ID, missing or unreadable CT / mask / text.json, no description for the id, no
     voxel with the id) raise :class:`DataError` naming the CSV line, or are recorded in ``skipped`` under
@@ -283,7 +321,7 @@ def load_m3d_refseg(
             continue
         mask = row["Mask"]
         if mask not in cases:
-            cases[mask] = _load_case(data_dir, row["Image"], mask, wanted[mask])
+            cases[mask] = _load_case(data_dir, row["Image"], mask, wanted[mask], npy_crop)
         case = cases[mask]
         if isinstance(case, _CaseFailure):
             errors.handle(DataError(csv_path, line, case.field, case.value, case.expected))
@@ -312,6 +350,8 @@ def load_m3d_refseg(
         if with_views:
             extra["largest_slice"] = (region.largest_slice[0], list(region.largest_slice[1]))
             extra["axial_projection_box"] = list(region.projection_box)
+        if case.npy_crop is not None:
+            extra["npy_crop_box"] = list(case.npy_crop)
         samples.append(
             Sample(
                 id=_sample_id(case_name, mask_id, row["Question"], seen),
