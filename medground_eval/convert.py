@@ -65,7 +65,8 @@ def _verl(sample: Sample, image: str, label: dict, template: str, context: dict)
 
 
 def _easyr1(sample: Sample, image: str, label: dict, template: str, context: dict) -> dict:
-    return {"problem": "<image>" + render_prompt(sample.phrase, template), "answer": json.dumps(label), "images": [image]}
+    problem = "<image>" + render_prompt(sample.phrase, template)
+    return {"problem": problem, "answer": json.dumps(label), "images": [image]}
 
 
 RECORDS: dict[str, Callable[[Sample, str, dict, str, dict], dict]] = {

@@ -100,8 +100,10 @@ def create_app(reward: SpatialSemanticReward, *, max_request_bytes: int = DEFAUL
 
 
 def create_app_from_env() -> FastAPI:
-    """App factory for uvicorn workers: reward from ``$MEDGROUND_REWARD_CONFIG``, limit from ``$MEDGROUND_SERVER_MAX_BYTES``."""
-    return create_app(reward_from_env(), max_request_bytes=int(os.environ.get(MAX_BYTES_ENV, DEFAULT_MAX_REQUEST_BYTES)))
+    """App factory for uvicorn workers: reward from ``$MEDGROUND_REWARD_CONFIG``, size limit from
+    ``$MEDGROUND_SERVER_MAX_BYTES``."""
+    limit = int(os.environ.get(MAX_BYTES_ENV, DEFAULT_MAX_REQUEST_BYTES))
+    return create_app(reward_from_env(), max_request_bytes=limit)
 
 
 def serve(

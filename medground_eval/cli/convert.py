@@ -17,9 +17,9 @@ def convert_command(
     fmt: Annotated[str, typer.Option("--format", help="trl, openrlhf, verl or easyr1.")],
     output: Annotated[Path, typer.Option(help="Output directory; the split is written as <split><suffix>.")],
     split: Annotated[str | None, typer.Option(help="Keep this split only (default: the loader's default).")] = None,
-    image_root: Annotated[Path | None, typer.Option(help="Directory the data set's image paths are relative to.")] = None,
-    frame: Annotated[str, typer.Option(help="Coordinate frame the model answers in (written into each label).")] = "qwen2.5-vl",
-    template: Annotated[str, typer.Option(help="Prompt template: chain-of-box, plain, or a string with {phrase}.")] = "chain-of-box",
+    image_root: Annotated[Path | None, typer.Option(help="Directory the image paths are relative to.")] = None,
+    frame: Annotated[str, typer.Option(help="Frame the model answers in (written in each label).")] = "qwen2.5-vl",
+    template: Annotated[str, typer.Option(help="chain-of-box, plain, or a string with {phrase}.")] = "chain-of-box",
 ) -> None:
     """Convert a data set into an engine's training file, with the Chain-of-Box prompt and the reward's label."""
     from medground_eval.convert import FORMATS, convert_dataset, output_path
@@ -36,4 +36,4 @@ def convert_command(
     except (FileNotFoundError, ValueError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
-    typer.echo(f"wrote {len(data)} samples to {written}" + (f" ({len(data.skipped)} rows skipped)" if data.skipped else ""))
+    typer.echo(f"wrote {len(data)} samples to {written}")

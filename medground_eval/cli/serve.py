@@ -12,13 +12,13 @@ from medground_eval.cli import app
 
 @app.command("serve")
 def serve_command(
-    host: Annotated[str, typer.Option(help="Interface to listen on; 0.0.0.0 exposes the server to the network.")] = "127.0.0.1",
+    host: Annotated[str, typer.Option(help="Interface to listen on; 0.0.0.0 exposes the server.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 5000,
     workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes, each with its own reward.")] = 1,
     reward_config: Annotated[
-        Path | None, typer.Option(help="Reward settings (.json/.toml); default: $MEDGROUND_REWARD_CONFIG, else defaults.")
+        Path | None, typer.Option(help="Reward settings (.json/.toml); default: $MEDGROUND_REWARD_CONFIG.")
     ] = None,
-    max_request_bytes: Annotated[int, typer.Option(min=1, help="Larger request bodies are refused with 413.")] = 64 * 2**20,
+    max_request_bytes: Annotated[int, typer.Option(min=1, help="Larger bodies are refused with 413.")] = 64 * 2**20,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Serve the MedGround reward at POST /get_reward (OpenRLHF's remote reward protocol) and GET /health."""

@@ -20,9 +20,8 @@ REWARD_TYPE = "batch"
 def compute_score(reward_inputs: Sequence[Mapping[str, object]]) -> list[dict[str, float]]:
     """Score a batch of EasyR1 reward inputs."""
     if isinstance(reward_inputs, Mapping):
-        raise TypeError("compute_score got one reward input (a dict): expected a list; set worker.reward.reward_type=batch")
-    breakdown = score_labels(
-        reward_from_env(), [str(item["response"]) for item in reward_inputs], [item["ground_truth"] for item in reward_inputs]
-    )
+        raise TypeError("compute_score got one dict: expected a list of inputs; set worker.reward.reward_type=batch")
+    responses = [str(item["response"]) for item in reward_inputs]
+    breakdown = score_labels(reward_from_env(), responses, [item["ground_truth"] for item in reward_inputs])
     columns = {"overall": breakdown.total, **{name: getattr(breakdown, name) for name in COMPONENTS}}
     return [{name: float(values[i]) for name, values in columns.items()} for i in range(len(reward_inputs))]

@@ -65,7 +65,9 @@ def reward_from_config(settings: Mapping[str, object], *, source: str = "reward 
     if "weights" in settings:
         weights = settings["weights"]
         if not isinstance(weights, list) or not all(isinstance(w, (int, float)) for w in weights):
-            raise ValueError(f"{source}: weights = {weights!r}: expected a list of three numbers [format, spatial, semantic]")
+            raise ValueError(
+                f"{source}: weights = {weights!r}: expected a list of three numbers [format, spatial, semantic]"
+            )
         settings["weights"] = tuple(weights)
     try:
         return SpatialSemanticReward.paper(**settings) if preset == "paper" else SpatialSemanticReward(**settings)

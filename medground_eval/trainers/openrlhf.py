@@ -1,4 +1,4 @@
-"""OpenRLHF (0.11) reward function: pass this file's path as ``--reward.remote_url`` (``--remote_rm_url`` before 0.10.2).
+"""OpenRLHF (0.11) reward function: pass this file's path as ``--reward.remote_url`` (``--remote_rm_url`` < 0.10.2).
 
 OpenRLHF loads the file with ``importlib.util.spec_from_file_location`` (so every import here is absolute) and
 calls ``reward_func(queries, prompts, labels)`` in a thread, one sample at a time (lists of length 1):
