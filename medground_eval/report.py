@@ -33,6 +33,8 @@ from typing import Protocol
 
 import numpy as np
 
+from medground_eval.datasets.base import get_loader
+from medground_eval.datasets.jsonl import sample_from_record
 from medground_eval.frames import Frame, get_frame
 from medground_eval.metrics import GroundingReport, SampleScores
 from medground_eval.regions import boxes_to_pixels, parse_many
@@ -57,10 +59,12 @@ Block = tuple
 
 
 class ScoredRun(Protocol):
-    """What the report needs from a scored run (``medground_eval.scoring.ScoreResult`` has both)."""
+    """What the report needs from a scored run; ``medground_eval.scoring.ScoreResult`` has it: ``problems[i]`` is
+    the parser's problems with sample i's prediction, joined by "; " ("" when none)."""
 
     report: GroundingReport
     per_sample: SampleScores
+    problems: Sequence[str]
 
 
 @dataclass(frozen=True)
@@ -72,7 +76,6 @@ class SampleView:
       nothing parsed.
     - ``think_boxes``: the 2d-number boxes written inside ``<think>`` (Chain-of-Box steps), in order, converted in
       the same frame as the answer, (R, 2d).
-    - ``problems``: the parser's problems with the completion (empty for a ``pred_boxes`` record).
     """
 
     id: str
@@ -81,7 +84,6 @@ class SampleView:
     true_boxes: np.ndarray
     pred_boxes: np.ndarray
     think_boxes: np.ndarray
-    problems: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -132,9 +134,66 @@ def sample_views(
     pred = _to_pixels(answers, convert)
     think = _to_pixels(thinks, convert)
     return {
-        s.id: SampleView(s.id, s.phrase, s.image, s.boxes, pred[i], think[i], parsed[i].problems if i in parsed else ())
+        s.id: SampleView(s.id, s.phrase, s.image, s.boxes, pred[i], think[i])
         for i, s in enumerate(samples)
     }
+
+
+def score_report(
+    result: ScoredRun,
+    out_dir: str | Path,
+    predictions_path: str | Path,
+    *,
+    dataset: str,
+    annotations: str | Path | None = None,
+    split: str | None = None,
+    frame: str = "pixel",
+    image_root: str | Path | None = None,
+    title: str = "Grounding report",
+    examples_per_group: int = 3,
+) -> ReportFiles:
+    """The report of ``medground-eval score --report DIR``: :func:`write_report` of a
+    :func:`medground_eval.scoring.score_files` result, called with the same ``dataset``, ``annotations``, ``split``
+    and ``frame``.
+
+    With ``image_root``, the samples :func:`example_ids` picks are read again (their ground truth from the data set,
+    or from the prediction lines for ``jsonl`` without annotations, and their prediction lines) and converted by
+    :func:`sample_views`. A sample the scorer found no prediction for (problem "no prediction": no line, or a line
+    skipped under ``--on-error skip``) is drawn without predicted boxes. Lines that are not JSON objects are passed
+    over here: the scorer has already reported them.
+    """
+    views = None
+    if image_root is not None:
+        picked = [i for ids in example_ids(result.per_sample, examples_per_group).values() for i in ids]
+        used = {str(i) for i, problem in zip(result.per_sample.ids, result.problems) if problem != "no prediction"}
+        records = _prediction_lines(Path(predictions_path), set(picked) & used)
+        samples = _samples(dataset, annotations, split, records, set(picked))
+        views = sample_views(list(records.values()), [samples[i] for i in picked if i in samples], frame=frame)
+    return write_report(result, out_dir, views=views, image_root=image_root, title=title,
+                        examples_per_group=examples_per_group)
+
+
+def _prediction_lines(path: Path, ids: set[str]) -> dict[str, dict[str, object]]:
+    """``{id: record}`` of the prediction lines whose id is in ``ids`` (first occurrence)."""
+    found: dict[str, dict[str, object]] = {}
+    with path.open(encoding="utf-8") as handle:
+        for text in handle:
+            try:
+                record = json.loads(text)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict) and str(record.get("id")) in ids:
+                found.setdefault(str(record["id"]), record)
+    return found
+
+
+def _samples(dataset: str, annotations: str | Path | None, split: str | None,
+             records: Mapping[str, Mapping[str, object]], ids: set[str]) -> dict[str, Sample]:
+    """The ground truth of ``ids``: from the data set's loader, or from the prediction records themselves."""
+    if dataset == "jsonl" and annotations is None:
+        return {i: sample_from_record(r, path=None, line=None) for i, r in records.items()}
+    loaded = get_loader(dataset)(annotations, split=split, on_error="skip")
+    return {s.id: s for s in loaded.samples if s.id in ids}
 
 
 def _to_pixels(per_sample: list[np.ndarray], convert: dict[str, object]) -> list[np.ndarray]:
@@ -164,18 +223,17 @@ def _given_boxes(sample_id: str, record: Mapping[str, object], width: int) -> np
     return array.reshape(-1, width)
 
 
-def failure_reasons(per_sample: SampleScores, views: Mapping[str, SampleView]) -> Counter[str]:
-    """For the samples scored as parse failures: how many samples show each parser problem.
+def failure_reasons(per_sample: SampleScores, problems: Sequence[str]) -> Counter[str]:
+    """For the samples scored as parse failures: how many samples show each problem of ``problems[i]``
+    ("; "-joined, as in ``ScoreResult.problems``).
 
     The box number is dropped ("box 2 has 3 numbers (expected 4)" counts as "a box has 3 numbers (expected 4)"),
-    each reason counts once per sample, and a failure without a recorded problem (an empty ``pred_boxes``, a box
-    of the wrong dimensionality in a lenient parse, or no view) counts as "no predicted box".
+    each reason counts once per sample, and a failure without a recorded problem counts as "no predicted box".
     """
     counts: Counter[str] = Counter()
-    for sample_id in per_sample.ids[per_sample.parse_failed]:
-        view = views.get(str(sample_id))
-        problems = {re.sub(r"^box \d+", "a box", p) for p in view.problems} if view is not None else set()
-        counts.update(problems or {"no predicted box"})
+    for i in np.flatnonzero(per_sample.parse_failed):
+        reasons = {re.sub(r"^box \d+", "a box", p.strip()) for p in problems[i].split("; ") if p.strip()}
+        counts.update(reasons or {"no predicted box"})
     return counts
 
 
@@ -342,8 +400,9 @@ def write_report(
 ) -> ReportFiles:
     """Write the report of a scored run into ``out_dir`` (created if needed; files of the same name are replaced).
 
-    ``views`` (from :func:`sample_views`) give the parse-failure reasons and the overlay boxes; overlays are drawn
-    when ``image_root`` is given too, for samples whose ``image`` file exists under it (2D only). A chosen sample
+    Parse-failure reasons come from ``result.problems``. ``views`` (from :func:`sample_views`; at least the samples
+    :func:`example_ids` picks) give the overlay boxes; overlays are drawn when ``image_root`` is given too, for
+    samples whose ``image`` file exists under it (2D only). A chosen sample
     without an image, a missing file or 3D boxes is listed in the report and in ``ReportFiles.skipped_overlays``.
     """
     out = Path(out_dir)
@@ -369,7 +428,7 @@ def write_report(
         images.append(plot_categories(report, out / "categories.png"))
         blocks += [("h2", "Per category"), ("table", ["category", "n", f"acc@{key}", "miou", "ciou", "pointing"], rows),
                    ("image", "categories.png", "Per-category Acc and mIoU", "")]
-    blocks += _failure_blocks(per_sample, views)
+    blocks += _failure_blocks(per_sample, result.problems)
     if views is not None and image_root is not None and report.n:
         overlay_blocks, overlay_images, skipped = _overlays(per_sample, views, Path(image_root), out,
                                                             examples_per_group)
@@ -390,12 +449,12 @@ def _summary_line(report: GroundingReport) -> str:
     return f"{report.n} samples; a hit at threshold t means {rule}; {intervals}. Numbers as in metrics.json."
 
 
-def _failure_blocks(per_sample: SampleScores, views: Mapping[str, SampleView] | None) -> list[Block]:
+def _failure_blocks(per_sample: SampleScores, problems: Sequence[str]) -> list[Block]:
     failures = int(per_sample.parse_failed.sum())
     blocks: list[Block] = [("h2", "Parse failures"),
                            ("p", f"{failures} of {len(per_sample)} samples have no usable predicted box.")]
-    if failures and views is not None:
-        reasons = failure_reasons(per_sample, views)
+    if failures:
+        reasons = failure_reasons(per_sample, problems)
         rows = [[reason, str(count)] for reason, count in sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))]
         blocks += [("p", "Reasons (a sample can show several):"), ("table", ["reason", "samples"], rows)]
     return blocks

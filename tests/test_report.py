@@ -19,15 +19,11 @@ from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
 from medground_eval import report as rp
+from medground_eval.datasets.base import LoadedDataset
 from medground_eval.frames import get_frame
-from medground_eval.metrics import GroundingReport, SampleScores, grounding_report, score_samples
+from medground_eval.metrics import SampleScores, grounding_report
+from medground_eval.scoring import ScoreResult, score_files, score_predictions
 from medground_eval.types import Sample
-
-
-@dataclass(frozen=True)
-class Run:
-    report: GroundingReport
-    per_sample: SampleScores
 
 
 def cob(think: str, answer: str) -> str:
@@ -61,12 +57,9 @@ RECORDS = [
 ]
 
 
-def scored(records=RECORDS, samples=SAMPLES, frame="pixel") -> tuple[Run, dict[str, rp.SampleView]]:
-    views = rp.sample_views(records, samples, frame=frame)
-    ids = [s.id for s in samples]
-    scores = score_samples(ids, [views[i].pred_boxes for i in ids], [s.boxes for s in samples],
-                           categories=[s.category for s in samples])
-    return Run(grounding_report(scores, n_bootstrap=200), scores), views
+def scored(records=RECORDS, samples=SAMPLES, frame="pixel") -> tuple[ScoreResult, dict[str, rp.SampleView]]:
+    result = score_predictions(records, LoadedDataset("synthetic", samples), frame=frame, n_bootstrap=200)
+    return result, rp.sample_views(records, samples, frame=frame)
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -131,7 +124,7 @@ def test_report_numbers_equal_the_metrics(tmp_path):
 
 def test_parse_failure_reasons_are_counted_in_the_report(tmp_path):
     run, views = scored()
-    reasons = rp.failure_reasons(run.per_sample, views)
+    reasons = rp.failure_reasons(run.per_sample, run.problems)
     assert reasons["missing <answer>"] == 1  # c
     assert reasons["a box has 3 numbers (expected 4)"] == 1  # f
     assert reasons["no box in <answer>"] == 1  # f: its only box was invalid
@@ -143,9 +136,9 @@ def test_parse_failure_reasons_are_counted_in_the_report(tmp_path):
 
 
 def test_failure_without_problem_counts_as_no_predicted_box():
-    samples = [Sample("x", "p", [[0, 0, 5, 5]], (10, 10))]
-    run, views = scored([{"id": "x", "pred_boxes": []}], samples)
-    assert rp.failure_reasons(run.per_sample, views) == {"no predicted box": 1}
+    scores = SampleScores(["x", "y"], [0.0, 0.0], [0.0, 0.0], [1.0, 1.0], [False, False], [True, False],
+                          [False, False], [None, None])
+    assert rp.failure_reasons(scores, ["", "missing <answer>"]) == {"no predicted box": 1}
 
 
 def test_html_is_self_contained_and_embeds_the_same_pngs(tmp_path):
@@ -167,7 +160,7 @@ def test_html_is_self_contained_and_embeds_the_same_pngs(tmp_path):
 def test_overlay_draws_each_kind_of_box_in_its_colour(tmp_path):
     Image.new("L", (100, 80), 0).save(tmp_path / "black.png")
     view = rp.SampleView("s", "p", "black.png", np.array([[10.0, 10, 40, 40]]), np.array([[50.0, 20, 90, 70]]),
-                         np.array([[5.0, 45, 30, 75]]), ())
+                         np.array([[5.0, 45, 30, 75]]))
     out = rp.draw_overlay(tmp_path / "black.png", view, tmp_path / "o.png")
     with Image.open(out) as image:
         pixels = np.asarray(image.convert("RGB"))
@@ -182,7 +175,7 @@ def test_overlay_handles_16_bit_images_and_downscales_boxes_with_the_image(tmp_p
     scan = (np.arange(2000 * 1000, dtype=np.uint16).reshape(1000, 2000) % 4096).astype(np.uint16)
     Image.fromarray(scan).save(tmp_path / "scan.png")
     view = rp.SampleView("s", "p", "scan.png", np.array([[200.0, 200, 1000, 800]]), np.empty((0, 4)),
-                         np.empty((0, 4)), ())
+                         np.empty((0, 4)))
     out = rp.draw_overlay(tmp_path / "scan.png", view, tmp_path / "o.png")
     with Image.open(out) as image:
         pixels = np.asarray(image.convert("RGB"))
@@ -204,7 +197,7 @@ def test_sample_views_convert_answer_and_think_boxes_through_the_frame():
     np.testing.assert_allclose(views["b"].pred_boxes, [[400, 0, 400, 200]])  # per-record pixel frame, clipped
     assert views["c"].pred_boxes.shape == (0, 4) and views["c"].think_boxes.shape == (0, 4)
     assert set(views) == {"a", "b", "c"}
-    assert views["a"].problems == () and views["a"].phrase == "p"
+    assert views["a"].phrase == "p" and views["a"].image is None
 
 
 def test_sample_views_name_the_record_with_bad_pred_boxes():
@@ -266,7 +259,7 @@ def test_missing_image_file_is_reported_not_drawn(tmp_path):
 
 def test_empty_run_writes_tables_without_plots(tmp_path):
     empty = SampleScores([], [], [], [], [], [], [], [])
-    files = rp.write_report(Run(grounding_report(empty), empty), tmp_path)
+    files = rp.write_report(ScoreResult(grounding_report(empty), empty, [], {}), tmp_path)
     assert files.images == ()
     assert "| miou | n/a |  |" in files.markdown.read_text()
 
@@ -275,3 +268,46 @@ def test_importing_the_report_module_does_not_import_matplotlib_or_pillow():
     code = "import sys, medground_eval.report; print('matplotlib' in sys.modules, 'PIL' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def truth_rows(samples=SAMPLES) -> list[dict]:
+    return [{"id": s.id, "phrase": s.phrase, "boxes": s.boxes.tolist(), "image_size": list(s.image_size),
+             "category": s.category, "image": s.image} for s in samples]
+
+
+def test_score_report_from_files_matches_the_scorer_and_draws_overlays(tmp_path):
+    make_images(tmp_path / "data", {s.image: s.image_size for s in SAMPLES if s.image})
+    truth = write_jsonl(tmp_path / "truth.jsonl", truth_rows())
+    # "d" has no prediction line (a miss); one line is not JSON and is skipped by the scorer.
+    predictions = tmp_path / "preds.jsonl"
+    write_jsonl(predictions, [r for r in RECORDS if r["id"] != "d"])
+    predictions.write_text(predictions.read_text() + "{not json\n")
+    result = score_files(predictions, dataset="jsonl", annotations=truth, on_error="skip", n_bootstrap=100)
+    files = rp.score_report(result, tmp_path / "out", predictions, dataset="jsonl", annotations=truth,
+                            image_root=tmp_path / "data", examples_per_group=2)
+
+    assert json.loads(files.metrics.read_text()) == json.loads(json.dumps(result.report.to_dict()))
+    assert len([p for p in files.images if p.name.startswith("overlay_")]) == 5
+    markdown = files.markdown.read_text()
+    assert f"| acc@0.5 | {result.report.acc['0.5']:.4f} |" in markdown
+    d_overlay = re.search(r"!\[overlay of d\]\((overlay_\w+\.png)\)", markdown).group(1)
+    with Image.open(tmp_path / "out" / d_overlay) as image:  # no prediction: green only, no red
+        pixels = np.asarray(image.convert("RGB")).reshape(-1, 3)
+    assert (pixels == rp.TRUE_COLOR).all(axis=1).any() and not (pixels == rp.PRED_COLOR).all(axis=1).any()
+
+
+def test_score_report_reads_ground_truth_carried_by_the_prediction_lines(tmp_path):
+    make_images(tmp_path / "data", {s.image: s.image_size for s in SAMPLES if s.image})
+    lines = [truth | record for truth, record in zip(truth_rows(), RECORDS)]
+    predictions = write_jsonl(tmp_path / "preds.jsonl", lines)
+    result = score_files(predictions, dataset="jsonl", n_bootstrap=0)
+    files = rp.score_report(result, tmp_path / "out", predictions, dataset="jsonl", image_root=tmp_path / "data",
+                            examples_per_group=1)
+    assert [p.name for p in files.images if p.name.startswith("overlay_")] == [
+        "overlay_best_1.png", "overlay_median_1.png", "overlay_worst_1.png"]
+    assert "| acc@0.5 | 0.5000 |  |" in files.markdown.read_text()
