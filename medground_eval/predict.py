@@ -1,0 +1,217 @@
+"""Run a vision-language model over a data set split and write the predictions file ``score`` reads.
+
+Each line of ``preds.jsonl`` is ``{"id", "completion", "frame", "image_size", "input_size"}``: the model's text, the
+coordinate frame it writes boxes in (``"resized"`` for Qwen2.5-VL, ``"norm1000"`` for Qwen2-VL / Qwen3-VL), the
+original image size ``[W, H]`` and, for ``"resized"``, the model input size ``[w, h]`` (else null). The frame comes
+from the model (its config's ``model_type`` and its image processor's pixel limits), never from a guess.
+
+Generation is batched, greedy by default (``do_sample=True`` samples at ``temperature``), with transformers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from medground_eval.frames import Frame, get_frame
+from medground_eval.types import Sample
+
+RESIZED_MODEL_TYPES = frozenset({"qwen2_5_vl"})
+"""Model types that write absolute pixels of their resized input (frame ``"resized"``)."""
+NORM1000_MODEL_TYPES = frozenset({"qwen2_vl", "qwen3_vl", "qwen3_vl_moe"})
+"""Model types that write coordinates in 0-1000 (frame ``"norm1000"``)."""
+QWEN_PROCESSORS = {
+    "qwen2_vl": "Qwen2VLProcessor",
+    "qwen2_5_vl": "Qwen2_5_VLProcessor",
+    "qwen3_vl": "Qwen3VLProcessor",
+    "qwen3_vl_moe": "Qwen3VLProcessor",
+}
+
+
+def _image_only(processor_class: type) -> type:
+    """``processor_class`` without its video processor (which needs torchvision; grounding needs images only).
+
+    The subclass keeps the parent's name, so a processor saved from it reloads as the parent class elsewhere.
+    """
+
+    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+        # The parent passes (image_processor, tokenizer, video_processor) on; ProcessorMixin pairs them with this
+        # class's attributes (image_processor, tokenizer), so the absent video processor is dropped.
+        processor_class.__init__(self, image_processor, tokenizer, None, chat_template=chat_template)
+
+    return type(processor_class.__name__, (processor_class,), {"__init__": __init__})
+
+
+def load_processor(path: str | Path, *, min_pixels: int | None = None, max_pixels: int | None = None):
+    """The processor of the checkpoint at ``path``, padding on the left (for batched generation).
+
+    Qwen2-VL, Qwen2.5-VL and Qwen3-VL get an image-only processor (their image processor, tokenizer and chat
+    template, no video processor); ``min_pixels`` / ``max_pixels`` override the image processor's pixel limits.
+    Other model types load with ``AutoProcessor`` (the pixel limits are then passed on as keyword arguments).
+    """
+    import transformers
+    from transformers import AutoConfig, AutoImageProcessor, AutoProcessor, AutoTokenizer
+
+    image_kwargs = {k: v for k, v in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if v is not None}
+    model_type = AutoConfig.from_pretrained(path).model_type
+    if model_type not in QWEN_PROCESSORS:
+        return AutoProcessor.from_pretrained(path, padding_side="left", **image_kwargs)
+    processor_class = getattr(transformers, QWEN_PROCESSORS[model_type])
+    tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
+    image_processor = AutoImageProcessor.from_pretrained(path, **image_kwargs)
+    processor_dict, _ = processor_class.get_processor_dict(path)
+    chat_template = processor_dict.get("chat_template") or tokenizer.chat_template
+    if chat_template is None:
+        raise ValueError(f"model {str(path)!r}: no chat template found (chat_template.jinja / .json or tokenizer_config.json)")
+    return _image_only(processor_class)(image_processor, tokenizer, chat_template=chat_template)
+
+
+def load_model_and_processor(
+    path: str | Path,
+    *,
+    device: str | None = None,
+    bf16: bool = False,
+    min_pixels: int | None = None,
+    max_pixels: int | None = None,
+):
+    """``(model, processor)`` from a local checkpoint directory (config.json, weights, tokenizer, processor files).
+
+    ``bf16`` loads the weights in bfloat16 (else float32); ``device`` moves the model there (None: leave it on the
+    CPU, for a trainer to place); ``min_pixels`` / ``max_pixels`` as in :func:`load_processor`.
+    """
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    if not Path(path).is_dir():
+        raise FileNotFoundError(f"--model {str(path)!r}: expected a local checkpoint directory (config.json, weights)")
+    model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch.bfloat16 if bf16 else torch.float32)
+    if device is not None:
+        model = model.to(device)
+    return model, load_processor(path, min_pixels=min_pixels, max_pixels=max_pixels)
+
+
+def default_device() -> tuple[str, bool]:
+    """``(device, bf16)``: the first GPU with bfloat16 where it supports it, else the CPU in float32."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda", torch.cuda.is_bf16_supported()
+    return "cpu", False
+
+
+def _size_limit(image_processor: object, name: str, size_key: str) -> int | None:
+    """A pixel limit: the ``name`` attribute (older processors), else ``size[size_key]``, else None."""
+    value = getattr(image_processor, name, None)
+    size = getattr(image_processor, "size", None)
+    if value is None and size is not None:
+        value = size.get(size_key)
+    return None if value is None else int(value)
+
+
+def model_frame(model_type: str, image_processor: object, default: str | Frame = "pixel") -> Frame:
+    """The frame a model writes boxes in.
+
+    Qwen2.5-VL: ``"resized"`` with the image processor's own pixel limits (``min_pixels`` / ``max_pixels``
+    attributes, else ``size["shortest_edge"]`` / ``size["longest_edge"]``) and factor ``patch_size * merge_size``;
+    Qwen2-VL, Qwen3-VL: ``"norm1000"``; any other model type: ``default``.
+    """
+    if model_type in NORM1000_MODEL_TYPES:
+        return get_frame("norm1000")
+    if model_type not in RESIZED_MODEL_TYPES:
+        return get_frame(default)
+    overrides = {
+        "min_pixels": _size_limit(image_processor, "min_pixels", "shortest_edge"),
+        "max_pixels": _size_limit(image_processor, "max_pixels", "longest_edge"),
+    }
+    patch, merge = getattr(image_processor, "patch_size", None), getattr(image_processor, "merge_size", None)
+    if patch and merge:
+        overrides["factor"] = int(patch) * int(merge)
+    return get_frame("resized", **{k: v for k, v in overrides.items() if v is not None})
+
+
+def generate_completions(
+    model,
+    processor,
+    dataset,
+    *,
+    batch_size: int = 8,
+    max_new_tokens: int = 256,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    progress: bool = True,
+) -> list[str]:
+    """The model's completion text for every row of ``dataset`` (columns ``prompt`` and ``image``), in order."""
+    import torch
+    from rich.progress import Progress
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size = {batch_size}: expected a positive integer")
+    completions: list[str] = []
+    generation = dict(max_new_tokens=max_new_tokens, do_sample=do_sample)
+    if do_sample:
+        generation["temperature"] = temperature
+    model.eval()
+    with Progress(disable=not progress, transient=True) as bar, torch.inference_mode():
+        task = bar.add_task("generating", total=len(dataset))
+        for start in range(0, len(dataset), batch_size):
+            rows = dataset[start : start + batch_size]
+            texts = [processor.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in rows["prompt"]]
+            images = [[image.convert("RGB")] for image in rows["image"]]
+            inputs = processor(images=images, text=texts, padding=True, return_tensors="pt").to(model.device)
+            output = model.generate(**inputs, **generation)
+            new_tokens = output[:, inputs["input_ids"].shape[1] :]
+            completions.extend(processor.batch_decode(new_tokens, skip_special_tokens=True))
+            bar.advance(task, len(texts))
+    return completions
+
+
+def prediction_records(dataset, completions: Sequence[str], frame: Frame) -> list[dict]:
+    """One predictions-file record per row: ``id``, ``completion``, ``frame`` (its kind), sizes."""
+    if len(completions) != len(dataset):
+        raise ValueError(f"{len(completions)} completions for {len(dataset)} rows: expected one each")
+    input_sizes = dataset["input_size"] if "input_size" in dataset.column_names else [None] * len(dataset)
+    return [
+        {"id": i, "completion": c, "frame": frame.kind, "image_size": s, "input_size": n}
+        for i, c, s, n in zip(dataset["id"], completions, dataset["image_size"], input_sizes)
+    ]
+
+
+def write_predictions(records: Iterable[dict], path: str | Path) -> Path:
+    """Write records as JSON lines (UTF-8), creating the parent folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return path
+
+
+def predict_samples(
+    model,
+    processor,
+    samples: Sequence[Sample],
+    output: str | Path,
+    *,
+    image_root: str | Path | None,
+    template: str = "chain-of-box",
+    default_frame: str | Frame = "pixel",
+    batch_size: int = 8,
+    max_new_tokens: int = 256,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    progress: bool = True,
+) -> Path:
+    """Predict every sample with a loaded model and write ``output`` (JSON lines); returns its path.
+
+    The frame is :func:`model_frame` of the model (``default_frame`` for a model type it does not know).
+    """
+    from medground_eval.trainers.hf_data import build_dataset
+
+    frame = model_frame(model.config.model_type, processor.image_processor, default_frame)
+    dataset = build_dataset(samples, image_root=image_root, frame=frame, template=template)
+    completions = generate_completions(
+        model, processor, dataset, batch_size=batch_size, max_new_tokens=max_new_tokens,
+        do_sample=do_sample, temperature=temperature, progress=progress,
+    )
+    return write_predictions(prediction_records(dataset, completions, frame), output)

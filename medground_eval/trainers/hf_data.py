@@ -1,0 +1,93 @@
+"""From a loader's samples to a ``datasets.Dataset`` that TRL's GRPOTrainer and ``predict`` read.
+
+One row per sample, columns:
+
+- ``prompt``: the conversational prompt (one user turn: the image placeholder, then the template's instruction);
+- ``image``: the image file, decoded lazily by ``datasets`` when a row is read (``datasets.Image`` feature);
+- ``solution``: the true boxes ``[[x1, y1, x2, y2], ...]`` in original-image pixels;
+- ``image_size``: ``[W, H]`` of the original image (the annotation's size, else the file's);
+- ``input_size``: ``[w, h]`` the model sees (only for the ``"resized"`` frame: :func:`smart_resize` of the file's
+  size, so an image stored smaller than the annotated original is still converted right);
+- ``phrase``, ``id``.
+
+These are the ground-truth columns the rewards read (see ``medground_eval.rewards.ground_truth``). Every image is
+checked (exists, readable header) before training starts: a missing one raises :class:`MissingImageError` naming the
+sample id and the path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from medground_eval.frames import Frame
+from medground_eval.prompts import chat_prompt
+from medground_eval.types import Sample
+
+
+class MissingImageError(FileNotFoundError):
+    """A sample's image is missing or unreadable; the message names the sample id and the path."""
+
+
+def image_path(sample: Sample, image_root: str | Path | None) -> Path:
+    """The file of ``sample.image``: an absolute path as is, a relative one under ``image_root``."""
+    if not sample.image:
+        raise MissingImageError(f"sample {sample.id!r}: no image path in the data set (field 'image' is empty)")
+    path = Path(sample.image)
+    if not path.is_absolute():
+        if image_root is None:
+            raise MissingImageError(
+                f"sample {sample.id!r}: image {sample.image!r} is a relative path: expected --image-root to say where"
+                " the images are"
+            )
+        path = Path(image_root) / path
+    return path
+
+
+def image_file_size(sample: Sample, path: Path) -> tuple[int, int]:
+    """``(W, H)`` of the image file, read from its header only."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.is_file():
+        raise MissingImageError(f"sample {sample.id!r}: image file {str(path)!r} not found")
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except (UnidentifiedImageError, OSError) as error:
+        raise MissingImageError(f"sample {sample.id!r}: image file {str(path)!r} is not a readable image ({error})") from None
+
+
+def build_dataset(
+    samples: Sequence[Sample],
+    *,
+    image_root: str | Path | None,
+    frame: Frame,
+    template: str = "chain-of-box",
+):
+    """A ``datasets.Dataset`` of ``samples`` with the columns of the module docstring.
+
+    ``template`` is a name in :data:`medground_eval.prompts.TEMPLATES` ("chain-of-box", "plain") or a format string
+    with ``{phrase}``. 2D samples only (a 3D sample raises ValueError). Raises :class:`MissingImageError` for the
+    first sample whose image is missing, and ValueError for an empty sample list.
+    """
+    import datasets
+
+    if not samples:
+        raise ValueError("no samples to build a training data set from: check --dataset, --data-dir and --split")
+    columns: dict[str, list] = {k: [] for k in ("id", "prompt", "image", "solution", "image_size", "phrase")}
+    file_sizes = []
+    for sample in samples:
+        if sample.dims != 2:
+            raise ValueError(f"sample {sample.id!r}: boxes with {2 * sample.dims} numbers: the TRL backend trains on 2D images")
+        path = image_path(sample, image_root)
+        file_size = image_file_size(sample, path)
+        file_sizes.append(file_size)
+        columns["id"].append(sample.id)
+        columns["prompt"].append(chat_prompt(sample.phrase, template))
+        columns["image"].append(str(path))
+        columns["solution"].append(sample.boxes.tolist())
+        columns["image_size"].append(list(sample.image_size or file_size))
+        columns["phrase"].append(sample.phrase)
+    if frame.kind == "resized":
+        columns["input_size"] = frame.input_sizes(file_sizes).astype(int).tolist()
+    return datasets.Dataset.from_dict(columns).cast_column("image", datasets.Image())

@@ -1,0 +1,262 @@
+"""MedGround-R1 GRPO with TRL 1.16's ``GRPOTrainer``: reward functions, configuration and the training run.
+
+- Rewards: one TRL reward function per component (``format``, ``spatial``, ``semantic``), each a core reward from
+  :mod:`medground_eval.rewards`, weighted by ``GRPOConfig.reward_weights``; TRL logs ``rewards/<name>/mean``. The
+  spatial one also logs ``grounding/mean_iou``, ``grounding/parse_failure_rate`` and
+  ``grounding/out_of_frame_rate`` through TRL's ``log_metric`` callback. A component of weight 0 is left out.
+- Frame: the model's own (:func:`medground_eval.predict.model_frame`): Qwen2.5-VL boxes are read in its resized input
+  (the processor's pixel limits), Qwen2-VL / Qwen3-VL in 0-1000; rewards compare boxes in original pixels.
+- Options: :class:`~medground_eval.trainers.options.TrainOptions`; its ``extra`` table holds the keys of
+  :data:`EXTRA_KEYS` and any other ``GRPOConfig`` field (passed through, e.g. ``report_to``, ``gradient_checkpointing``,
+  ``deepspeed``).
+- The run (:func:`train`): loads the split(s), checks every image, trains (resumable), saves the final model in
+  ``output_dir`` (LoRA merged into the weights), then predicts the held-out split and scores it with
+  :func:`medground_eval.scoring.score_files`: ``output_dir/eval_predictions.jsonl`` and ``eval_metrics.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from medground_eval.datasets import get_loader
+from medground_eval.frames import Frame
+from medground_eval.rewards import FormatReward, SemanticReward, SpatialReward
+from medground_eval.trainers.options import TrainOptions
+from medground_eval.types import Sample
+
+EXTRA_KEYS = {
+    "extra_rewards": 'reward functions added to the three components, as "module:attribute" import paths (weight 1)',
+    "lora_target_modules": 'LoRA target modules (default "all-linear")',
+    "min_pixels": "the image processor's minimum pixels per image (default: the checkpoint's)",
+    "max_pixels": "the image processor's maximum pixels per image (default: the checkpoint's)",
+    "eval_batch_size": "generation batch size of the final evaluation (default 8)",
+}
+"""Keys of ``TrainOptions.extra`` read here; any other key must be a ``GRPOConfig`` field."""
+
+logger = logging.getLogger(__name__)
+
+
+class SpatialTRLReward:
+    """The spatial reward as a TRL reward function that also logs mean IoU, parse-failure and out-of-frame rates."""
+
+    def __init__(self, reward: SpatialReward, name: str = "spatial"):
+        self.reward = reward
+        self.__name__ = name
+
+    def __call__(self, completions: Sequence[object], log_metric: Callable[[str, float], None] | None = None,
+                 **columns: object) -> list[float]:
+        result = self.reward.evaluate(completions, columns)
+        if log_metric is not None and len(completions):
+            log_metric("grounding/mean_iou", float(result.iou.mean()))
+            log_metric("grounding/parse_failure_rate", float(result.parse_failed.mean()))
+            log_metric("grounding/out_of_frame_rate", float(result.out_of_frame.mean()))
+        return result.reward.tolist()
+
+    def __repr__(self) -> str:
+        return f"SpatialTRLReward({self.reward!r}, name={self.__name__!r})"
+
+
+def _import_reward(spec: str) -> Callable:
+    module, _, attribute = spec.partition(":")
+    if not module or not attribute:
+        raise ValueError(f'extra.extra_rewards item {spec!r}: expected "module:attribute"')
+    try:
+        function = getattr(importlib.import_module(module), attribute)
+    except (ImportError, AttributeError) as error:
+        raise ValueError(f"extra.extra_rewards item {spec!r}: cannot import it ({error})") from None
+    if not callable(function):
+        raise ValueError(f"extra.extra_rewards item {spec!r}: expected a callable reward, got {type(function).__name__}")
+    return function
+
+
+def reward_functions(options: TrainOptions, frame: Frame) -> tuple[list[Callable], list[float]]:
+    """The reward functions and their weights: format, spatial, semantic (weight > 0 only), then extra rewards."""
+    w_format, w_spatial, w_semantic = options.reward_weights
+    candidates = [
+        (FormatReward(name="format"), w_format),
+        (SpatialTRLReward(SpatialReward(mode=options.spatial_mode, frame=frame)), w_spatial),
+        (SemanticReward(encoder=options.semantic_encoder, frame=frame, name="semantic"), w_semantic),
+    ]
+    candidates += [(_import_reward(spec), 1.0) for spec in options.extra.get("extra_rewards", [])]
+    kept = [(function, weight) for function, weight in candidates if weight > 0]
+    if not kept:
+        raise ValueError(f"reward_weights = {list(options.reward_weights)}: expected at least one positive weight")
+    return [f for f, _ in kept], [w for _, w in kept]
+
+
+def _split_extra(extra: dict[str, object]) -> tuple[dict[str, object], dict[str, object]]:
+    """``(ours, grpo)``: the keys of :data:`EXTRA_KEYS` and the ``GRPOConfig`` fields; anything else is an error."""
+    from trl import GRPOConfig
+
+    fields = {f.name for f in dataclasses.fields(GRPOConfig)}
+    unknown = sorted(k for k in extra if k not in EXTRA_KEYS and k not in fields)
+    if unknown:
+        raise ValueError(f"extra option(s) {unknown}: expected keys of {sorted(EXTRA_KEYS)} or GRPOConfig fields")
+    return {k: v for k, v in extra.items() if k in EXTRA_KEYS}, {k: v for k, v in extra.items() if k not in EXTRA_KEYS}
+
+
+def grpo_config(options: TrainOptions, reward_weights: Sequence[float], *, bf16: bool):
+    """The ``GRPOConfig`` of a run: the options' fields, then ``extra``'s ``GRPOConfig`` fields over them."""
+    from trl import GRPOConfig
+
+    _, passthrough = _split_extra(options.extra)
+    settings: dict[str, object] = dict(
+        output_dir=options.output_dir,
+        num_generations=options.num_generations,
+        beta=options.beta,
+        learning_rate=options.learning_rate,
+        num_train_epochs=options.num_train_epochs,
+        max_steps=options.max_steps,
+        max_completion_length=options.max_completion_length,
+        temperature=options.temperature,
+        per_device_train_batch_size=options.per_device_train_batch_size,
+        gradient_accumulation_steps=options.gradient_accumulation_steps,
+        reward_weights=list(reward_weights),
+        save_steps=options.save_steps,
+        logging_steps=options.logging_steps,
+        seed=options.seed,
+        use_cpu=options.use_cpu,
+        bf16=bf16,
+    )
+    settings.update(passthrough)
+    return GRPOConfig(**settings)
+
+
+def lora_config(options: TrainOptions):
+    """A peft ``LoraConfig`` (r, alpha, target modules) when ``use_lora``, else None."""
+    if not options.use_lora:
+        return None
+    from peft import LoraConfig
+
+    targets = options.extra.get("lora_target_modules", "all-linear")
+    return LoraConfig(r=options.lora_r, lora_alpha=options.lora_alpha, target_modules=targets, task_type="CAUSAL_LM")
+
+
+def load_split(options: TrainOptions, split: str | None) -> list[Sample]:
+    """The samples of ``split`` from ``options.dataset`` at ``options.data_dir`` (errors name file, line, field)."""
+    if not options.data_dir:
+        raise ValueError(f"--data-dir is required: the annotation file or folder of data set {options.dataset!r}")
+    samples = get_loader(options.dataset)(options.data_dir, split=split).samples
+    if not samples:
+        raise ValueError(f"data set {options.dataset!r} at {options.data_dir!r}: no samples in split {split!r}")
+    return samples
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Where a run left its outputs: the final model, and the evaluation files (None when not evaluated)."""
+
+    output_dir: Path
+    predictions: Path | None
+    metrics: Path | None
+    global_step: int
+
+
+def _resume_argument(value: str | None) -> str | bool | None:
+    if value is None or value == "":
+        return None
+    return True if value in ("last", "latest") else value
+
+
+def check_run(options: TrainOptions) -> dict[str, object]:
+    """Everything :func:`train` checks before loading weights (``--dry-run``): the splits load, every image is
+    readable, the model's config and image processor read, the rewards and ``GRPOConfig`` build. Returns the plan."""
+    import torch
+    from transformers import AutoConfig
+
+    from medground_eval.predict import load_processor, model_frame
+    from medground_eval.trainers.hf_data import image_file_size, image_path
+
+    if not options.model:
+        raise ValueError("--model is required: a local checkpoint directory of Qwen2-VL, Qwen2.5-VL or Qwen3-VL")
+    ours, _ = _split_extra(options.extra)
+    splits = {options.split: load_split(options, options.split)}
+    if options.eval_split:
+        splits[options.eval_split] = load_split(options, options.eval_split)
+    for samples in splits.values():
+        for sample in samples:
+            image_file_size(sample, image_path(sample, options.image_root))
+    model_type = AutoConfig.from_pretrained(options.model).model_type
+    processor = load_processor(options.model, min_pixels=ours.get("min_pixels"), max_pixels=ours.get("max_pixels"))
+    frame = model_frame(model_type, processor.image_processor, options.frame)
+    functions, weights = reward_functions(options, frame)
+    bf16 = torch.cuda.is_available() and not options.use_cpu and torch.cuda.is_bf16_supported()
+    args = grpo_config(options, weights, bf16=bf16)
+    return {
+        "model": options.model,
+        "model_type": model_type,
+        "frame": dataclasses.asdict(frame),
+        "samples": {str(name): len(samples) for name, samples in splits.items()},
+        "rewards": dict(zip((getattr(f, "__name__", repr(f)) for f in functions), weights)),
+        "grpo": {k: getattr(args, k) for k in ("num_generations", "beta", "learning_rate", "num_train_epochs",
+                                              "max_steps", "max_completion_length", "temperature", "bf16")},
+        "lora": options.use_lora,
+        "output_dir": options.output_dir,
+    }
+
+
+def train(options: TrainOptions) -> TrainResult:
+    """Run GRPO on ``options`` (see the module docstring); returns where the outputs are."""
+    import torch
+    from trl import GRPOTrainer
+
+    from medground_eval.predict import load_model_and_processor, model_frame
+    from medground_eval.trainers.hf_data import build_dataset
+
+    if not options.model:
+        raise ValueError("--model is required: a local checkpoint directory of Qwen2-VL, Qwen2.5-VL or Qwen3-VL")
+    ours, _ = _split_extra(options.extra)
+    train_samples = load_split(options, options.split)
+    eval_samples = load_split(options, options.eval_split) if options.eval_split else None
+    if eval_samples is not None:
+        from medground_eval.scoring import score_files  # fail before training if the scorer cannot load
+
+    bf16 = torch.cuda.is_available() and not options.use_cpu and torch.cuda.is_bf16_supported()
+    model, processor = load_model_and_processor(
+        options.model, bf16=bf16, min_pixels=ours.get("min_pixels"), max_pixels=ours.get("max_pixels")
+    )
+    frame = model_frame(model.config.model_type, processor.image_processor, options.frame)
+    train_dataset = build_dataset(train_samples, image_root=options.image_root, frame=frame, template=options.template)
+    functions, weights = reward_functions(options, frame)
+    args = grpo_config(options, weights, bf16=bf16)
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=functions,
+        args=args,
+        train_dataset=train_dataset,
+        processing_class=processor,
+        peft_config=lora_config(options),
+    )
+    trainer.train(resume_from_checkpoint=_resume_argument(options.resume_from_checkpoint))
+
+    output_dir = Path(options.output_dir)
+    final = trainer.model
+    if options.use_lora:
+        final = trainer.accelerator.unwrap_model(final).merge_and_unload()
+        trainer.model = final
+    trainer.save_model(str(output_dir))
+    predictions = metrics = None
+    zero3 = getattr(args.deepspeed_plugin, "zero_stage", 0) == 3
+    if eval_samples is not None and zero3:
+        logger.warning("DeepSpeed ZeRO-3 shards the weights: run `medground-eval predict` on %s, then `score`", output_dir)
+    if eval_samples is not None and trainer.accelerator.is_main_process and not zero3:
+        from medground_eval.predict import predict_samples
+
+        predictions = predict_samples(
+            trainer.accelerator.unwrap_model(final), processor, eval_samples, output_dir / "eval_predictions.jsonl",
+            image_root=options.image_root, template=options.template, default_frame=options.frame,
+            batch_size=int(ours.get("eval_batch_size", 8)), max_new_tokens=options.max_completion_length,
+        )
+        result = score_files(
+            predictions, dataset=options.dataset, annotations=options.data_dir, split=options.eval_split
+        )
+        metrics = output_dir / "eval_metrics.json"
+        metrics.write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
+    trainer.accelerator.wait_for_everyone()
+    return TrainResult(output_dir, predictions, metrics, trainer.state.global_step)
