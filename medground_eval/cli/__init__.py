@@ -11,6 +11,8 @@ app = typer.Typer(
 
 from medground_eval.cli import convert  # noqa: E402,F401  (registers `convert`)
 from medground_eval.cli import serve  # noqa: E402,F401  (registers `serve`)
+from medground_eval.cli import train  # noqa: E402,F401  (registers `train`)
+from medground_eval.cli import predict  # noqa: E402,F401  (registers `predict`)
 
 
 def main() -> None:
