@@ -242,6 +242,20 @@ def test_train_trl_end_to_end(tiny_model, data, tmp_path):
     assert "trained 3 steps" in resumed.output
 
 
+def test_train_with_lora_saves_merged_weights(tiny_model, data, tmp_path):
+    output_dir = tmp_path / "lora"
+    config = _config(tmp_path / "train.toml", tiny_model, data, output_dir, use_lora=True, lora_r=4, max_steps=1)
+    result = runner.invoke(app, ["train", "--config", str(config), "--no-eval"])
+    assert result.exit_code == 0, result.output
+    assert not (output_dir / "eval_metrics.json").exists()
+    before, after = _weights(tiny_model), _weights(output_dir)
+    assert before.keys() == after.keys()  # merged: the base model's tensors, no adapter ones
+    query = "model.layers.0.self_attn.q_proj.weight"  # a LoRA target: the adapter's update is merged in
+    assert not np.array_equal(before[query], after[query])
+    for frozen in ("model.embed_tokens.weight", "lm_head.weight", "model.norm.weight"):  # not adapted
+        np.testing.assert_array_equal(before[frozen], after[frozen])
+
+
 def test_train_dry_run_checks_the_setup_without_training(tiny_model, data, tmp_path):
     config = _config(tmp_path / "train.toml", tiny_model, data, tmp_path / "run")
     flags = ["--num-generations", "4", "--per-device-train-batch-size", "4"]
@@ -256,10 +270,14 @@ def test_train_dry_run_checks_the_setup_without_training(tiny_model, data, tmp_p
 
 
 def test_train_reports_a_missing_image_before_training(tiny_model, data, tmp_path):
-    config = _config(tmp_path / "train.toml", tiny_model, data, tmp_path / "run", image_root=str(tmp_path))
+    images = tmp_path / "images"
+    images.mkdir()
+    for index in range(4):  # the training images are there, a held-out one is not
+        (images / f"{index}.png").write_bytes((data.images / f"{index}.png").read_bytes())
+    config = _config(tmp_path / "train.toml", tiny_model, data, tmp_path / "run", image_root=str(images))
     result = runner.invoke(app, ["train", "--config", str(config)])
     assert result.exit_code == 2
-    assert "sample 's0'" in result.output and "0.png" in result.output and "not found" in result.output
+    assert "sample 's4'" in result.output and "4.png" in result.output and "not found" in result.output
     assert not (tmp_path / "run").exists()
 
 

@@ -164,35 +164,56 @@ def _resume_argument(value: str | None) -> str | bool | None:
     return True if value in ("last", "latest") else value
 
 
-def check_run(options: TrainOptions) -> dict[str, object]:
-    """Everything :func:`train` checks before loading weights (``--dry-run``): the splits load, every image is
-    readable, the model's config and image processor read, the rewards and ``GRPOConfig`` build. Returns the plan."""
-    import torch
-    from transformers import AutoConfig
+@dataclass(frozen=True)
+class _Setup:
+    """What a run reads before loading weights: the ``extra`` keys of ours, the samples, the precision."""
 
-    from medground_eval.predict import load_processor, model_frame
+    extra: dict[str, object]
+    train_samples: list[Sample]
+    eval_samples: list[Sample] | None
+    bf16: bool
+
+
+def _setup(options: TrainOptions) -> _Setup:
+    """Check the options, load the split(s) and check every image (train and held-out) before any weights load."""
+    import torch
+
     from medground_eval.trainers.hf_data import image_file_size, image_path
 
     if not options.model:
         raise ValueError("--model is required: a local checkpoint directory of Qwen2-VL, Qwen2.5-VL or Qwen3-VL")
     ours, _ = _split_extra(options.extra)
-    splits = {options.split: load_split(options, options.split)}
-    if options.eval_split:
-        splits[options.eval_split] = load_split(options, options.eval_split)
-    for samples in splits.values():
-        for sample in samples:
-            image_file_size(sample, image_path(sample, options.image_root))
+    train_samples = load_split(options, options.split)
+    eval_samples = load_split(options, options.eval_split) if options.eval_split else None
+    for sample in train_samples + (eval_samples or []):
+        image_file_size(sample, image_path(sample, options.image_root))
+    bf16 = torch.cuda.is_available() and not options.use_cpu and torch.cuda.is_bf16_supported()
+    return _Setup(ours, train_samples, eval_samples, bf16)
+
+
+def check_run(options: TrainOptions) -> dict[str, object]:
+    """What :func:`train` checks before loading weights (``--dry-run``): options, splits, every image, the model's
+    config and processor, the rewards and the ``GRPOConfig``. Returns the plan as a JSON-ready dict."""
+    from transformers import AutoConfig
+
+    from medground_eval.predict import load_processor, model_frame
+
+    setup = _setup(options)
     model_type = AutoConfig.from_pretrained(options.model).model_type
-    processor = load_processor(options.model, min_pixels=ours.get("min_pixels"), max_pixels=ours.get("max_pixels"))
+    processor = load_processor(
+        options.model, min_pixels=setup.extra.get("min_pixels"), max_pixels=setup.extra.get("max_pixels")
+    )
     frame = model_frame(model_type, processor.image_processor, options.frame)
     functions, weights = reward_functions(options, frame)
-    bf16 = torch.cuda.is_available() and not options.use_cpu and torch.cuda.is_bf16_supported()
-    args = grpo_config(options, weights, bf16=bf16)
+    args = grpo_config(options, weights, bf16=setup.bf16)
+    samples = {str(options.split): len(setup.train_samples)}
+    if setup.eval_samples is not None:
+        samples[str(options.eval_split)] = len(setup.eval_samples)
     return {
         "model": options.model,
         "model_type": model_type,
         "frame": dataclasses.asdict(frame),
-        "samples": {str(name): len(samples) for name, samples in splits.items()},
+        "samples": samples,
         "rewards": dict(zip((getattr(f, "__name__", repr(f)) for f in functions), weights)),
         "grpo": {k: getattr(args, k) for k in ("num_generations", "beta", "learning_rate", "num_train_epochs",
                                               "max_steps", "max_completion_length", "temperature", "bf16")},
@@ -203,28 +224,25 @@ def check_run(options: TrainOptions) -> dict[str, object]:
 
 def train(options: TrainOptions) -> TrainResult:
     """Run GRPO on ``options`` (see the module docstring); returns where the outputs are."""
-    import torch
     from trl import GRPOTrainer
 
     from medground_eval.predict import load_model_and_processor, model_frame
     from medground_eval.trainers.hf_data import build_dataset
 
-    if not options.model:
-        raise ValueError("--model is required: a local checkpoint directory of Qwen2-VL, Qwen2.5-VL or Qwen3-VL")
-    ours, _ = _split_extra(options.extra)
-    train_samples = load_split(options, options.split)
-    eval_samples = load_split(options, options.eval_split) if options.eval_split else None
-    if eval_samples is not None:
+    setup = _setup(options)
+    if setup.eval_samples is not None:
         from medground_eval.scoring import score_files  # fail before training if the scorer cannot load
 
-    bf16 = torch.cuda.is_available() and not options.use_cpu and torch.cuda.is_bf16_supported()
     model, processor = load_model_and_processor(
-        options.model, bf16=bf16, min_pixels=ours.get("min_pixels"), max_pixels=ours.get("max_pixels")
+        options.model, bf16=setup.bf16, min_pixels=setup.extra.get("min_pixels"),
+        max_pixels=setup.extra.get("max_pixels"),
     )
     frame = model_frame(model.config.model_type, processor.image_processor, options.frame)
-    train_dataset = build_dataset(train_samples, image_root=options.image_root, frame=frame, template=options.template)
+    train_dataset = build_dataset(
+        setup.train_samples, image_root=options.image_root, frame=frame, template=options.template
+    )
     functions, weights = reward_functions(options, frame)
-    args = grpo_config(options, weights, bf16=bf16)
+    args = grpo_config(options, weights, bf16=setup.bf16)
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=functions,
@@ -243,15 +261,15 @@ def train(options: TrainOptions) -> TrainResult:
     trainer.save_model(str(output_dir))
     predictions = metrics = None
     zero3 = getattr(args.deepspeed_plugin, "zero_stage", 0) == 3
-    if eval_samples is not None and zero3:
+    if setup.eval_samples is not None and zero3:
         logger.warning("DeepSpeed ZeRO-3 shards the weights: run `medground-eval predict` on %s, then `score`", output_dir)
-    if eval_samples is not None and trainer.accelerator.is_main_process and not zero3:
+    if setup.eval_samples is not None and trainer.accelerator.is_main_process and not zero3:
         from medground_eval.predict import predict_samples
 
         predictions = predict_samples(
-            trainer.accelerator.unwrap_model(final), processor, eval_samples, output_dir / "eval_predictions.jsonl",
+            trainer.accelerator.unwrap_model(final), processor, setup.eval_samples, output_dir / "eval_predictions.jsonl",
             image_root=options.image_root, template=options.template, default_frame=options.frame,
-            batch_size=int(ours.get("eval_batch_size", 8)), max_new_tokens=options.max_completion_length,
+            batch_size=int(setup.extra.get("eval_batch_size", 8)), max_new_tokens=options.max_completion_length,
         )
         result = score_files(
             predictions, dataset=options.dataset, annotations=options.data_dir, split=options.eval_split
