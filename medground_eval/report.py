@@ -156,25 +156,45 @@ def score_report(
     :func:`medground_eval.scoring.score_files` result, called with the same ``dataset``, ``annotations``, ``split``
     and ``frame``.
 
-    With ``image_root``, the samples :func:`example_ids` picks are read again (their ground truth from the data set,
-    or from the prediction lines for ``jsonl`` without annotations, and their prediction lines) and converted by
-    :func:`sample_views`. A sample the scorer found no prediction for (problem "no prediction": no line, or a line
-    skipped under ``--on-error skip``) is drawn without predicted boxes. Lines that are not JSON objects are passed
-    over here: the scorer has already reported them.
+    With ``image_root``, the samples :func:`example_ids` picks are read again (ground truth by :func:`read_samples`,
+    and their prediction lines) and converted by :func:`sample_views`. A sample the scorer found no prediction for
+    (problem "no prediction": no line, or a line skipped under ``--on-error skip``) is drawn without predicted boxes.
     """
     views = None
     if image_root is not None:
         picked = [i for ids in example_ids(result.per_sample, examples_per_group).values() for i in ids]
         used = {str(i) for i, problem in zip(result.per_sample.ids, result.problems) if problem != "no prediction"}
         records = _prediction_lines(Path(predictions_path), set(picked) & used)
-        samples = _samples(dataset, annotations, split, records, set(picked))
+        samples = read_samples(predictions_path, picked, dataset=dataset, annotations=annotations, split=split)
         views = sample_views(list(records.values()), [samples[i] for i in picked if i in samples], frame=frame)
     return write_report(result, out_dir, views=views, image_root=image_root, title=title,
                         examples_per_group=examples_per_group)
 
 
+def read_samples(
+    predictions_path: str | Path,
+    ids: Iterable[str],
+    *,
+    dataset: str,
+    annotations: str | Path | None = None,
+    split: str | None = None,
+) -> dict[str, Sample]:
+    """The ground-truth samples of ``ids`` for a run scored with these options, keyed by id (absent ids left out).
+
+    ``jsonl`` without ``annotations`` reads them from the prediction lines that carry them; any other data set
+    through its loader (``on_error="skip"``: the scorer has already reported bad rows).
+    """
+    wanted = set(ids)
+    if dataset == "jsonl" and annotations is None:
+        records = _prediction_lines(Path(predictions_path), wanted)
+        return {i: sample_from_record(r, path=predictions_path, line=None) for i, r in records.items()}
+    loaded = get_loader(dataset)(annotations, split=split, on_error="skip")
+    return {s.id: s for s in loaded.samples if s.id in wanted}
+
+
 def _prediction_lines(path: Path, ids: set[str]) -> dict[str, dict[str, object]]:
-    """``{id: record}`` of the prediction lines whose id is in ``ids`` (first occurrence)."""
+    """``{id: record}`` of the prediction lines whose id is in ``ids`` (first occurrence); non-JSON lines are
+    passed over (the scorer reports them)."""
     found: dict[str, dict[str, object]] = {}
     with path.open(encoding="utf-8") as handle:
         for text in handle:
@@ -185,15 +205,6 @@ def _prediction_lines(path: Path, ids: set[str]) -> dict[str, dict[str, object]]
             if isinstance(record, dict) and str(record.get("id")) in ids:
                 found.setdefault(str(record["id"]), record)
     return found
-
-
-def _samples(dataset: str, annotations: str | Path | None, split: str | None,
-             records: Mapping[str, Mapping[str, object]], ids: set[str]) -> dict[str, Sample]:
-    """The ground truth of ``ids``: from the data set's loader, or from the prediction records themselves."""
-    if dataset == "jsonl" and annotations is None:
-        return {i: sample_from_record(r, path=None, line=None) for i, r in records.items()}
-    loaded = get_loader(dataset)(annotations, split=split, on_error="skip")
-    return {s.id: s for s in loaded.samples if s.id in ids}
 
 
 def _to_pixels(per_sample: list[np.ndarray], convert: dict[str, object]) -> list[np.ndarray]:
