@@ -63,7 +63,9 @@ def load_processor(path: str | Path, *, min_pixels: int | None = None, max_pixel
     processor_dict, _ = processor_class.get_processor_dict(path)
     chat_template = processor_dict.get("chat_template") or tokenizer.chat_template
     if chat_template is None:
-        raise ValueError(f"model {str(path)!r}: no chat template found (chat_template.jinja / .json or tokenizer_config.json)")
+        raise ValueError(
+            f"model {str(path)!r}: no chat template: expected chat_template.jinja or .json, or tokenizer_config.json's"
+        )
     return _image_only(processor_class)(image_processor, tokenizer, chat_template=chat_template)
 
 
@@ -156,7 +158,10 @@ def generate_completions(
         task = bar.add_task("generating", total=len(dataset))
         for start in range(0, len(dataset), batch_size):
             rows = dataset[start : start + batch_size]
-            texts = [processor.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in rows["prompt"]]
+            texts = [
+                processor.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
+                for prompt in rows["prompt"]
+            ]
             images = [[image.convert("RGB")] for image in rows["image"]]
             inputs = processor(images=images, text=texts, padding=True, return_tensors="pt").to(model.device)
             output = model.generate(**inputs, **generation)

@@ -54,7 +54,8 @@ def image_file_size(sample: Sample, path: Path) -> tuple[int, int]:
         with Image.open(path) as image:
             return image.size
     except (UnidentifiedImageError, OSError) as error:
-        raise MissingImageError(f"sample {sample.id!r}: image file {str(path)!r} is not a readable image ({error})") from None
+        message = f"sample {sample.id!r}: image file {str(path)!r} is not a readable image ({error})"
+        raise MissingImageError(message) from None
 
 
 def build_dataset(
@@ -78,7 +79,9 @@ def build_dataset(
     file_sizes = []
     for sample in samples:
         if sample.dims != 2:
-            raise ValueError(f"sample {sample.id!r}: boxes with {2 * sample.dims} numbers: the TRL backend trains on 2D images")
+            raise ValueError(
+                f"sample {sample.id!r}: boxes with {2 * sample.dims} numbers: expected 2D boxes (4 numbers)"
+            )
         path = image_path(sample, image_root)
         file_size = image_file_size(sample, path)
         file_sizes.append(file_size)

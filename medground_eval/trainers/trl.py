@@ -71,7 +71,8 @@ def _import_reward(spec: str) -> Callable:
     except (ImportError, AttributeError) as error:
         raise ValueError(f"extra.extra_rewards item {spec!r}: cannot import it ({error})") from None
     if not callable(function):
-        raise ValueError(f"extra.extra_rewards item {spec!r}: expected a callable reward, got {type(function).__name__}")
+        kind = type(function).__name__
+        raise ValueError(f"extra.extra_rewards item {spec!r}: expected a callable reward, got a {kind}")
     return function
 
 
@@ -262,12 +263,13 @@ def train(options: TrainOptions) -> TrainResult:
     predictions = metrics = None
     zero3 = getattr(args.deepspeed_plugin, "zero_stage", 0) == 3
     if setup.eval_samples is not None and zero3:
-        logger.warning("DeepSpeed ZeRO-3 shards the weights: run `medground-eval predict` on %s, then `score`", output_dir)
+        logger.warning("ZeRO-3 shards the weights, no evaluation here: run `medground-eval predict` on %s", output_dir)
     if setup.eval_samples is not None and trainer.accelerator.is_main_process and not zero3:
         from medground_eval.predict import predict_samples
 
         predictions = predict_samples(
-            trainer.accelerator.unwrap_model(final), processor, setup.eval_samples, output_dir / "eval_predictions.jsonl",
+            trainer.accelerator.unwrap_model(final), processor, setup.eval_samples,
+            output_dir / "eval_predictions.jsonl",
             image_root=options.image_root, template=options.template, default_frame=options.frame,
             batch_size=int(setup.extra.get("eval_batch_size", 8)), max_new_tokens=options.max_completion_length,
         )
