@@ -269,6 +269,20 @@ def test_train_dry_run_checks_the_setup_without_training(tiny_model, data, tmp_p
     assert not (tmp_path / "run").exists()
 
 
+def test_train_reads_yaml_and_dispatches_other_backends(tiny_model, data, tmp_path):
+    import yaml
+
+    config = tmp_path / "train.yaml"
+    config.write_text(yaml.safe_dump({"model": str(tiny_model), "dataset": "jsonl", "data_dir": str(data.annotations),
+                                      "image_root": str(data.images), "output_dir": str(tmp_path / "run")}))
+    result = runner.invoke(app, ["train", "--backend", "verl", "--config", str(config), "--dry-run",
+                                 "--num-generations", "4"])
+    assert result.exit_code == 0, result.output
+    assert "verl.trainer.main_ppo" in result.stdout and "rollout.n=4" in result.stdout
+    unknown = runner.invoke(app, ["train", "--backend", "deepspeed-chat", "--config", str(config)])
+    assert unknown.exit_code == 2 and "expected one of trl, openrlhf, verl" in unknown.output
+
+
 def test_train_reports_a_missing_image_before_training(tiny_model, data, tmp_path):
     images = tmp_path / "images"
     images.mkdir()
