@@ -53,7 +53,7 @@ from dataclasses import dataclass
 
 from medground_eval.types import ParsedBox, ParsedCompletion
 
-__all__ = ["FORMAT_DIALECTS", "MAX_BOXES", "completion_text", "format_box", "parse_completion"]
+__all__ = ["FORMAT_DIALECTS", "MAX_BOXES", "completion_text", "format_box", "parse_completion", "read_think_boxes"]
 
 MAX_BOXES = 1000
 """Bracketed number groups read per section (think or answer); later ones are ignored, with a problem."""
@@ -210,8 +210,13 @@ def parse_completion(completion: object, *, dims: int | None = None) -> ParsedCo
         if not answer_boxes:
             problems.append("no box in <answer>")
 
-    think_boxes = _read_boxes(think, widths, None) if think else ()
-    return ParsedCompletion(text, think, answer, answer_boxes, think_boxes, not problems, tuple(problems))
+    # think_boxes are read on first access (read_think_boxes): most callers never look at them.
+    return ParsedCompletion.lazy(text, think, answer, answer_boxes, not problems, tuple(problems), dims)
+
+
+def read_think_boxes(think: str | None, *, dims: int | None = None) -> tuple[ParsedBox, ...]:
+    """The Chain-of-Box steps of a ``<think>`` text, as :func:`parse_completion` reads them (no problems kept)."""
+    return _read_boxes(think, (4, 6) if dims is None else (2 * dims,), None) if think else ()
 
 
 def _structure_problems(answer: str) -> list[str]:

@@ -3,25 +3,35 @@
 This is the one place where parsed boxes meet coordinate frames; rewards and the scorer both go through it, so
 the conversion rules (frame, clipping, out-of-frame counting) hold everywhere.
 
-- :func:`parse_many` parses a batch of completions, with a bounded cache keyed by the completion text: in GRPO the
-  format, spatial and semantic rewards see the same completions, and each is parsed only once.
+- :func:`parse_batch` parses a batch of completions into columns (:class:`ParsedBatch`: flat answer boxes, counts,
+  strict-format flags), the ParsedCompletion objects made only when asked for. Texts of the canonical Qwen2.5-VL
+  shape are read by :mod:`medground_eval.fastparse` (same result as the parser, proven by tests), the rest by
+  :func:`~medground_eval.parsing.parse_completion` with a bounded cache keyed by text. The last few batches are
+  remembered: in GRPO the format, spatial and semantic rewards see the same completions, and each batch is parsed
+  once. :func:`parse_many` is the same as a list of ParsedCompletion.
 - :func:`predicted_regions` converts every parsed answer box of a batch into original pixels in one vectorized call
   per distinct frame, clips it to the image and flags boxes that lay outside their declared frame.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import numpy as np
 
+from medground_eval.fastparse import canonical_boxes, fast_parse
 from medground_eval.frames import Frame, get_frame
 from medground_eval.parsing import completion_text, parse_completion
 from medground_eval.types import ParsedCompletion
 
 PARSE_CACHE_SIZE = 65_536
+"""Completion texts whose full parse is remembered (texts of the canonical shape are not cached: reading is cheap)."""
+RECENT_BATCHES = 4
+"""Parsed batches remembered, matched by their texts (the rewards of one GRPO step share one batch)."""
 
 
 @lru_cache(maxsize=PARSE_CACHE_SIZE)
@@ -29,23 +39,116 @@ def _parse_text(text: str, dims: int | None) -> ParsedCompletion:
     return parse_completion(text, dims=dims)
 
 
+@dataclass(frozen=True, eq=False)
+class ParsedBatch:
+    """A parsed batch in columns; ``parsed`` holds one ParsedCompletion per text, made on first access.
+
+    - ``flat``: (M, 2 * box_dims) answer boxes of all texts in order, ``box_dims = dims or 2`` (as
+      ``ParsedCompletion.boxes(box_dims)``: boxes of another width are left out); ``counts[i]`` of them are text i's.
+    - ``strict_format[i]``: ``parsed[i].strict_format``.
+    """
+
+    texts: list[str]
+    dims: int | None
+    flat: np.ndarray
+    counts: np.ndarray
+    strict_format: np.ndarray
+    _full: dict[int, ParsedCompletion]
+
+    @property
+    def box_dims(self) -> int:
+        return self.dims or 2
+
+    @cached_property
+    def parsed(self) -> list[ParsedCompletion]:
+        full = self._full
+        return [full[i] if i in full else fast_parse(text, self.dims) for i, text in enumerate(self.texts)]
+
+    @cached_property
+    def has_think_box(self) -> np.ndarray:
+        """Per text: at least one box written inside ``<think>`` (``bool(parsed[i].think_boxes)``)."""
+        return np.fromiter((bool(p.think_boxes) for p in self.parsed), dtype=bool, count=len(self.texts))
+
+
+_recent: deque[ParsedBatch] = deque(maxlen=RECENT_BATCHES)
+_recent_lock = threading.Lock()
+
+
+def _texts(completions: Sequence[object]) -> list[str]:
+    if all(type(c) is str for c in completions):
+        return list(completions)
+    return [completion_text(c) for c in completions]
+
+
+def _remembered(texts: list[object], dims: int | None) -> ParsedBatch | None:
+    with _recent_lock:
+        return next((b for b in _recent if b.dims == dims and b.texts == texts), None)
+
+
+def parse_batch(completions: Sequence[object], dims: int | None = 2) -> ParsedBatch:
+    """Parse each completion (string or chat messages) into a :class:`ParsedBatch`; never raises on a completion.
+
+    A batch whose texts equal one of the last :data:`RECENT_BATCHES` batches (same ``dims``) is returned from memory.
+    """
+    # A list of the very texts of a remembered batch is found before any per-item work.
+    remembered = _remembered(completions, dims) if type(completions) is list else None
+    if remembered is not None:
+        return remembered
+    texts = _texts(completions)
+    remembered = _remembered(texts, dims)
+    if remembered is not None:
+        return remembered
+    n = len(texts)
+    width = 2 * (dims or 2)
+    fast_index, fast_boxes = canonical_boxes(texts) if width == 4 else (np.zeros(0, np.int64), np.zeros((0, width)))
+    counts = np.zeros(n, dtype=np.int64)
+    counts[fast_index] = 1
+    strict = np.zeros(n, dtype=bool)
+    strict[fast_index] = True
+    is_fast = np.zeros(n, dtype=bool)
+    is_fast[fast_index] = True
+    full = {int(i): _parse_text(texts[i], dims) for i in np.flatnonzero(~is_fast)}
+    full_boxes = {i: p.boxes(dims or 2) for i, p in full.items()}
+    for i, p in full.items():
+        counts[i] = len(full_boxes[i])
+        strict[i] = p.strict_format
+    if full:
+        flat = np.empty((int(counts.sum()), width))
+        starts = np.cumsum(counts) - counts
+        flat[starts[fast_index]] = fast_boxes
+        for i, boxes in full_boxes.items():
+            flat[starts[i] : starts[i] + len(boxes)] = boxes
+    else:
+        flat = fast_boxes
+    batch = ParsedBatch(texts, dims, flat, counts, strict, full)
+    with _recent_lock:
+        _recent.append(batch)
+    return batch
+
+
 def parse_many(completions: Sequence[object], dims: int | None = 2) -> list[ParsedCompletion]:
-    """Parse each completion (string or chat messages); never raises. Identical texts are parsed once."""
-    return [_parse_text(completion_text(c), dims) for c in completions]
+    """Parse each completion (string or chat messages); never raises. See :func:`parse_batch`."""
+    return parse_batch(completions, dims).parsed
 
 
 @dataclass(frozen=True)
 class PredictedRegions:
     """Per sample: the predicted boxes in original pixels (clipped), and what went wrong.
 
-    - ``boxes[i]``: (K_i, 2d) array; K_i = 0 when nothing parsed.
+    - ``flat``: (M, 2d) boxes of all samples in order, ``counts[i]`` of them sample i's; ``boxes[i]``: the same
+      as a (K_i, 2d) array per sample (made on first access); K_i = 0 when nothing parsed.
     - ``parse_failed[i]``: no valid answer box was read.
     - ``out_of_frame[i]``: at least one answer box lay outside its declared frame before clipping.
     """
 
-    boxes: list[np.ndarray]
+    flat: np.ndarray
+    counts: np.ndarray
     parse_failed: np.ndarray
     out_of_frame: np.ndarray
+
+    @cached_property
+    def boxes(self) -> list[np.ndarray]:
+        return np.split(self.flat, np.cumsum(self.counts)[:-1]) if len(self.counts) else []
 
 
 def _per_box(values: np.ndarray | None, owner: np.ndarray) -> np.ndarray | None:
@@ -53,32 +156,32 @@ def _per_box(values: np.ndarray | None, owner: np.ndarray) -> np.ndarray | None:
 
 
 def predicted_regions(
-    parsed: Sequence[ParsedCompletion],
+    parsed: Sequence[ParsedCompletion] | ParsedBatch,
     *,
     frames: Frame | str | Sequence[Frame | str],
     image_sizes: np.ndarray | Sequence[Sequence[float]] | None,
     input_sizes: np.ndarray | None = None,
     dims: int = 2,
 ) -> PredictedRegions:
-    """Convert the answer boxes of a batch into original-image pixels.
+    """Convert the answer boxes of a batch (ParsedCompletion objects or a :class:`ParsedBatch`) to original pixels.
 
     ``frames`` is one frame for the batch or one per sample. ``image_sizes`` is (n, d) ``[W, H(, D)]`` per sample;
     it may be None only when every frame is ``pixel``: boxes are then kept as written, negative coordinates clipped
     to 0 and flagged out of frame. ``input_sizes`` (n, 2) gives the model's resized input size per sample for the
     ``resized`` frame (NaN rows mean "compute it with smart_resize").
     """
-    n = len(parsed)
-    per_sample = [p.boxes(dims) for p in parsed]
-    counts = np.fromiter((len(b) for b in per_sample), dtype=np.int64, count=n)
-    flat = np.concatenate(per_sample) if n else np.zeros((0, 2 * dims))
+    if isinstance(parsed, ParsedBatch) and parsed.box_dims == dims:
+        flat, counts = parsed.flat, parsed.counts
+    else:
+        if isinstance(parsed, ParsedBatch):
+            parsed = parsed.parsed
+        per_sample = [p.boxes(dims) for p in parsed]
+        counts = np.fromiter((len(b) for b in per_sample), dtype=np.int64, count=len(per_sample))
+        flat = np.concatenate(per_sample) if per_sample else np.zeros((0, 2 * dims))
     converted, out_of_frame = boxes_to_pixels(
         flat, counts, frames=frames, image_sizes=image_sizes, input_sizes=input_sizes, dims=dims
     )
-    return PredictedRegions(
-        boxes=np.split(converted, np.cumsum(counts)[:-1]) if n else [],
-        parse_failed=counts == 0,
-        out_of_frame=out_of_frame,
-    )
+    return PredictedRegions(converted, counts, counts == 0, out_of_frame)
 
 
 def boxes_to_pixels(

@@ -7,7 +7,7 @@ and ``[x1, y1, z1, x2, y2, z2]`` for 3D (``d = 3``). Every type here is immutabl
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import FrozenInstanceError, dataclass, field
 from types import MappingProxyType
 
 import numpy as np
@@ -36,9 +36,8 @@ class ParsedBox:
     label: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
 class ParsedCompletion:
-    """What :func:`medground_eval.parsing.parse_completion` read from one completion.
+    """What :func:`medground_eval.parsing.parse_completion` read from one completion (immutable).
 
     - ``think`` / ``answer``: the text inside the tags, None when the tag is absent.
     - ``answer_boxes``: the valid boxes of the answer, in order; ``think_boxes``: the Chain-of-Box
@@ -47,15 +46,85 @@ class ParsedCompletion:
       box, nothing but whitespace after ``</answer>`` and no problem in ``problems``.
     - ``problems``: a human-readable reason for every problem found ("missing </answer>",
       "box 2 has 3 numbers", "box 1: x2 < x1, corners swapped"). Empty when nothing was wrong.
+
+    Built like a frozen dataclass with these seven fields, in this order. :meth:`lazy` builds one whose
+    ``think_boxes`` are read from ``think`` by the parser on first access (the rewards rarely need them, and
+    reading them is most of the parser's work); equality, hashing and repr see the same values either way.
     """
+
+    __slots__ = ("text", "think", "answer", "answer_boxes", "_think_boxes", "strict_format", "problems", "_dims")
+    __match_args__ = ("text", "think", "answer", "answer_boxes", "think_boxes", "strict_format", "problems")
 
     text: str
     think: str | None
     answer: str | None
     answer_boxes: tuple[ParsedBox, ...]
-    think_boxes: tuple[ParsedBox, ...]
     strict_format: bool
     problems: tuple[str, ...]
+
+    def __init__(
+        self,
+        text: str,
+        think: str | None,
+        answer: str | None,
+        answer_boxes: tuple[ParsedBox, ...],
+        think_boxes: tuple[ParsedBox, ...],
+        strict_format: bool,
+        problems: tuple[str, ...],
+    ) -> None:
+        values = (text, think, answer, answer_boxes, think_boxes, strict_format, problems, None)
+        for name, value in zip(self.__slots__, values):
+            object.__setattr__(self, name, value)
+
+    @classmethod
+    def lazy(
+        cls,
+        text: str,
+        think: str | None,
+        answer: str | None,
+        answer_boxes: tuple[ParsedBox, ...],
+        strict_format: bool,
+        problems: tuple[str, ...],
+        dims: int | None,
+    ) -> ParsedCompletion:
+        """A ParsedCompletion whose ``think_boxes`` are read on first access, as ``parse_completion(dims=dims)``
+        reads them (see :func:`medground_eval.parsing.read_think_boxes`)."""
+        parsed = cls(text, think, answer, answer_boxes, (), strict_format, problems)
+        object.__setattr__(parsed, "_think_boxes", None)
+        object.__setattr__(parsed, "_dims", dims)
+        return parsed
+
+    @property
+    def think_boxes(self) -> tuple[ParsedBox, ...]:
+        if self._think_boxes is None:
+            from medground_eval.parsing import read_think_boxes  # parsing imports this module
+
+            object.__setattr__(self, "_think_boxes", read_think_boxes(self.think, dims=self._dims))
+        return self._think_boxes
+
+    def _fields(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in self.__match_args__)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={value!r}" for name, value in zip(self.__match_args__, self._fields()))
+        return f"ParsedCompletion({fields})"
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        return (ParsedCompletion, self._fields())
 
     @property
     def has_answer_box(self) -> bool:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from medground_eval.regions import parse_many
+from medground_eval.regions import parse_batch
 from medground_eval.rewards.base import Reward
 
 
@@ -28,9 +28,9 @@ class FormatReward(Reward):
         self.__name__ = name
 
     def scores(self, completions: Sequence[object], **columns: object) -> np.ndarray:
-        parsed = parse_many(completions, self.dims)
-        ok = [p.strict_format and (bool(p.think_boxes) or not self.require_think_box) for p in parsed]
-        return np.asarray(ok, dtype=np.float64)
+        batch = parse_batch(completions, self.dims)
+        ok = batch.strict_format & batch.has_think_box if self.require_think_box else batch.strict_format
+        return ok.astype(np.float64)
 
 
 format_reward = FormatReward()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -32,13 +33,22 @@ class RewardInputError(ValueError):
 
 @dataclass(frozen=True)
 class GroundTruthBatch:
-    """The ground truth of one batch, validated: ``boxes[i]`` is (K_i, 2d) with K_i >= 1."""
+    """The ground truth of one batch, validated.
 
-    boxes: list[np.ndarray]
+    ``flat`` (M, 2d) holds the true boxes of all rows in order, ``counts[i] >= 1`` of them row i's; ``boxes[i]``
+    is the same as a (K_i, 2d) array per row (made on first access). Without a solution column both are empty.
+    """
+
+    flat: np.ndarray
+    counts: np.ndarray
     image_sizes: np.ndarray | None
     frames: list[str] | None
     input_sizes: np.ndarray | None
     phrases: list[str] | None
+
+    @cached_property
+    def boxes(self) -> list[np.ndarray]:
+        return np.split(self.flat, np.cumsum(self.counts)[:-1]) if len(self.counts) else []
 
 
 def _decode(value: object) -> object:
@@ -77,16 +87,19 @@ def _boxes(value: object, row: int, dims: int) -> np.ndarray:
     return array
 
 
-def _all_boxes(values: Sequence[object], dims: int) -> list[np.ndarray]:
-    """Fast path: a column of single boxes converts in one numpy call; anything else row by row."""
+def _all_boxes(values: Sequence[object], dims: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(flat boxes, count per row)``. A column of single boxes converts in one numpy call; anything else row by
+    row, with an error naming the first bad row."""
     try:
         array = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError):
         array = None
     if array is not None and array.shape == (len(values), 2 * dims) and np.isfinite(array).all():
         if (array[:, dims:] >= array[:, :dims]).all():
-            return list(array[:, None, :])
-    return [_boxes(v, row, dims) for row, v in enumerate(values)]
+            return array, np.ones(len(values), dtype=np.int64)
+    rows = [_boxes(v, row, dims) for row, v in enumerate(values)]
+    counts = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
+    return (np.concatenate(rows) if rows else np.zeros((0, 2 * dims))), counts
 
 
 def _sizes(values: Sequence[object], name: str, width: int, allow_missing: bool) -> np.ndarray:
@@ -117,11 +130,11 @@ def read_ground_truth(
     need_solution: bool = True,
 ) -> GroundTruthBatch:
     """Validate and convert the ground-truth columns of a batch of ``n`` completions."""
-    boxes: list[np.ndarray] = []
+    flat, counts = np.zeros((0, 2 * dims)), np.zeros(0, dtype=np.int64)
     if need_solution:
         if "solution" not in columns:
             raise RewardInputError(_missing("solution", columns, "the true box(es) per completion, original pixels"))
-        boxes = _all_boxes(_column(columns, "solution", n), dims)
+        flat, counts = _all_boxes(_column(columns, "solution", n), dims)
 
     frames = None
     if columns.get("frame") is not None:
@@ -150,7 +163,7 @@ def read_ground_truth(
             raise RewardInputError(_missing("phrase", columns, "the report text per completion"))
         phrases = ["" if v is None else str(v) for v in _column(columns, name, n)]
 
-    return GroundTruthBatch(boxes, image_sizes, frames, input_sizes, phrases)
+    return GroundTruthBatch(flat, counts, image_sizes, frames, input_sizes, phrases)
 
 
 def _missing(name: str, columns: Mapping[str, object], what: str) -> str:

@@ -10,7 +10,7 @@ import numpy as np
 
 from medground_eval import boxes as geometry
 from medground_eval.frames import Frame, get_frame
-from medground_eval.regions import PredictedRegions, parse_many, predicted_regions
+from medground_eval.regions import ParsedBatch, PredictedRegions, parse_batch, predicted_regions
 from medground_eval.rewards.base import Reward
 from medground_eval.rewards.ground_truth import GroundTruthBatch, read_ground_truth
 from medground_eval.types import ParsedCompletion
@@ -21,15 +21,20 @@ MultiBox = Literal["union", "match"]
 
 @dataclass(frozen=True)
 class SpatialResult:
-    """Per completion: the IoU (union regions, or matched), the reward value, and what went wrong."""
+    """Per completion: the IoU (union regions, or matched), the reward value, and what went wrong; ``batch`` is the
+    parsed batch (``parsed`` its ParsedCompletion objects, made on first access)."""
 
     iou: np.ndarray
     reward: np.ndarray
     parse_failed: np.ndarray
     out_of_frame: np.ndarray
-    parsed: list[ParsedCompletion]
+    batch: ParsedBatch
     regions: PredictedRegions
     truth: GroundTruthBatch
+
+    @property
+    def parsed(self) -> list[ParsedCompletion]:
+        return self.batch.parsed
 
 
 class SpatialReward(Reward):
@@ -82,9 +87,9 @@ class SpatialReward(Reward):
         truth = read_ground_truth(
             len(completions), columns, dims=self.dims, need_image_size=self.frame.kind != "pixel"
         )
-        parsed = parse_many(completions, self.dims)
+        batch = parse_batch(completions, self.dims)
         regions = predicted_regions(
-            parsed,
+            batch,
             frames=truth.frames or self.frame,
             image_sizes=truth.image_sizes,
             input_sizes=truth.input_sizes,
@@ -94,7 +99,7 @@ class SpatialReward(Reward):
             iou = np.array([geometry.matched_iou(p, t) for p, t in zip(regions.boxes, truth.boxes)], dtype=np.float64)
             iou = iou.reshape(len(completions))
         else:
-            intersection, union = geometry.region_overlap_many(regions.boxes, truth.boxes)
+            intersection, union = _region_overlap(regions, truth)
             iou = _safe_ratio(intersection, union)
         if self.mode == "iou":
             reward = iou
@@ -103,10 +108,33 @@ class SpatialReward(Reward):
         else:
             reward = (_region_giou(iou, union, regions.boxes, truth.boxes, self.dims) + 1.0) / 2.0
         reward = np.where(regions.parse_failed, 0.0, reward)
-        return SpatialResult(iou, reward, regions.parse_failed, regions.out_of_frame, parsed, regions, truth)
+        return SpatialResult(iou, reward, regions.parse_failed, regions.out_of_frame, batch, regions, truth)
 
     def scores(self, completions: Sequence[object], **columns: object) -> np.ndarray:
         return self.evaluate(completions, columns).reward
+
+
+def _region_overlap(regions: PredictedRegions, truth: GroundTruthBatch) -> tuple[np.ndarray, np.ndarray]:
+    """``(intersection, union)`` of the predicted and true regions per sample, from the flat columns.
+
+    The usual rows, one box on each side or no prediction against one true box, are computed in one vectorized
+    pass; the others (several boxes on a side) by :func:`~medground_eval.boxes.region_overlap_many`.
+    """
+    n_pred, n_true = regions.counts, truth.counts
+    pred_start, true_start = np.cumsum(n_pred) - n_pred, np.cumsum(n_true) - n_true
+    intersection, union = np.zeros(len(n_pred)), np.zeros(len(n_pred))
+    single = (n_pred == 1) & (n_true == 1)
+    if single.any():
+        pred, true = regions.flat[pred_start[single]], truth.flat[true_start[single]]
+        intersection[single], union[single] = geometry.region_overlap_many(pred, true)
+    missed = (n_pred == 0) & (n_true == 1)
+    union[missed] = geometry.box_area(truth.flat[true_start[missed]])
+    rest = np.flatnonzero(~single & ~missed)
+    if len(rest):
+        intersection[rest], union[rest] = geometry.region_overlap_many(
+            [regions.boxes[i] for i in rest], [truth.boxes[i] for i in rest]
+        )
+    return intersection, union
 
 
 def _safe_ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:

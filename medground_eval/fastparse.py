@@ -1,0 +1,107 @@
+"""A fast path for the canonical Qwen2.5-VL completion: an optimisation of the parser, not a second rule book.
+
+:func:`medground_eval.parsing.parse_completion` is the one definition of how a completion is read. Most completions
+a trained model writes have one shape, though::
+
+    <think>free text without '<'</think>
+    <answer>```json
+    [{"bbox_2d": [x1, y1, x2, y2], "label": "..."}]
+    ```</answer>
+
+and reading that shape needs no general scanner. This module recognises it and returns exactly what the parser
+would return, or declines (None / not listed) so that the caller runs the parser. ``tests/test_fast_path.py``
+proves the equivalence field by field on generated completions in and around the shape.
+
+The canonical shape, precisely (``\\s`` is any Unicode whitespace, ``ws`` is JSON whitespace ``[ \\t\\n\\r]``):
+
+- optional ``\\s`` then ``<think>`` (lower case); a think text with no ``<`` and at least one non-``\\s`` character;
+  ``</think>``, ``\\s``, ``<answer>``;
+- in the answer: optional ```` ```json ```` or ```` ``` ```` fence (then a closing ```` ``` ````), optional ``[``
+  (then a closing ``]``), one object ``{"bbox_2d": [n, n, n, n], "label": "..."}`` with keys in this order, at most
+  16 ``\\s`` around the key's colon, ``ws`` around the numbers;
+- a number is ``0`` or ``[1-9]`` followed by at most 14 digits, with an optional fraction of 1 to 15 digits (so it
+  is valid JSON and an integer part below 2**53); corners are in order (``x1 <= x2`` and ``y1 <= y2``);
+- the label holds none of ``" \\ < > [ ] ( ) { } ` `` and no newline;
+- ``</answer>`` then only ``\\s`` to the end.
+
+Why each rule keeps the parser's answer unchanged: one lower-case tag of each kind, and no ``<`` anywhere else, so
+the parser finds the same tags and no problem with them; balanced fences and brackets; the label holds no bracket,
+so the box is the answer's only candidate, its key ``bbox_2d`` lies within the parser's 64-character key window and
+the label is the parser's label (no escapes, so its JSON decoding is itself); the numbers are valid, finite and
+ordered. Such a completion is ``strict_format`` with no problem and one answer box. Only 2D boxes are read here
+(``dims`` None or 2).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+
+import numpy as np
+
+from medground_eval.types import ParsedBox, ParsedCompletion
+
+__all__ = ["canonical_boxes", "fast_parse"]
+
+_WS = r"[ \t\n\r]*+"
+_NUM = r"(?:0|[1-9][0-9]{0,14})(?:\.[0-9]{1,15})?+"
+_CANONICAL_TAIL = re.compile(
+    r"</think>\s*+<answer>(?P<answer>\s*+(?P<fence>```(?:json)?+\s*+)?+(?P<list>\[\s*+)?+"
+    r'\{\s*+"bbox_2d"\s{0,16}+:\s{0,16}+\['
+    rf"{_WS}(?P<numbers>{_NUM}{_WS},{_WS}{_NUM}{_WS},{_WS}{_NUM}{_WS},{_WS}{_NUM}){_WS}"
+    r'\]\s*+,\s*+"label"\s*+:\s*+"(?P<label>[^"\\<>\[\](){}`\n]*+)"\s*+\}'
+    r"(?(list)\s*+\])\s*+(?(fence)```)\s*+)</answer>\s*+"
+)
+"""The answer part of the canonical shape, matched from ``</think>`` to the end of the text."""
+
+_NON_SPACE = re.compile(r"\s*+[^\s<]")
+
+
+def _canonical_tail(text: str) -> re.Match[str] | None:
+    """The match of :data:`_CANONICAL_TAIL` when ``text`` has the canonical shape up to the corner order.
+
+    ``match.string`` is ``text`` without leading whitespace: ``<think>`` at 0, ``</think>`` at ``match.start()``.
+    """
+    if not text.startswith("<think>"):
+        text = text.lstrip()
+        if not text.startswith("<think>"):
+            return None
+    end = text.find("<", 7)  # the first '<' after <think> must open </think>
+    if end <= 7 or (text[7].isspace() and _NON_SPACE.match(text, 7, end) is None):
+        return None
+    return _CANONICAL_TAIL.fullmatch(text, end)
+
+
+def fast_parse(text: str, dims: int | None = 2) -> ParsedCompletion | None:
+    """``parse_completion(text, dims=dims)`` for a completion text of the canonical shape, else None."""
+    if dims not in (None, 2):
+        return None
+    match = _canonical_tail(text)
+    if match is None:
+        return None
+    coords = tuple(float(v) for v in match["numbers"].split(","))
+    if coords[2] < coords[0] or coords[3] < coords[1]:
+        return None
+    box = ParsedBox(coords, match["label"].strip() or None)
+    think = match.string[7 : match.start()]
+    return ParsedCompletion.lazy(text, think, match["answer"], (box,), True, (), dims)
+
+
+def canonical_boxes(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The texts of canonical shape and their answer boxes, in columns: ``(index, boxes)``.
+
+    ``index`` (int64, ascending) lists the positions of the canonical texts; ``boxes[j]`` (float64, shape (k, 4)) is
+    the one answer box of ``texts[index[j]]``, as ``fast_parse`` reads it. A text left out needs the parser.
+    """
+    index: list[int] = []
+    numbers: list[str] = []
+    for i, text in enumerate(texts):
+        match = _canonical_tail(text)
+        if match is not None:
+            index.append(i)
+            numbers.append(match["numbers"])
+    # The numbers are JSON by construction: one C-level decode for the batch.
+    boxes = np.array(json.loads(f"[{','.join(numbers)}]"), dtype=np.float64).reshape(-1, 4)
+    ordered = (boxes[:, 0] <= boxes[:, 2]) & (boxes[:, 1] <= boxes[:, 3])
+    return np.array(index, dtype=np.int64)[ordered], boxes[ordered]
