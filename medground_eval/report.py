@@ -104,8 +104,9 @@ def sample_views(
     """One :class:`SampleView` per ground-truth sample, keyed by id.
 
     ``records`` are prediction records as in a predictions file: ``{"id", "completion"}`` or ``{"id", "pred_boxes"}``,
-    each optionally with ``frame``, ``image_size`` (else the sample's), ``input_size``. Records whose id is not a
-    sample are ignored (the scorer reports them); a sample without a record gets no predicted box. Raises
+    each optionally with ``frame``, ``image_size`` (used when the sample has none, as the scorer does) and
+    ``input_size``. Records whose id is not a sample are ignored (the scorer reports them); a sample without a record
+    gets no predicted box. Raises
     ``ValueError`` naming the id when a ``pred_boxes`` value is not a list of boxes of the samples' dimensionality.
     """
     if not samples:
@@ -120,7 +121,7 @@ def sample_views(
                for i, (s, row) in enumerate(zip(samples, rows))]
     thinks = [_think_boxes(parsed[i], width) if i in parsed else np.empty((0, width)) for i in range(len(rows))]
     frames = [get_frame(row.get("frame") or frame) for row in rows]
-    sizes = [row.get("image_size") or s.image_size for s, row in zip(samples, rows)]
+    sizes = [row.get("image_size") if s.image_size is None else s.image_size for s, row in zip(samples, rows)]
     if all(size is not None for size in sizes):
         image_sizes = np.asarray(sizes, dtype=np.float64)
     elif all(f.kind == "pixel" for f in frames):
