@@ -13,6 +13,8 @@ from medground_eval.cli import convert  # noqa: E402,F401  (registers `convert`)
 from medground_eval.cli import serve  # noqa: E402,F401  (registers `serve`)
 from medground_eval.cli import train  # noqa: E402,F401  (registers `train`)
 from medground_eval.cli import predict  # noqa: E402,F401  (registers `predict`)
+from medground_eval.cli import score  # noqa: E402,F401  (registers `score`)
+from medground_eval.cli import demo  # noqa: E402,F401  (registers `demo`)
 
 
 def main() -> None:

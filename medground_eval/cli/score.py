@@ -1,0 +1,91 @@
+"""`medground-eval score`: grounding metrics of a predictions file against a data set's ground truth."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from medground_eval.cli import app
+
+PROGRESS_MIN_BYTES = 50 * 1024 * 1024
+"""Prediction files at least this large get a progress bar."""
+
+
+def _thresholds(text: str) -> list[float]:
+    try:
+        return [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"{text!r}: expected comma-separated IoU thresholds, e.g. 0.3,0.5,0.7") from None
+
+
+def print_report(result: object, title: str) -> None:
+    """A rich table of a :class:`~medground_eval.scoring.ScoreResult`'s metrics, then the run's configuration."""
+    from rich.console import Console
+    from rich.table import Table
+
+    report, config = result.report, result.config
+    table = Table(title=title)
+    for name in ("metric", "value", "95% CI"):
+        table.add_column(name, justify="left" if name == "metric" else "right")
+    for name, value, interval in report.rows():
+        shown = "-" if value is None else (str(value) if isinstance(value, int) else f"{value:.4f}")
+        table.add_row(name, shown, "" if interval is None else f"[{interval[0]:.4f}, {interval[1]:.4f}]")
+    console = Console()
+    console.print(table)
+    rule = "IoU >= t" if config["inclusive"] else "IoU > t (strict)"
+    console.print(f"dataset {config['dataset']}, frame {config['frame']}, hit rule {rule}, "
+                  f"compat {config['compat'] or 'none'}")
+    console.print(f"parse rules: {config['parse_rules']}", style="dim", markup=False)
+    for key, label in (("unmatched_predictions", "predictions with an id not in the ground truth (left out)"),
+                       ("missing_predictions", "ground-truth samples without a prediction (scored as misses)"),
+                       ("skipped_lines", "lines skipped (--on-error skip)")):
+        if config[key]:
+            console.print(f"{config[key]} {label}", style="yellow")
+
+
+@app.command("score")
+def score_command(
+    predictions: Annotated[Path, typer.Argument(help="Predictions: JSON lines with id and completion (or pred_boxes).")],
+    dataset: Annotated[str, typer.Option(help="Ground truth: jsonl, mscxr, chestxray8 or m3d-refseg.")],
+    annotations: Annotated[Path | None, typer.Option(
+        help="The data set's file or folder (jsonl: omit to read the ground truth from the prediction lines).")] = None,
+    split: Annotated[str | None, typer.Option(help="Score this split only.")] = None,
+    frame: Annotated[str, typer.Option(help="Frame the boxes are written in (pixel, norm1000, qwen2.5-vl, ...); "
+                                            "a line's 'frame' overrides it.")] = "pixel",
+    compat: Annotated[str | None, typer.Option(help="Score as a published script does: vlm-r1.")] = None,
+    output: Annotated[Path | None, typer.Option(help="Write the metrics JSON here.")] = None,
+    per_sample: Annotated[Path | None, typer.Option(help="Write per-sample scores (CSV) here.")] = None,
+    on_error: Annotated[str, typer.Option(help="raise: stop at the first bad line; skip: leave it out and count it.")]
+    = "raise",
+    thresholds: Annotated[str, typer.Option(help="Comma-separated IoU thresholds for Acc@IoU.")] = "0.1,0.3,0.5,0.7,0.9",
+    inclusive: Annotated[bool, typer.Option("--inclusive/--strict", help="Hit when IoU >= t (inclusive) or > t.")]
+    = True,
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the confidence intervals (0: none).")] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
+) -> None:
+    """Score predictions: Acc@IoU, mIoU, cIoU, pointing, parse failures, with bootstrap intervals."""
+    from rich.progress import Progress
+
+    from medground_eval.scoring import score_files
+
+    options = dict(dataset=dataset, annotations=annotations, split=split, frame=frame, compat=compat,
+                   on_error=on_error, thresholds=_thresholds(thresholds), inclusive=inclusive,
+                   n_bootstrap=bootstrap, seed=seed)
+    try:
+        if predictions.is_file() and predictions.stat().st_size >= PROGRESS_MIN_BYTES:
+            with Progress(transient=True) as bar:
+                task = bar.add_task("scoring", total=predictions.stat().st_size)
+                result = score_files(predictions, progress=lambda n: bar.advance(task, n), **options)
+        else:
+            result = score_files(predictions, **options)
+    except (FileNotFoundError, ValueError) as error:  # DataError is a ValueError: file, line, field, value
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+    print_report(result, f"{predictions.name} vs {dataset}")
+    if output is not None:
+        output.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    if per_sample is not None:
+        result.write_per_sample(per_sample)

@@ -1,0 +1,247 @@
+"""scoring.score_files / score_predictions: joins, frames, errors, data sets, and agreement with metrics.score_samples."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from medground_eval import scoring
+from medground_eval.datasets import DataError, LoadedDataset, get_loader
+from medground_eval.datasets.mscxr import mscxr_sample_id
+from medground_eval.metrics import score_samples
+from medground_eval.parsing import format_box
+from medground_eval.scoring import score_files, score_predictions
+from medground_eval.types import Sample
+
+CHESTXRAY8 = Path(__file__).resolve().parents[2] / "shared" / "data" / "chestxray8" / "BBox_List_2017.csv"
+
+
+def write_jsonl(path: Path, records: list[object]) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records))
+    return path
+
+
+def answer(box: list[float], dialect: str = "qwen2.5-json") -> str:
+    return f"<think>look at the apex</think><answer>{format_box(box, 'x', dialect)}</answer>"
+
+
+GT = [
+    {"id": "a", "phrase": "left effusion", "boxes": [[0, 0, 100, 100]], "image_size": [1000, 500], "category": "E"},
+    {"id": "b", "phrase": "right nodule", "boxes": [[100, 100, 200, 200]], "image_size": [1000, 500], "category": "N"},
+    {"id": "c", "phrase": "both bases", "boxes": [[0, 400, 100, 500], [900, 400, 1000, 500]], "image_size": [1000, 500]},
+]
+
+
+@pytest.fixture
+def truth(tmp_path: Path) -> Path:
+    return write_jsonl(tmp_path / "gt.jsonl", GT)
+
+
+def test_hand_computed_run(tmp_path, truth):
+    """a: exact (pixel); b: norm1000 per-line frame, x halved -> IoU 0.5; c: one of two boxes -> IoU 0.5."""
+    preds = write_jsonl(tmp_path / "preds.jsonl", [
+        {"id": "a", "completion": answer([0, 0, 100, 100])},
+        {"id": "b", "completion": answer([100, 200, 150, 400]), "frame": "norm1000"},
+        {"id": "c", "completion": [{"role": "user", "content": "q"},
+                                   {"role": "assistant", "content": [{"type": "text", "text": answer([0, 400, 100, 500])}]}]},
+    ])
+    result = score_files(preds, dataset="jsonl", annotations=truth, thresholds=[0.5, 0.75], n_bootstrap=0)
+    report = result.to_dict()
+    assert report["n"] == 3
+    assert report["acc"] == {"0.5": 1.0, "0.75": pytest.approx(1 / 3)}
+    assert report["miou"] == pytest.approx((1 + 0.5 + 0.5) / 3)
+    assert report["ciou"] == pytest.approx((10000 + 5000 + 10000) / (10000 + 10000 + 20000))
+    assert report["parse_failure_rate"] == 0.0
+    assert set(report["per_category"]) == {"E", "N"}
+    config = report["config"]
+    assert config["dataset"] == "jsonl" and config["compat"] is None and config["inclusive"] is True
+    assert "Chain-of-Box parser" in config["parse_rules"]
+    assert (config["unmatched_predictions"], config["missing_predictions"], config["skipped_lines"]) == (0, 0, 0)
+    assert result.hits(0.5).tolist() == [True, True, True]
+
+
+def test_missing_predictions_are_misses_and_unknown_ids_are_counted(tmp_path, truth):
+    preds = write_jsonl(tmp_path / "preds.jsonl", [
+        {"id": "a", "pred_boxes": [0, 0, 100, 100]},
+        {"id": "zzz", "pred_boxes": [[0, 0, 1, 1]]},
+    ])
+    result = score_files(preds, dataset="jsonl", annotations=truth, n_bootstrap=0)
+    assert result.report.n == 3
+    assert result.report.acc["0.5"] == pytest.approx(1 / 3)
+    assert result.report.parse_failure_rate == 0.0  # a missing prediction is a miss, not a parse failure
+    assert result.config["missing_predictions"] == 2 and result.config["missing_examples"] == ["b", "c"]
+    assert result.config["unmatched_predictions"] == 1 and result.config["unmatched_examples"] == ["zzz"]
+    assert result.problems == ["", "no prediction", "no prediction"]
+    assert result.per_sample.union[1] == 10000  # the miss still counts its true area in cIoU
+
+
+@pytest.mark.parametrize(("line", "match"), [
+    ('{"id": "a", "completion": "x"', r"preds.jsonl:2: row = .*expected a JSON object"),
+    ({"id": "b"}, r"preds.jsonl:2: field 'completion' = None: expected exactly one of"),
+    ({"id": "b", "completion": "x", "frame": "qwen9"}, r"preds.jsonl:2: field 'frame' = 'qwen9': expected one of"),
+    ({"id": "b", "pred_boxes": [[5, 0, 1, 1]]}, r"preds.jsonl:2: field 'pred_boxes\[0\]' = \[5, 0, 1, 1\]"),
+    ({"id": "b", "completion": 7}, r"preds.jsonl:2: field 'completion' = 7: expected a string"),
+    ({"id": "a", "completion": "x"}, r"preds.jsonl:2: field 'id' = 'a': expected a unique prediction id \(already "
+                                      r"used on line 1\)"),
+    ({"id": "b", "completion": "x", "image_size": [0, 5]}, r"preds.jsonl:2: field 'image_size' = \[0, 5\]"),
+])
+def test_bad_lines_name_file_line_field(tmp_path, truth, line, match):
+    preds = write_jsonl(tmp_path / "preds.jsonl", [{"id": "a", "completion": "x"}, line])
+    with pytest.raises(DataError, match=match):
+        score_files(preds, dataset="jsonl", annotations=truth, n_bootstrap=0)
+    skipped = score_files(preds, dataset="jsonl", annotations=truth, n_bootstrap=0, on_error="skip")
+    assert skipped.config["skipped_lines"] == 1
+    assert "preds.jsonl:2" in skipped.config["skipped_examples"][0]
+
+
+def test_frames_need_an_image_size_from_the_data_set_or_the_line(tmp_path):
+    gt = write_jsonl(tmp_path / "gt.jsonl", [{"id": "a", "phrase": "p", "boxes": [[0, 0, 50, 50]]}])
+    preds = write_jsonl(tmp_path / "preds.jsonl", [{"id": "a", "completion": answer([0, 0, 500, 500]),
+                                                    "frame": "norm1000"}])
+    with pytest.raises(DataError, match=r"preds.jsonl:1: field 'image_size' = None: expected the original image size"):
+        score_files(preds, dataset="jsonl", annotations=gt)
+    preds = write_jsonl(tmp_path / "preds.jsonl", [{"id": "a", "completion": answer([0, 0, 500, 500]),
+                                                    "frame": "norm1000", "image_size": [100, 100]}])
+    assert score_files(preds, dataset="jsonl", annotations=gt, n_bootstrap=0).report.miou == 1.0
+
+
+def test_resized_frame_uses_input_size_per_line(tmp_path):
+    """Qwen2.5-VL: boxes in the resized input's pixels; a given input_size overrides smart_resize."""
+    gt = write_jsonl(tmp_path / "gt.jsonl", [{"id": "a", "phrase": "p", "boxes": [[0, 0, 500, 500]],
+                                              "image_size": [1000, 1000]}])
+    preds = write_jsonl(tmp_path / "preds.jsonl", [{"id": "a", "pred_boxes": [0, 0, 250, 250],
+                                                    "input_size": [500, 500]}])
+    assert score_files(preds, dataset="jsonl", annotations=gt, frame="qwen2.5-vl", n_bootstrap=0).report.miou == 1.0
+    assert score_files(preds, dataset="jsonl", annotations=gt, frame="pixel", n_bootstrap=0).report.miou == 0.25
+
+
+def test_ground_truth_carried_in_prediction_lines_with_split(tmp_path):
+    lines = [{**gt, "split": split, "completion": answer(gt["boxes"][0])} for gt, split in zip(GT, ["test", "val", "test"])]
+    preds = write_jsonl(tmp_path / "preds.jsonl", lines)
+    result = score_files(preds, dataset="jsonl", n_bootstrap=0)
+    assert result.report.n == 3 and result.report.miou == pytest.approx((1 + 1 + 0.5) / 3)
+    assert score_files(preds, dataset="jsonl", split="test", n_bootstrap=0).per_sample.ids.tolist() == ["a", "c"]
+    bad = write_jsonl(tmp_path / "bad.jsonl", [lines[0], {**lines[1], "boxes": [[3, 0, 1, 1]]}])
+    with pytest.raises(DataError, match=r"bad.jsonl:2: field 'boxes\[0\]'"):
+        score_files(bad, dataset="jsonl")
+    assert score_files(bad, dataset="jsonl", on_error="skip", n_bootstrap=0).report.n == 1
+
+
+def test_annotation_errors_and_split(tmp_path):
+    gt = write_jsonl(tmp_path / "gt.jsonl", [GT[0], {**GT[1], "id": "a"}])
+    preds = write_jsonl(tmp_path / "preds.jsonl", [{"id": "a", "pred_boxes": [0, 0, 100, 100]}])
+    with pytest.raises(DataError, match=r"gt.jsonl:2: field 'id' = 'a': expected a unique id \(already used on line 1"):
+        score_files(preds, dataset="jsonl", annotations=gt)
+    assert score_files(preds, dataset="jsonl", annotations=gt, on_error="skip", n_bootstrap=0).config["skipped_lines"] == 1
+    with pytest.raises(DataError, match="split"):
+        score_files(preds, dataset="jsonl", annotations=write_jsonl(tmp_path / "g2.jsonl", GT), split="test")
+
+
+def test_workers_do_not_change_results_or_the_first_error(tmp_path, truth, monkeypatch):
+    monkeypatch.setattr(scoring, "CHUNK_BYTES", 200)  # many blocks
+    rng = np.random.default_rng(0)
+    gt_lines, pred_lines = [], []
+    for i in range(60):
+        box = np.sort(rng.integers(0, 400, 4).reshape(2, 2), axis=0).ravel().tolist()  # x1, y1, x2, y2
+        gt_lines.append({"id": f"s{i}", "phrase": "p", "boxes": [box], "image_size": [400, 400]})
+        pred_lines.append({"id": f"s{i}", "completion": answer((np.array(box) + rng.integers(-20, 20, 4)).tolist())})
+    pred_lines[17] = {"id": "s17", "completion": None}
+    pred_lines[40] = {"id": "s3", "completion": "x"}
+    gt = write_jsonl(tmp_path / "g.jsonl", gt_lines)
+    preds = write_jsonl(tmp_path / "p.jsonl", pred_lines + ["", "{broken"])
+    serial = score_files(preds, dataset="jsonl", annotations=gt, on_error="skip", workers=1)
+    parallel = score_files(preds, dataset="jsonl", annotations=gt, on_error="skip", workers=2)
+    assert serial.to_dict() == parallel.to_dict()
+    assert serial.config["skipped_lines"] == 3 and serial.config["missing_examples"] == ["s17", "s40"]
+    for workers in (1, 2):
+        with pytest.raises(DataError, match=r"p.jsonl:18: field 'completion'"):
+            score_files(preds, dataset="jsonl", annotations=gt, workers=workers)
+
+
+box_strategy = st.tuples(*[st.integers(0, 60)] * 4).map(lambda b: [min(b[0], b[2]), min(b[1], b[3]),
+                                                                     max(b[0], b[2]), max(b[1], b[3])])
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.lists(box_strategy, min_size=1, max_size=3), st.lists(box_strategy, max_size=3)),
+                min_size=1, max_size=12))
+def test_agrees_with_metrics_score_samples(tmp_path, samples):
+    """The vectorized scorer equals the reference per-sample definition (union regions, pointing, failures)."""
+    dataset = LoadedDataset("jsonl", [Sample(id=f"s{i}", phrase="p", boxes=true, image_size=(64, 64))
+                                      for i, (true, _) in enumerate(samples)])
+    records = [{"id": f"s{i}", "pred_boxes": pred} for i, (_, pred) in enumerate(samples)]
+    result = score_predictions(records, dataset, n_bootstrap=0)
+    reference = score_samples([f"s{i}" for i in range(len(samples))],
+                              [np.array(pred, dtype=float).reshape(-1, 4) for _, pred in samples],
+                              [np.array(true, dtype=float) for true, _ in samples])
+    for name in ("iou", "intersection", "union"):
+        np.testing.assert_allclose(getattr(result.per_sample, name), getattr(reference, name), atol=1e-9)
+    for name in ("pointing", "parse_failed"):
+        assert getattr(result.per_sample, name).tolist() == getattr(reference, name).tolist()
+
+
+def test_three_d_samples():
+    dataset = LoadedDataset("m3d", [Sample(id="v", phrase="liver lesion", boxes=[[0, 0, 0, 10, 10, 10]],
+                                           image_size=(100, 100, 50))])
+    result = score_predictions([{"id": "v", "completion": answer([0, 0, 0, 100, 100, 200])}], dataset,
+                               frame="norm1000", n_bootstrap=0)
+    assert result.report.miou == pytest.approx(1.0)
+    flat = score_predictions([{"id": "v", "pred_boxes": [[0, 0, 0, 10, 10, 5]]}], dataset, n_bootstrap=0)
+    assert flat.report.miou == pytest.approx(0.5)
+
+
+def test_per_sample_csv(tmp_path, truth):
+    preds = write_jsonl(tmp_path / "preds.jsonl", [{"id": "a", "completion": "<answer>[0, 0, 100, 100]"},
+                                                   {"id": "b", "completion": "no box"}])
+    result = score_files(preds, dataset="jsonl", annotations=truth, n_bootstrap=0)
+    result.write_per_sample(tmp_path / "per.csv")
+    with (tmp_path / "per.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == ["id", "iou", "hit@0.5", "pointing", "parse_failed", "out_of_frame", "category", "problems"]
+    assert rows[0]["iou"] == "1.0" and rows[0]["hit@0.5"] == "True"
+    assert "missing </answer>" in rows[0]["problems"] and "missing <think>" in rows[0]["problems"]
+    assert rows[1]["parse_failed"] == "True" and "missing <answer>" in rows[1]["problems"]
+    assert rows[2]["problems"] == "no prediction"
+
+
+MSCXR_HEADER = ["dicom_id", "category_name", "label_text", "path", "x", "y", "w", "h", "image_width", "image_height",
+                "split"]
+
+
+def test_mscxr_synthetic_release(tmp_path):
+    """Synthetic rows with the MS-CXR v1.1.0 schema (never real rows); two rows of one phrase form one region."""
+    rows = [
+        ["d1", "Pneumonia", "left basal opacity", "files/p1/d1.jpg", 10, 20, 100, 50, 2000, 2500, "test"],
+        ["d1", "Pneumonia", "left basal opacity", "files/p1/d1.jpg", 300, 20, 100, 50, 2000, 2500, "test"],
+        ["d2", "Pneumothorax", "small right apical pneumothorax", "files/p2/d2.jpg", 5, 5, 40, 40, 1000, 1000, "test"],
+    ]
+    path = tmp_path / "MS_CXR_Local_Alignment_v1.1.0.csv"
+    with path.open("w", newline="") as handle:
+        csv.writer(handle).writerows([MSCXR_HEADER, *rows])
+    id1, id2 = mscxr_sample_id("d1", "left basal opacity"), mscxr_sample_id("d2", "small right apical pneumothorax")
+    preds = write_jsonl(tmp_path / "preds.jsonl", [
+        {"id": id1, "pred_boxes": [[10, 20, 110, 70], [300, 20, 400, 70]]},
+        {"id": id2, "completion": answer([5, 5, 45, 45])},
+    ])
+    result = score_files(preds, dataset="mscxr", annotations=tmp_path, split="test", n_bootstrap=0)
+    assert result.report.n == 2 and result.report.acc["0.9"] == 1.0
+    assert set(result.report.per_category) == {"Pneumonia", "Pneumothorax"}
+    with pytest.raises(ValueError, match="needs --annotations"):
+        score_files(preds, dataset="mscxr")
+
+
+@pytest.mark.skipif(not CHESTXRAY8.is_file(), reason="the public ChestX-ray8 box list is not in ../shared")
+def test_chestxray8_perfect_predictions(tmp_path):
+    loaded = get_loader("chestxray8")(CHESTXRAY8)
+    assert len({sample.image for sample in loaded.samples}) == 880
+    preds = write_jsonl(tmp_path / "preds.jsonl", [{"id": s.id, "pred_boxes": s.boxes.tolist()} for s in loaded.samples])
+    result = score_files(preds, dataset="chestxray8", annotations=CHESTXRAY8, n_bootstrap=0)
+    assert result.report.n == len(loaded.samples) == 984
+    assert all(value == 1.0 for value in result.report.acc.values())
+    assert result.config["missing_predictions"] == 0
