@@ -140,10 +140,10 @@ def demo_runs(dataset: LoadedDataset, seed: int = 0) -> list[DemoRun]:
         qwen2.append({"id": sample.id, "completion": _completion(
             sample, _json_answer(pred, sample.phrase), norm.from_pixels(steps, size))})
     return [
-        DemoRun("good", "Qwen2.5-VL JSON in its resized input frame, scored as qwen2.5-vl", "qwen2.5-vl", good),
-        DemoRun("sloppy", "mixed dialects, unclosed tags, floats, boxes past the edge; pixels", "pixel", sloppy),
-        DemoRun("qwen2-vl", "answers on the 0-1000 grid, scored as norm1000 (right frame)", "norm1000", qwen2),
-        DemoRun("qwen2-vl-as-pixel", "the same answers scored as pixels (wrong frame)", "pixel", qwen2),
+        DemoRun("good", "Qwen2.5-VL JSON in its resized input frame", "qwen2.5-vl", good),
+        DemoRun("sloppy", "mixed dialects, unclosed tags, floats, boxes past the edge, in pixels", "pixel", sloppy),
+        DemoRun("qwen2-vl", "answers on the 0-1000 grid, scored in that frame", "norm1000", qwen2),
+        DemoRun("qwen2-vl@pixel", "the same answers scored as pixels (wrong frame)", "pixel", qwen2),
     ]
 
 
@@ -174,7 +174,7 @@ def write_demo_files(output_dir: str | Path, dataset: LoadedDataset, rows: list[
     for row in rows:
         key = id(row.run.records)
         if key not in written:
-            written[key] = folder / f"preds_{row.run.name}.jsonl"
+            written[key] = folder / f"preds_{row.run.name.replace('@', '_as_')}.jsonl"
             with written[key].open("w", encoding="utf-8") as handle:
                 handle.writelines(json.dumps(record) + "\n" for record in row.run.records)
         commands.append(f"medground-eval score {written[key]} --dataset jsonl --annotations {truth} "

@@ -55,6 +55,8 @@ CHUNK_BYTES = 4 << 20
 """Bytes of whole lines read, decoded and parsed as one unit (by one worker process)."""
 PARALLEL_MIN_BYTES = 32 << 20
 """Files at least this large are read by several processes by default."""
+RECORDS = "<records>"
+"""The file name errors give for in-memory prediction records."""
 EXAMPLES_KEPT = 10
 """Ids (or reasons) listed in ``config`` for unmatched predictions, missing predictions and skipped lines."""
 
@@ -669,7 +671,7 @@ def score_predictions(
 ) -> ScoreResult:
     """Score in-memory prediction records (the objects of a predictions file) against a loaded data set.
 
-    Errors name the record by its 1-based position as the line. Same rules as :func:`score_files`.
+    Errors name the record as ``<records>:N`` (N its 1-based position). Same rules as :func:`score_files`.
     """
     frame, preset = _check_run(frame, compat, on_error)
     errors = RowErrors(on_error)
@@ -678,8 +680,8 @@ def score_predictions(
     preds = _Predictions()
     block = _Lines()
     for line, record in enumerate(records, start=1):
-        block.add(record, task, None, line)
-    _consume([block.finish(task.dims)], truth, preds, errors, None, task.dims)
+        block.add(record, task, RECORDS, line)
+    _consume([block.finish(task.dims)], truth, preds, errors, RECORDS, task.dims)
     return _score(truth, preds, _config(
         dataset=dataset.name, annotations=None, predictions=None, split=None, frame=frame, preset=preset,
         thresholds=thresholds, inclusive=inclusive, n_bootstrap=n_bootstrap, seed=seed, on_error=on_error,

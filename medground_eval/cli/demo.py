@@ -9,14 +9,17 @@ import typer
 
 from medground_eval.cli import app
 
-EXPLANATION = """\
-medground-eval demo: {n} synthetic chest X-ray phrases with true boxes (image sizes up to 4280 x 3520), and
-simulated answers of three models. A model writes boxes in its own coordinate frame: Qwen2.5-VL in pixels of its
-resized input image, Qwen2-VL on a 0-1000 grid. The scorer parses each completion (<think> / <answer>, JSON, lists,
-<ref><box>), converts the boxes to original pixels in the frame you name, and reports Acc@0.5 (IoU >= 0.5), mean
-IoU, parse failures and out-of-frame answers. The last row scores the Qwen2-VL answers as if they were pixels:
-same model, wrong frame. The vlm-r1 column applies the VLM-R1 / MedGround-R1 evaluation script's rules (first
-integer box inside {{...}} in a closed <answer>, raw coordinates, hit when IoU > 0.5)."""
+EXPLANATION = (
+    "medground-eval demo: {n} synthetic chest X-ray phrases with true boxes (images up to 4280 x 3520) and the "
+    "simulated answers of three models. A model writes boxes in its own coordinate frame: Qwen2.5-VL in pixels of "
+    "its resized input image, Qwen2-VL on a 0-1000 grid. The scorer parses each completion (<think> / <answer>, "
+    "JSON, lists, <ref><box>), converts the boxes to original pixels in the frame you name, and reports Acc@0.5 "
+    "(IoU >= 0.5), mean IoU, parse failures and out-of-frame answers.\n\n"
+    "Frames matter: the row qwen2-vl@pixel scores the same Qwen2-VL answers as if they were pixels. The vlm-r1 "
+    "column applies the VLM-R1 / MedGround-R1 evaluation script (one integer box inside {{...}} in a closed "
+    "<answer>, raw coordinates with no frame conversion, hit when IoU > 0.5): it fails the sloppy model's "
+    "unclosed, float and bare-list answers, and every model that does not answer in original pixels.\n"
+)
 
 
 def _percent(value: float | None) -> str:
@@ -31,6 +34,7 @@ def demo_command(
     seed: Annotated[int, typer.Option(help="Seed of the synthetic data.")] = 0,
 ) -> None:
     """Score simulated models on synthetic data: no download, a few seconds."""
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
@@ -38,10 +42,10 @@ def demo_command(
 
     dataset, rows = run_demo(n, seed)
     console = Console()
-    console.print(EXPLANATION.format(n=n))
-    table = Table(title="Simulated models")
-    for name in ("model", "scored as", "Acc@0.5", "mIoU", "parse failures", "out of frame", "vlm-r1 Acc@0.5"):
-        table.add_column(name, justify="left" if name in ("model", "scored as") else "right")
+    console.print(EXPLANATION.format(n=n), markup=False)
+    table = Table(title="Simulated models", box=box.SIMPLE_HEAD, pad_edge=False)
+    for name in ("model", "frame", "Acc\n@0.5", "mIoU", "parse\nfailures", "out of\nframe", "vlm-r1\nAcc@0.5"):
+        table.add_column(name, justify="left" if name in ("model", "frame") else "right", no_wrap=True)
     for row in rows:
         report = row.result.report
         table.add_row(row.run.name, row.run.frame, _percent(report.acc["0.5"]), f"{report.miou:.3f}",
