@@ -311,3 +311,21 @@ def test_score_report_reads_ground_truth_carried_by_the_prediction_lines(tmp_pat
     assert [p.name for p in files.images if p.name.startswith("overlay_")] == [
         "overlay_best_1.png", "overlay_median_1.png", "overlay_worst_1.png"]
     assert "| acc@0.5 | 0.5000 |  |" in files.markdown.read_text()
+
+
+def test_score_command_writes_the_report(tmp_path):
+    from typer.testing import CliRunner
+
+    from medground_eval.cli import app
+
+    make_images(tmp_path / "data", {s.image: s.image_size for s in SAMPLES if s.image})
+    truth = write_jsonl(tmp_path / "truth.jsonl", truth_rows())
+    predictions = write_jsonl(tmp_path / "preds.jsonl", RECORDS)
+    run = CliRunner().invoke(app, ["score", str(predictions), "--dataset", "jsonl", "--annotations", str(truth),
+                                   "--bootstrap", "100", "--report", str(tmp_path / "out"),
+                                   "--image-root", str(tmp_path / "data")])
+    assert run.exit_code == 0, run.output
+    result = score_files(predictions, dataset="jsonl", annotations=truth, n_bootstrap=100)
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text()) == json.loads(json.dumps(result.report.to_dict()))
+    assert len(list((tmp_path / "out").glob("overlay_*.png"))) == 5
+    assert "# preds.jsonl vs jsonl" in (tmp_path / "out" / "report.md").read_text()

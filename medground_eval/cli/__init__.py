@@ -15,6 +15,7 @@ from medground_eval.cli import train  # noqa: E402,F401  (registers `train`)
 from medground_eval.cli import predict  # noqa: E402,F401  (registers `predict`)
 from medground_eval.cli import score  # noqa: E402,F401  (registers `score`)
 from medground_eval.cli import demo  # noqa: E402,F401  (registers `demo`)
+from medground_eval.cli import compare  # noqa: E402,F401  (registers `compare`)
 
 
 def main() -> None:

@@ -65,6 +65,10 @@ def score_command(
     = True,
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the confidence intervals (0: none).")] = 1000,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
+    report: Annotated[Path | None, typer.Option(help="Write a Markdown + HTML report with plots into this folder.")]
+    = None,
+    image_root: Annotated[Path | None, typer.Option(
+        help="Folder the data set's image paths are relative to: adds box overlays to --report.")] = None,
 ) -> None:
     """Score predictions: Acc@IoU, mIoU, cIoU, pointing, parse failures, with bootstrap intervals."""
     from rich.progress import Progress
@@ -89,3 +93,9 @@ def score_command(
         output.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     if per_sample is not None:
         result.write_per_sample(per_sample)
+    if report is not None:
+        from medground_eval.report import score_report
+
+        files = score_report(result, report, predictions, dataset=dataset, annotations=annotations, split=split,
+                             frame=frame, image_root=image_root, title=f"{predictions.name} vs {dataset}")
+        typer.echo(f"report: {files.markdown} and {files.html}")
