@@ -67,7 +67,10 @@ VLM_R1 = CompatPreset(
         "failure scored IoU 0; raw coordinates (no frame, no clipping); IoU with the -1/+1 pixel convention of "
         "VLM-R1; hit when IoU > 0.5; multi-box ground truth compared as its enclosing box"
     ),
-    source="om-ai-lab/VLM-R1 src/eval/test_rec_r1.py; bio-mlhui/MedGround-R1 open-r1-multimodal/src/open_r1/grpo_rec.py",
+    source=(
+        "om-ai-lab/VLM-R1 src/eval/test_rec_r1.py; "
+        "bio-mlhui/MedGround-R1 open-r1-multimodal/src/open_r1/grpo_rec.py"
+    ),
 )
 
 COMPAT_PRESETS: dict[str, CompatPreset] = {VLM_R1.name: VLM_R1}
@@ -122,7 +125,9 @@ def vlm_r1_overlap(pred: np.ndarray, true: np.ndarray) -> tuple[np.ndarray, np.n
     return inter, area_pred + area_true - inter
 
 
-def vlm_r1_iou(pred: np.ndarray | Sequence[Sequence[float]], true: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
+def vlm_r1_iou(
+    pred: np.ndarray | Sequence[Sequence[float]], true: np.ndarray | Sequence[Sequence[float]]
+) -> np.ndarray:
     """VLM-R1's ``iou`` for paired (n, 4) boxes; 0 where their code would divide by a zero union.
 
     Values lie in [0, 1]: a positive intersection implies both boxes have positive area, so the union covers it.

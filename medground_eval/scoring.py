@@ -37,7 +37,14 @@ from typing import Any
 import numpy as np
 
 from medground_eval import boxes as geometry
-from medground_eval.compat import CompatPreset, enclosing_box, get_compat, vlm_r1_extract, vlm_r1_overlap, vlm_r1_problem
+from medground_eval.compat import (
+    CompatPreset,
+    enclosing_box,
+    get_compat,
+    vlm_r1_extract,
+    vlm_r1_overlap,
+    vlm_r1_problem,
+)
 from medground_eval.datasets.base import DataError, LoadedDataset, OnError, RowErrors, SkippedRow, get_loader
 from medground_eval.datasets.jsonl import sample_from_record
 from medground_eval.frames import FRAME_PRESETS, get_frame
@@ -466,7 +473,8 @@ class _Predictions:
 
 def _consume(blocks: Iterable[_Lines], truth: _Truth, preds: _Predictions | None, errors: RowErrors,
              path: Path | None, dims: int) -> None:
-    """Add validated lines in file order: truth rows to ``truth``, prediction rows to ``preds``; errors to ``errors``."""
+    """Add validated lines in file order: truth rows to ``truth``, prediction rows to ``preds``, errors to
+    ``errors``."""
     width = 2 * dims
     for block in blocks:
         if not block.errors and _extend(block, truth, preds):

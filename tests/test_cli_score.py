@@ -37,7 +37,8 @@ def test_score_writes_metrics_json_and_per_sample_csv(tmp_path):
     assert result.exit_code == 0, result.output
     assert "acc@0.5" in result.output and "compat none" in result.output
     metrics = json.loads((tmp_path / "m.json").read_text())
-    assert {"n", "acc", "miou", "ciou", "pointing", "parse_failure_rate", "per_category", "ci", "config"} <= set(metrics)
+    keys = {"n", "acc", "miou", "ciou", "pointing", "parse_failure_rate", "per_category", "ci", "config"}
+    assert keys <= set(metrics)
     assert metrics["acc"] == {"0.5": 1.0, "0.75": 0.5}
     assert metrics["miou"] == (1 + 2 / 3) / 2
     assert set(metrics["ci"]) == {"acc@0.5", "acc@0.75", "miou", "ciou", "pointing"}

@@ -1,4 +1,4 @@
-"""scoring.score_files / score_predictions: joins, frames, errors, data sets, and agreement with metrics.score_samples."""
+"""score_files / score_predictions: joins, frames, errors, data sets, agreement with metrics.score_samples."""
 
 from __future__ import annotations
 
@@ -34,7 +34,8 @@ def answer(box: list[float], dialect: str = "qwen2.5-json") -> str:
 GT = [
     {"id": "a", "phrase": "left effusion", "boxes": [[0, 0, 100, 100]], "image_size": [1000, 500], "category": "E"},
     {"id": "b", "phrase": "right nodule", "boxes": [[100, 100, 200, 200]], "image_size": [1000, 500], "category": "N"},
-    {"id": "c", "phrase": "both bases", "boxes": [[0, 400, 100, 500], [900, 400, 1000, 500]], "image_size": [1000, 500]},
+    {"id": "c", "phrase": "both bases", "boxes": [[0, 400, 100, 500], [900, 400, 1000, 500]],
+     "image_size": [1000, 500]},
 ]
 
 
@@ -48,8 +49,10 @@ def test_hand_computed_run(tmp_path, truth):
     preds = write_jsonl(tmp_path / "preds.jsonl", [
         {"id": "a", "completion": answer([0, 0, 100, 100])},
         {"id": "b", "completion": answer([100, 200, 150, 400]), "frame": "norm1000"},
-        {"id": "c", "completion": [{"role": "user", "content": "q"},
-                                   {"role": "assistant", "content": [{"type": "text", "text": answer([0, 400, 100, 500])}]}]},
+        {"id": "c", "completion": [
+            {"role": "user", "content": "q"},
+            {"role": "assistant", "content": [{"type": "text", "text": answer([0, 400, 100, 500])}]},
+        ]},
     ])
     result = score_files(preds, dataset="jsonl", annotations=truth, thresholds=[0.5, 0.75], n_bootstrap=0)
     report = result.to_dict()
@@ -122,7 +125,8 @@ def test_resized_frame_uses_input_size_per_line(tmp_path):
 
 
 def test_ground_truth_carried_in_prediction_lines_with_split(tmp_path):
-    lines = [{**gt, "split": split, "completion": answer(gt["boxes"][0])} for gt, split in zip(GT, ["test", "val", "test"])]
+    splits = ["test", "val", "test"]
+    lines = [{**gt, "split": split, "completion": answer(gt["boxes"][0])} for gt, split in zip(GT, splits)]
     preds = write_jsonl(tmp_path / "preds.jsonl", lines)
     result = score_files(preds, dataset="jsonl", n_bootstrap=0)
     assert result.report.n == 3 and result.report.miou == pytest.approx((1 + 1 + 0.5) / 3)
@@ -138,7 +142,8 @@ def test_annotation_errors_and_split(tmp_path):
     preds = write_jsonl(tmp_path / "preds.jsonl", [{"id": "a", "pred_boxes": [0, 0, 100, 100]}])
     with pytest.raises(DataError, match=r"gt.jsonl:2: field 'id' = 'a': expected a unique id \(already used on line 1"):
         score_files(preds, dataset="jsonl", annotations=gt)
-    assert score_files(preds, dataset="jsonl", annotations=gt, on_error="skip", n_bootstrap=0).config["skipped_lines"] == 1
+    skipped = score_files(preds, dataset="jsonl", annotations=gt, on_error="skip", n_bootstrap=0)
+    assert skipped.config["skipped_lines"] == 1
     with pytest.raises(DataError, match="split"):
         score_files(preds, dataset="jsonl", annotations=write_jsonl(tmp_path / "g2.jsonl", GT), split="test")
 
@@ -240,7 +245,8 @@ def test_mscxr_synthetic_release(tmp_path):
 def test_chestxray8_perfect_predictions(tmp_path):
     loaded = get_loader("chestxray8")(CHESTXRAY8)
     assert len({sample.image for sample in loaded.samples}) == 880
-    preds = write_jsonl(tmp_path / "preds.jsonl", [{"id": s.id, "pred_boxes": s.boxes.tolist()} for s in loaded.samples])
+    records = [{"id": s.id, "pred_boxes": s.boxes.tolist()} for s in loaded.samples]
+    preds = write_jsonl(tmp_path / "preds.jsonl", records)
     result = score_files(preds, dataset="chestxray8", annotations=CHESTXRAY8, n_bootstrap=0)
     assert result.report.n == len(loaded.samples) == 984
     assert all(value == 1.0 for value in result.report.acc.values())

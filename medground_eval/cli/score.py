@@ -48,7 +48,7 @@ def print_report(result: object, title: str) -> None:
 
 @app.command("score")
 def score_command(
-    predictions: Annotated[Path, typer.Argument(help="Predictions: JSON lines with id and completion (or pred_boxes).")],
+    predictions: Annotated[Path, typer.Argument(help="JSON lines with id and completion (or pred_boxes).")],
     dataset: Annotated[str, typer.Option(help="Ground truth: jsonl, mscxr, chestxray8 or m3d-refseg.")],
     annotations: Annotated[Path | None, typer.Option(
         help="The data set's file or folder (jsonl: omit to read the ground truth from the prediction lines).")] = None,
@@ -60,7 +60,8 @@ def score_command(
     per_sample: Annotated[Path | None, typer.Option(help="Write per-sample scores (CSV) here.")] = None,
     on_error: Annotated[str, typer.Option(help="raise: stop at the first bad line; skip: leave it out and count it.")]
     = "raise",
-    thresholds: Annotated[str, typer.Option(help="Comma-separated IoU thresholds for Acc@IoU.")] = "0.1,0.3,0.5,0.7,0.9",
+    thresholds: Annotated[str, typer.Option(help="Comma-separated IoU thresholds for Acc@IoU.")]
+    = "0.1,0.3,0.5,0.7,0.9",
     inclusive: Annotated[bool, typer.Option("--inclusive/--strict", help="Hit when IoU >= t (inclusive) or > t.")]
     = True,
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the confidence intervals (0: none).")] = 1000,
