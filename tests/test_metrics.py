@@ -413,3 +413,23 @@ def test_report_is_frozen():
     assert isinstance(report, GroundingReport)
     with pytest.raises(AttributeError):
         report.miou = 1.0
+
+
+def test_large_n_bootstrap_uses_gaussian_limit_that_matches_resampling(monkeypatch):
+    import medground_eval.metrics as metrics_module
+
+    rng = np.random.default_rng(3)
+    n = 20_000
+    iou = rng.beta(2, 2, size=n)
+    scores = score_samples(
+        [str(i) for i in range(n)], [np.array([[0, 0, 10, 10 * v]]) for v in iou], [np.array([[0, 0, 10, 10]])] * n
+    )
+    exact = grounding_report(scores, n_bootstrap=2000, seed=1)
+    monkeypatch.setattr(metrics_module, "EXACT_BOOTSTRAP_MAX_N", 1000)
+    limit = grounding_report(scores, n_bootstrap=2000, seed=1)
+    assert limit.ci != exact.ci  # the other path really ran
+    for name, (lo, hi) in exact.ci.items():
+        width = hi - lo
+        assert limit.ci[name][0] == pytest.approx(lo, abs=0.1 * width), name
+        assert limit.ci[name][1] == pytest.approx(hi, abs=0.1 * width), name
+    assert grounding_report(scores, n_bootstrap=2000, seed=1).ci == limit.ci  # seeded
