@@ -30,7 +30,12 @@ REASONING = (
 )
 
 
-def realistic_completions(n: int, seed: int = 0) -> tuple[list[str], list[list[float]]]:
+def realistic_completions(
+    n: int, seed: int = 0, labels: list[str] | None = None
+) -> tuple[list[str], list[list[float]]]:
+    """``n`` Qwen2.5-VL style completions (reasoning with two boxes, a fenced JSON answer) and the true boxes;
+    completion i names the finding ``labels[i % len(labels)]`` (default FINDINGS)."""
+    labels = labels or FINDINGS
     rng = np.random.default_rng(seed)
     xy = rng.uniform(0, 700, size=(n, 2))
     wh = rng.uniform(30, 300, size=(n, 2))
@@ -43,7 +48,7 @@ def realistic_completions(n: int, seed: int = 0) -> tuple[list[str], list[list[f
         x1, y1, x2, y2 = pred[i]
         cand = f"[{x1}, {y1}, {x2}, {y2}]"
         other = f"[{max(0, 1023 - x2)}, {y1}, {max(0, 1023 - x1)}, {y2}]"
-        finding = FINDINGS[i % len(FINDINGS)]
+        finding = labels[i % len(labels)]
         think = REASONING.format(side=("left", "right")[i % 2], cand=cand, finding=finding,
                                  quality=("coarse", "absent", "dense")[i % 3], other=other,
                                  angle=("blunted", "sharp")[i % 2])

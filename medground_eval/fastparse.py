@@ -42,7 +42,7 @@ import numpy as np
 
 from medground_eval.types import ParsedBox, ParsedCompletion
 
-__all__ = ["canonical_boxes", "fast_parse"]
+__all__ = ["canonical_boxes", "canonical_label", "fast_parse"]
 
 _WS = r"[ \t\n\r]*+"
 _NUM = r"(?:0|[1-9][0-9]{0,14})(?:\.[0-9]{1,15})?+"
@@ -86,6 +86,12 @@ def fast_parse(text: str, dims: int | None = 2) -> ParsedCompletion | None:
     box = ParsedBox(coords, match["label"].strip() or None)
     think = match.string[7 : match.start()]
     return ParsedCompletion.lazy(text, think, match["answer"], (box,), True, (), dims)
+
+
+def canonical_label(text: str) -> str | None:
+    """The label of the answer box of a text that :func:`fast_parse` reads (its ``answer_boxes[0].label``)."""
+    match = _canonical_tail(text)
+    return None if match is None else match["label"].strip() or None
 
 
 def canonical_boxes(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:

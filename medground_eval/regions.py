@@ -53,16 +53,21 @@ class ParsedBatch:
     flat: np.ndarray
     counts: np.ndarray
     strict_format: np.ndarray
+    canonical: np.ndarray
+    """Per text: read by the fast path (:func:`~medground_eval.fastparse.fast_parse` gives its ParsedCompletion)."""
     _full: dict[int, ParsedCompletion]
 
     @property
     def box_dims(self) -> int:
         return self.dims or 2
 
+    def completion(self, i: int) -> ParsedCompletion:
+        """``parsed[i]``, made alone (a hot path that needs a few rows need not make them all)."""
+        return fast_parse(self.texts[i], self.dims) if self.canonical[i] else self._full[i]
+
     @cached_property
     def parsed(self) -> list[ParsedCompletion]:
-        full = self._full
-        return [full[i] if i in full else fast_parse(text, self.dims) for i, text in enumerate(self.texts)]
+        return [self.completion(i) for i in range(len(self.texts))]
 
     @cached_property
     def has_think_box(self) -> np.ndarray:
@@ -120,7 +125,7 @@ def parse_batch(completions: Sequence[object], dims: int | None = 2) -> ParsedBa
             flat[starts[i] : starts[i] + len(boxes)] = boxes
     else:
         flat = fast_boxes
-    batch = ParsedBatch(texts, dims, flat, counts, strict, full)
+    batch = ParsedBatch(texts, dims, flat, counts, strict, is_fast, full)
     with _recent_lock:
         _recent.append(batch)
     return batch

@@ -23,6 +23,10 @@ def _frozen_array(values: object, width: int | None = None) -> np.ndarray:
     return array
 
 
+_set = object.__setattr__
+"""Sets a slot of a frozen instance (their own ``__setattr__`` refuses)."""
+
+
 @dataclass(frozen=True, slots=True)
 class ParsedBox:
     """One box as the model wrote it, before any frame conversion.
@@ -72,9 +76,14 @@ class ParsedCompletion:
         strict_format: bool,
         problems: tuple[str, ...],
     ) -> None:
-        values = (text, think, answer, answer_boxes, think_boxes, strict_format, problems, None)
-        for name, value in zip(self.__slots__, values):
-            object.__setattr__(self, name, value)
+        _set(self, "text", text)
+        _set(self, "think", think)
+        _set(self, "answer", answer)
+        _set(self, "answer_boxes", answer_boxes)
+        _set(self, "_think_boxes", think_boxes)
+        _set(self, "strict_format", strict_format)
+        _set(self, "problems", problems)
+        _set(self, "_dims", None)
 
     @classmethod
     def lazy(
@@ -89,9 +98,8 @@ class ParsedCompletion:
     ) -> ParsedCompletion:
         """A ParsedCompletion whose ``think_boxes`` are read on first access, as ``parse_completion(dims=dims)``
         reads them (see :func:`medground_eval.parsing.read_think_boxes`)."""
-        parsed = cls(text, think, answer, answer_boxes, (), strict_format, problems)
-        object.__setattr__(parsed, "_think_boxes", None)
-        object.__setattr__(parsed, "_dims", dims)
+        parsed = cls(text, think, answer, answer_boxes, None, strict_format, problems)  # type: ignore[arg-type]
+        _set(parsed, "_dims", dims)
         return parsed
 
     @property
@@ -99,7 +107,7 @@ class ParsedCompletion:
         if self._think_boxes is None:
             from medground_eval.parsing import read_think_boxes  # parsing imports this module
 
-            object.__setattr__(self, "_think_boxes", read_think_boxes(self.think, dims=self._dims))
+            _set(self, "_think_boxes", read_think_boxes(self.think, dims=self._dims))
         return self._think_boxes
 
     def _fields(self) -> tuple[object, ...]:

@@ -13,7 +13,8 @@ from medground_eval import boxes as geometry
 from medground_eval.fastparse import canonical_boxes, fast_parse
 from medground_eval.parsing import parse_completion
 from medground_eval.regions import parse_batch, parse_many, predicted_regions
-from medground_eval.rewards import FormatReward, SpatialReward, format_reward, spatial_reward
+from medground_eval.rewards import FormatReward, SpatialReward, format_reward, predicted_label, spatial_reward
+from medground_eval.rewards.combined import _predicted_labels
 from medground_eval.types import ParsedBox, ParsedCompletion
 
 FIELDS = ("text", "think", "answer", "answer_boxes", "think_boxes", "strict_format", "problems")
@@ -267,3 +268,12 @@ def test_spatial_reward_mixed_batch_equals_per_row_region_iou() -> None:
     assert [len(b) for b in regions.boxes] == [1, 2, 0, 1, 1]
     direct = predicted_regions(parse_many(texts), frames="pixel", image_sizes=None)
     np.testing.assert_array_equal(direct.flat, regions.flat)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(completions(), canonical_completions()), max_size=12))
+@example([CANONICAL, CANONICAL.replace("left apical pneumothorax", " "), "<answer><ref>lung</ref>[1, 2, 3, 4]</answer>",
+          "<think>a</think><answer>" + '{"bbox_2d": [1, 2, 3, 4], "label": "' + "x" * 1500 + '"}</answer>'])
+def test_combined_reward_reads_the_labels_predicted_label_reads(texts: list[str]) -> None:
+    batch = parse_batch(texts)
+    assert _predicted_labels(batch) == [predicted_label(p) for p in batch.parsed]

@@ -141,12 +141,15 @@ class SemanticReward(Reward):
         parsed: list[ParsedCompletion] | None = None,
         regions: PredictedRegions | None = None,
         active: np.ndarray | None = None,
+        labels: list[str | None] | None = None,
     ) -> SemanticResult:
-        """Score a batch. ``active`` (bool per completion) limits the work to some completions (others score 0)."""
+        """Score a batch. ``active`` (bool per completion) limits the work to some completions (others score 0);
+        ``labels``, when given, are the completions' :func:`predicted_label` (the combined reward reads them)."""
         n = len(completions)
         truth = read_ground_truth(n, columns, need_phrase=True, need_solution=False)
-        parsed = parse_many(completions) if parsed is None else parsed
-        labels = [predicted_label(p) for p in parsed]
+        if labels is None:
+            parsed = parse_many(completions) if parsed is None else parsed
+            labels = [predicted_label(p) for p in parsed]
         todo = np.array([label is not None for label in labels], dtype=bool).reshape(n)
         if active is not None:
             todo &= active
@@ -170,6 +173,7 @@ class SemanticReward(Reward):
         if regions is None:
             truth = read_ground_truth(len(completions), columns, need_solution=False,
                                       need_image_size=self.frame.kind != "pixel")
+            parsed = parse_many(completions) if parsed is None else parsed
             regions = predicted_regions(parsed, frames=truth.frames or self.frame, image_sizes=truth.image_sizes,
                                         input_sizes=truth.input_sizes)
         if self._region_encoder is None:
