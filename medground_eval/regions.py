@@ -30,7 +30,7 @@ from medground_eval.types import ParsedCompletion
 
 PARSE_CACHE_SIZE = 65_536
 """Completion texts whose full parse is remembered (texts of the canonical shape are not cached: reading is cheap)."""
-RECENT_BATCHES = 4
+RECENT_BATCHES = 2
 """Parsed batches remembered, matched by their texts (the rewards of one GRPO step share one batch)."""
 
 
@@ -41,11 +41,14 @@ def _parse_text(text: str, dims: int | None) -> ParsedCompletion:
 
 @dataclass(frozen=True, eq=False)
 class ParsedBatch:
-    """A parsed batch in columns; ``parsed`` holds one ParsedCompletion per text, made on first access.
+    """A parsed batch in columns (read-only arrays); ``parsed`` holds one ParsedCompletion per text, made on first
+    access.
 
     - ``flat``: (M, 2 * box_dims) answer boxes of all texts in order, ``box_dims = dims or 2`` (as
       ``ParsedCompletion.boxes(box_dims)``: boxes of another width are left out); ``counts[i]`` of them are text i's.
     - ``strict_format[i]``: ``parsed[i].strict_format``.
+    - ``canonical[i]``: text i was read by the fast path (:func:`~medground_eval.fastparse.fast_parse`); the others
+      by the parser.
     """
 
     texts: list[str]
@@ -54,7 +57,6 @@ class ParsedBatch:
     counts: np.ndarray
     strict_format: np.ndarray
     canonical: np.ndarray
-    """Per text: read by the fast path (:func:`~medground_eval.fastparse.fast_parse` gives its ParsedCompletion)."""
     _full: dict[int, ParsedCompletion]
 
     @property
@@ -106,26 +108,25 @@ def parse_batch(completions: Sequence[object], dims: int | None = 2) -> ParsedBa
     n = len(texts)
     width = 2 * (dims or 2)
     fast_index, fast_boxes = canonical_boxes(texts) if width == 4 else (np.zeros(0, np.int64), np.zeros((0, width)))
-    counts = np.zeros(n, dtype=np.int64)
-    counts[fast_index] = 1
-    strict = np.zeros(n, dtype=bool)
-    strict[fast_index] = True
-    is_fast = np.zeros(n, dtype=bool)
-    is_fast[fast_index] = True
-    full = {int(i): _parse_text(texts[i], dims) for i in np.flatnonzero(~is_fast)}
-    full_boxes = {i: p.boxes(dims or 2) for i, p in full.items()}
+    canonical = np.zeros(n, dtype=bool)
+    canonical[fast_index] = True
+    full = {int(i): _parse_text(texts[i], dims) for i in np.flatnonzero(~canonical)}
+    full_boxes = {i: p.boxes(width // 2) for i, p in full.items()}
+    counts = canonical.astype(np.int64)
+    strict = canonical.copy()
     for i, p in full.items():
         counts[i] = len(full_boxes[i])
         strict[i] = p.strict_format
+    flat = fast_boxes
     if full:
         flat = np.empty((int(counts.sum()), width))
         starts = np.cumsum(counts) - counts
         flat[starts[fast_index]] = fast_boxes
         for i, boxes in full_boxes.items():
             flat[starts[i] : starts[i] + len(boxes)] = boxes
-    else:
-        flat = fast_boxes
-    batch = ParsedBatch(texts, dims, flat, counts, strict, is_fast, full)
+    for array in (flat, counts, strict, canonical):
+        array.setflags(write=False)
+    batch = ParsedBatch(texts, dims, flat, counts, strict, canonical, full)
     with _recent_lock:
         _recent.append(batch)
     return batch
@@ -133,7 +134,7 @@ def parse_batch(completions: Sequence[object], dims: int | None = 2) -> ParsedBa
 
 def parse_many(completions: Sequence[object], dims: int | None = 2) -> list[ParsedCompletion]:
     """Parse each completion (string or chat messages); never raises. See :func:`parse_batch`."""
-    return parse_batch(completions, dims).parsed
+    return list(parse_batch(completions, dims).parsed)
 
 
 @dataclass(frozen=True)
