@@ -13,7 +13,14 @@ from medground_eval.frames import Frame
 from medground_eval.regions import ParsedBatch
 from medground_eval.rewards.base import Reward
 from medground_eval.rewards.format import FormatReward
-from medground_eval.rewards.semantic import MAX_LABEL_CHARS, EncoderSpec, SemanticReward, predicted_label
+from medground_eval.rewards.semantic import (
+    DEFAULT_CEIL,
+    DEFAULT_FLOOR,
+    MAX_LABEL_CHARS,
+    EncoderSpec,
+    SemanticReward,
+    predicted_label,
+)
 from medground_eval.rewards.spatial import MultiBox, SpatialMode, SpatialReward
 
 SemanticPolicy = Literal["all", "negative"]
@@ -59,7 +66,7 @@ class SpatialSemanticReward(Reward):
       :class:`SemanticReward`; ``require_think_box`` the :class:`FormatReward`.
 
     Default (``spatial_semantic_reward``): weights (1, 1, 1), continuous IoU, union regions, pixel frame, MiniLM
-    text encoder, calibration floor 0 / ceil 1, semantic term on every completion.
+    text encoder, calibration floor 0.3 / ceil 0.9, semantic term on every completion.
     """
 
     def __init__(
@@ -72,8 +79,8 @@ class SpatialSemanticReward(Reward):
         multi: MultiBox = "union",
         frame: str | Frame = "pixel",
         encoder: EncoderSpec = "minilm",
-        floor: float = 0.0,
-        ceil: float = 1.0,
+        floor: float = DEFAULT_FLOOR,
+        ceil: float = DEFAULT_CEIL,
         semantic_mode: Literal["text", "region"] = "text",
         region_model: str | None = None,
         semantic_policy: SemanticPolicy = "all",
