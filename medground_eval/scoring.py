@@ -5,11 +5,17 @@ Predictions are JSON lines, one per sample::
     {"id": "case-7", "completion": "<think>...</think><answer>...</answer>"}    # text or chat messages
     {"id": "case-8", "pred_boxes": [[10, 20, 110, 220]], "frame": "norm1000"}  # boxes already extracted
 
-- ``frame`` (optional, per line) overrides the run's frame; ``image_size`` ``[W, H(, D)]`` and ``input_size``
-  ``[w, h]`` (optional) are used when the data set lacks them (``resized`` needs the original size).
+- ``frame`` (optional, per line) overrides the run's frame; ``image_size`` ``[W, H(, D)]`` (optional) is used when
+  the data set lacks it (``resized`` needs the original size). ``input_size`` (optional) is the frame's second
+  size: ``[w, h]`` of the model input for ``resized``; for ``m3d-npy`` the crop box ``[x1, y1, z1, x2, y2, z2]`` in
+  original voxels, by default the sample's ``extra["npy_crop_box"]`` (M3D-RefSeg loaded with ``npy_crop=True``,
+  which :func:`score_files` does when the run's frame is ``m3d-npy``).
 - ``pred_boxes`` is a list of boxes (or one box) in the line's frame; ``[]`` means no prediction (a parse failure).
 - With ``dataset="jsonl"`` and no ``annotations``, each prediction line also carries its ground truth
   (``phrase``, ``boxes``, ... as in :mod:`medground_eval.datasets.jsonl`).
+- ``view`` (M3D-RefSeg): ``volume`` scores 3D boxes against the 3D ground truth; ``slice`` / ``projection`` score
+  2D boxes ``[x1, y1, x2, y2]`` against the 2D view of each sample
+  (:func:`medground_eval.datasets.m3d_refseg.view_sample`), image size ``[X, Y]``.
 
 Joining: a ground-truth sample with no prediction scores as a miss (IoU 0, counted in ``missing_predictions``,
 not a parse failure); a prediction whose id is not in the ground truth is left out and counted in
@@ -29,7 +35,7 @@ import json
 import math
 import multiprocessing
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +53,7 @@ from medground_eval.compat import (
 )
 from medground_eval.datasets.base import DataError, LoadedDataset, OnError, RowErrors, SkippedRow, get_loader
 from medground_eval.datasets.jsonl import sample_from_record
+from medground_eval.datasets.m3d_refseg import VIEWS, view_sample
 from medground_eval.frames import FRAME_PRESETS, get_frame
 from medground_eval.metrics import DEFAULT_THRESHOLDS, GroundingReport, SampleScores, grounding_report
 from medground_eval.parsing import completion_text
@@ -77,7 +84,8 @@ input size, problems ("; "-joined)."""
 @dataclass
 class _Truth:
     """Ground truth in columns: ids, box coordinates (flat floats, ``counts[i]`` boxes per sample), image sizes
-    (None: unknown), categories, splits; ``index`` maps an id to its row, ``first_line`` to its line."""
+    (None: unknown), categories, splits; ``index`` maps an id to its row, ``first_line`` to its line, ``crops`` a
+    row to its sample's ``extra["npy_crop_box"]`` (the ``m3d-npy`` frame's default ``input_size``)."""
 
     dims: int | None = None
     ids: list[str] = field(default_factory=list)
@@ -88,6 +96,7 @@ class _Truth:
     sizes: list[tuple[float, ...] | None] = field(default_factory=list)
     categories: list[str | None] = field(default_factory=list)
     splits: list[str | None] = field(default_factory=list)
+    crops: dict[int, list[float]] = field(default_factory=dict)
 
     def add(self, sample_id: str, coords: list[float], count: int, size: tuple[float, ...] | None,
             category: str | None, split: str | None, line: int | None) -> None:
@@ -108,6 +117,9 @@ class _Truth:
         elif dims != self.dims:
             raise DataError(None, line, "boxes", sample.boxes.tolist(), f"{2 * self.dims} numbers per box like the "
                             "other samples of the data set")
+        crop = sample.extra.get("npy_crop_box")
+        if crop is not None:
+            self.crops[len(self.ids)] = [float(v) for v in crop]
         self.add(sample.id, sample.boxes.ravel().tolist(), len(sample.boxes), sample.image_size, sample.category,
                  sample.split, line)
 
@@ -120,6 +132,7 @@ class _Truth:
         self.sizes.pop()
         self.categories.pop()
         self.splits.pop()
+        self.crops.pop(len(self.ids), None)
 
 
 def _truth_fast(record: object) -> TruthRow | None:
@@ -212,6 +225,30 @@ def _size_field(record: Mapping[str, Any], name: str, count: int, path: Path | N
     return [float(v) for v in value]
 
 
+def _input_field(record: Mapping[str, Any], frame: str, path: Path | None, line: int) -> list[float] | None:
+    """A line's ``input_size``: the crop box (6 numbers) under the ``m3d-npy`` frame, else ``[w, h]``."""
+    if FRAME_PRESETS[frame].kind != "m3d-npy":
+        return _size_field(record, "input_size", 2, path, line)
+    value = record.get("input_size")
+    if value is None:
+        return None
+    if type(value) is not list or len(value) != 6 or not all(_is_number(v) for v in value) \
+            or not all(0 <= value[a] < value[a + 3] for a in range(3)):
+        raise DataError(path, line, "input_size", value, "the crop box [x1, y1, z1, x2, y2, z2] of frame 'm3d-npy': "
+                        "6 finite numbers of original voxels with 0 <= x1 < x2, 0 <= y1 < y2, 0 <= z1 < z2")
+    return [float(v) for v in value]
+
+
+def _frame_dims_problem(frame: str, dims: int) -> str | None:
+    """Why the preset ``frame`` cannot write ``dims``-D boxes, or None."""
+    kind = FRAME_PRESETS[frame].kind
+    if kind == "m3d-npy" and dims != 3:
+        return "a 2D frame ('m3d-npy' is 3D only: M3D's preprocessed volumes, with --view volume)"
+    if kind == "resized" and dims != 2:
+        return "a 3D frame ('resized' is 2D only): voxel, norm1000, norm1 or m3d-npy"
+    return None
+
+
 def _pred_boxes(value: object, dims: int, path: Path | None, line: int) -> tuple[list[float], int]:
     """Flat coordinates and count of a ``pred_boxes`` field: a list of corner boxes or one box."""
     width = 2 * dims
@@ -248,6 +285,9 @@ def _frame_field(record: Mapping[str, Any], task: _Task, path: Path | None, line
     if task.compat is not None and FRAME_PRESETS[name].kind != "pixel":
         raise DataError(path, line, "frame", value, f"'pixel' under --compat {task.compat} (it compares raw "
                         "coordinates with the ground truth, no rescaling)")
+    problem = _frame_dims_problem(name, task.dims)
+    if problem is not None:
+        raise DataError(path, line, "frame", value, problem)
     return name
 
 
@@ -286,7 +326,7 @@ def _prediction_row(record: object, task: _Task, path: Path | None, line: int) -
                         "exactly one of 'completion' (text or chat messages) and 'pred_boxes'")
     frame = _frame_field(record, task, path, line)
     image_size = _size_field(record, "image_size", task.dims, path, line)
-    input_size = _size_field(record, "input_size", 2, path, line)
+    input_size = _input_field(record, frame, path, line)
     if has_completion:
         completion = record["completion"]
         if not isinstance(completion, (str, list, dict)):
@@ -448,7 +488,8 @@ class _Predictions:
 
     def add(self, row: PredRow, truth: _Truth, path: Path | None, line: int, truth_row: int | None = None) -> None:
         """Join a validated prediction with the ground truth: a repeated id is a DataError, an unknown id is counted
-        as unmatched, a non-pixel frame without any image size is a DataError."""
+        as unmatched, a non-pixel frame without any image size is a DataError, and so is an ``m3d-npy`` line
+        without a crop box (its own or the sample's) or with one that leaves the volume."""
         sample_id, coords, count, frame, image_size, input_size, problems = row
         if sample_id in self.seen:
             raise DataError(path, line, "id", sample_id, f"a unique prediction id (already used on line "
@@ -461,6 +502,8 @@ class _Predictions:
         if image_size is None and truth.sizes[index] is None and FRAME_PRESETS[frame].kind != "pixel":
             raise DataError(path, line, "image_size", None, f"the original image size (frame {frame!r} needs it and "
                             f"the ground truth of id {sample_id!r} has none)")
+        if FRAME_PRESETS[frame].kind == "m3d-npy":
+            _check_crop(input_size, truth.crops.get(index), truth.sizes[index] or image_size, sample_id, path, line)
         self.seen[sample_id] = line
         self.truth_rows.append(index)
         self.flat.extend(coords)
@@ -469,6 +512,18 @@ class _Predictions:
         self.image_sizes.append(image_size)
         self.input_sizes.append(input_size)
         self.problems.append(problems)
+
+
+def _check_crop(crop: list[float] | None, default: list[float] | None, size: Sequence[float] | None,
+                sample_id: str, path: Path | None, line: int) -> None:
+    """DataError unless an ``m3d-npy`` line has a crop box (``crop``, else the sample's ``default``) inside the
+    volume of ``size`` voxels."""
+    if crop is None and default is None:
+        raise DataError(path, line, "input_size", None, f"the crop box [x1, y1, z1, x2, y2, z2] of id {sample_id!r} "
+                        "(frame 'm3d-npy' needs it; --dataset m3d-refseg with --frame m3d-npy computes it from the CT)")
+    if crop is not None and size is not None and any(hi > n for hi, n in zip(crop[3:], size)):
+        raise DataError(path, line, "input_size", crop, f"a crop box inside the volume {list(size)} of id "
+                        f"{sample_id!r}")
 
 
 def _consume(blocks: Iterable[_Lines], truth: _Truth, preds: _Predictions | None, errors: RowErrors,
@@ -505,7 +560,8 @@ def _consume(blocks: Iterable[_Lines], truth: _Truth, preds: _Predictions | None
 
 def _extend(block: _Lines, truth: _Truth, preds: _Predictions | None) -> bool:
     """Add a block without errors in bulk when every line is simply kept: its ids are new and unique, every prediction
-    matches a ground-truth row, and no non-pixel frame lacks an image size. False (nothing added) otherwise."""
+    matches a ground-truth row, no non-pixel frame lacks an image size and no line is in the ``m3d-npy`` frame
+    (checked line by line). False (nothing added) otherwise."""
     truth_ids = block.truth.columns[0] if len(block.truth) else []
     if truth_ids and (len(set(truth_ids)) != len(truth_ids) or not truth.index.keys().isdisjoint(truth_ids)):
         return False
@@ -521,6 +577,8 @@ def _extend(block: _Lines, truth: _Truth, preds: _Predictions | None) -> bool:
             if -1 in rows:
                 return False
         frames, image_sizes = block.preds.columns[2], block.preds.columns[3]
+        if truth.dims == 3 and "m3d-npy" in frames:
+            return False
         sizes = block.truth.columns[2] if truth_ids else [truth.sizes[row] for row in rows]
         if None in sizes and any(size is None and line_size is None and FRAME_PRESETS[frame].kind != "pixel"
                                  for size, line_size, frame in zip(sizes, image_sizes, frames)):
@@ -576,12 +634,17 @@ class ScoreResult:
         frame.to_csv(path, index=False)
 
 
-def _check_run(frame: str, compat: str | None, on_error: str) -> tuple[str, CompatPreset | None]:
+def _check_run(frame: str, compat: str | None, on_error: str, view: str) -> tuple[str, CompatPreset | None]:
     """The frame's preset name (lower case) and the compat preset; ValueError for a bad option."""
     get_frame(frame)
     frame = frame.strip().lower()
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error = {on_error!r}: expected 'raise' or 'skip'")
+    if view not in VIEWS:
+        raise ValueError(f"--view {view!r}: expected one of {', '.join(VIEWS)}")
+    if view != "volume" and FRAME_PRESETS[frame].kind == "m3d-npy":
+        raise ValueError(f"--frame m3d-npy with --view {view}: the frame writes 3D boxes; the {view} view scores 2D "
+                         "boxes (use --view volume, or a 2D frame such as voxel or norm1000)")
     preset = None if compat is None else get_compat(compat)
     if preset is not None and get_frame(frame).kind != "pixel":
         raise ValueError(f"--frame {frame!r} with --compat {preset.name}: the preset compares raw coordinates with the "
@@ -589,11 +652,22 @@ def _check_run(frame: str, compat: str | None, on_error: str) -> tuple[str, Comp
     return frame, preset
 
 
-def _truth_from_dataset(dataset: LoadedDataset) -> _Truth:
+def _truth_from_dataset(dataset: LoadedDataset, view: str) -> _Truth:
+    """The samples' ground truth, or that of their 2D ``view`` (ValueError when the data set has none)."""
+    if view != "volume" and any(sample.dims != 3 for sample in dataset.samples):
+        raise ValueError(f"--view {view}: data set {dataset.name} has 2D boxes; the views (slice, projection) are "
+                         "2D views of 3D samples (m3d-refseg)")
     truth = _Truth()
     for sample in dataset.samples:
-        truth.add_sample(sample)
+        truth.add_sample(view_sample(sample, view))
     return truth
+
+
+def _check_frame_dims(frame: str, truth: _Truth) -> None:
+    """ValueError when the run's frame cannot write the ground truth's boxes."""
+    problem = None if truth.dims is None else _frame_dims_problem(frame, truth.dims)
+    if problem is not None:
+        raise ValueError(f"--frame {frame}: the ground truth has {truth.dims}D boxes; expected {problem}")
 
 
 def score_files(
@@ -611,6 +685,7 @@ def score_files(
     seed: int | None = 0,
     workers: int | None = None,
     progress: Callable[[int], None] | None = None,
+    view: str = "volume",
 ) -> ScoreResult:
     """Score the predictions file against ``dataset`` (a loader name) read from ``annotations``.
 
@@ -620,10 +695,14 @@ def score_files(
     :mod:`medground_eval.compat` preset name, which then decides parsing, IoU and the hit rule (``inclusive`` is
     ignored). Lines are decoded and parsed by ``workers`` processes (default: one per CPU, up to 8, for files of
     :data:`PARALLEL_MIN_BYTES` or more); results do not depend on it. ``progress`` is called with the bytes of
-    prediction lines read. Raises DataError for a bad line (unless ``on_error="skip"``), ValueError for a bad
-    option, FileNotFoundError for a missing file.
+    prediction lines read. ``view`` picks the target of 3D samples (``volume``, ``slice``, ``projection``; see the
+    module doc); under the ``m3d-npy`` frame, ``m3d-refseg`` is loaded with ``npy_crop=True``. Raises DataError for
+    a bad line (unless ``on_error="skip"``), ValueError for a bad option, FileNotFoundError for a missing file.
     """
-    frame, preset = _check_run(frame, compat, on_error)
+    frame, preset = _check_run(frame, compat, on_error, view)
+    if view != "volume" and dataset == "jsonl":
+        raise ValueError(f"--view {view}: data set jsonl has 2D boxes; the views (slice, projection) are 2D views of "
+                         "3D samples (m3d-refseg)")
     predictions_path = Path(predictions_path)
     if not predictions_path.is_file():
         raise FileNotFoundError(f"{predictions_path}: no such predictions file")
@@ -640,10 +719,14 @@ def score_files(
         truth = _keep_split(truth, split, annotations)
     elif not carried:
         if annotations is None:
-            raise ValueError(f"--dataset {dataset} needs --annotations (the data set's file or folder)")
-        loaded = get_loader(dataset)(annotations, split=split, on_error=on_error)
-        truth = _truth_from_dataset(loaded)
+            raise ValueError(f"--dataset {dataset} needs --annotations (alias --data-dir): the data set's file or "
+                             "folder")
+        # The m3d-npy frame's default input_size is each CT's crop box, which only reading the CT data gives.
+        options = {"npy_crop": True} if dataset == "m3d-refseg" and FRAME_PRESETS[frame].kind == "m3d-npy" else {}
+        loaded = get_loader(dataset)(annotations, split=split, on_error=on_error, **options)
+        truth = _truth_from_dataset(loaded, view)
         truth_errors.skipped.extend(loaded.skipped)
+    _check_frame_dims(frame, truth)
 
     errors = RowErrors(on_error)
     preds = _Predictions()
@@ -655,7 +738,7 @@ def score_files(
     return _score(truth, preds, _config(
         dataset=dataset, annotations=annotations, predictions=predictions_path, split=split, frame=frame,
         preset=preset, thresholds=thresholds, inclusive=inclusive, n_bootstrap=n_bootstrap, seed=seed,
-        on_error=on_error, skipped=truth_errors.skipped + errors.skipped,
+        on_error=on_error, skipped=truth_errors.skipped + errors.skipped, view=view,
     ))
 
 
@@ -676,14 +759,17 @@ def score_predictions(
     inclusive: bool = True,
     n_bootstrap: int = 1000,
     seed: int | None = 0,
+    view: str = "volume",
 ) -> ScoreResult:
     """Score in-memory prediction records (the objects of a predictions file) against a loaded data set.
 
-    Errors name the record as ``<records>:N`` (N its 1-based position). Same rules as :func:`score_files`.
+    Errors name the record as ``<records>:N`` (N its 1-based position). Same rules as :func:`score_files`
+    (the ``m3d-npy`` frame's crop boxes come from the records or the samples' ``extra["npy_crop_box"]``).
     """
-    frame, preset = _check_run(frame, compat, on_error)
+    frame, preset = _check_run(frame, compat, on_error, view)
     errors = RowErrors(on_error)
-    truth = _truth_from_dataset(dataset)
+    truth = _truth_from_dataset(dataset, view)
+    _check_frame_dims(frame, truth)
     task = _Task("prediction", truth.dims or 2, frame, compat)
     preds = _Predictions()
     block = _Lines()
@@ -693,18 +779,20 @@ def score_predictions(
     return _score(truth, preds, _config(
         dataset=dataset.name, annotations=None, predictions=None, split=None, frame=frame, preset=preset,
         thresholds=thresholds, inclusive=inclusive, n_bootstrap=n_bootstrap, seed=seed, on_error=on_error,
-        skipped=list(dataset.skipped) + errors.skipped,
+        skipped=list(dataset.skipped) + errors.skipped, view=view,
     ))
 
 
 def _config(*, dataset: str, annotations: str | Path | None, predictions: Path | None, split: str | None,
             frame: str, preset: CompatPreset | None, thresholds: Iterable[float], inclusive: bool,
-            n_bootstrap: int, seed: int | None, on_error: str, skipped: list[SkippedRow]) -> dict[str, Any]:
+            n_bootstrap: int, seed: int | None, on_error: str, skipped: list[SkippedRow],
+            view: str) -> dict[str, Any]:
     return {
         "dataset": dataset,
         "annotations": None if annotations is None else str(annotations),
         "predictions": None if predictions is None else str(predictions),
         "split": split,
+        "view": view,
         "frame": frame if preset is None else f"{frame} (raw coordinates, no rescaling or clipping)",
         "compat": None if preset is None else preset.name,
         "parse_rules": DEFAULT_PARSE_RULES if preset is None else preset.parse_rules,
@@ -789,9 +877,7 @@ def _score_matched(truth: _Truth, preds: _Predictions, rows: np.ndarray, true_fl
         line_sizes = np.asarray([s if s is not None else [np.nan] * dims for s in preds.image_sizes],
                                 dtype=np.float64).reshape(k, dims)
         row_sizes = np.where(np.isnan(row_sizes), line_sizes, row_sizes)
-    inputs = None
-    if any(s is not None for s in preds.input_sizes):
-        inputs = np.asarray([s if s is not None else [np.nan, np.nan] for s in preds.input_sizes], dtype=np.float64)
+    inputs = _input_sizes(truth, preds, dims)
     has_size = ~np.isnan(row_sizes).any(axis=1)
     frames = np.asarray(preds.frames, dtype=object)
     owner = np.repeat(np.arange(k), counts)
@@ -825,6 +911,21 @@ def _score_matched(truth: _Truth, preds: _Predictions, rows: np.ndarray, true_fl
         pointing[i] = bool(geometry.points_in_region(geometry.region_center(pred), true))
     iou = np.clip(np.divide(inter, union, out=np.zeros(k), where=union > 0), 0.0, 1.0)
     return iou, inter, union, pointing & ~failed, failed, out
+
+
+def _input_sizes(truth: _Truth, preds: _Predictions, dims: int) -> np.ndarray | None:
+    """Per matched prediction, the ``input_size`` of its frame, or None when no row has one: in 2D the line's
+    ``[w, h]`` (``resized``); in 3D, for ``m3d-npy`` rows, the line's crop box, else the sample's. All-NaN rows:
+    not given."""
+    if dims == 2:
+        if all(s is None for s in preds.input_sizes):
+            return None
+        return np.asarray([s if s is not None else [np.nan] * 2 for s in preds.input_sizes], dtype=np.float64)
+    npy = [FRAME_PRESETS[f].kind == "m3d-npy" for f in preds.frames]
+    if not any(npy):
+        return None
+    return np.asarray([(s if s is not None else truth.crops[row]) if is_npy else [np.nan] * 6
+                       for s, row, is_npy in zip(preds.input_sizes, preds.truth_rows, npy)], dtype=np.float64)
 
 
 def _score_compat(flat: np.ndarray, counts: np.ndarray, rows: np.ndarray, true_flat: np.ndarray,

@@ -201,6 +201,79 @@ def test_three_d_samples():
     assert flat.report.miou == pytest.approx(0.5)
 
 
+VOLUME = Sample(id="v", phrase="liver lesion", boxes=[[10, 20, 4, 30, 40, 12]], image_size=(100, 80, 40),
+                extra={"npy_crop_box": [10, 20, 0, 74, 52, 32], "largest_slice": (8, [12, 20, 30, 40]),
+                       "axial_projection_box": [10, 20, 30, 40]})
+"""A 3D sample as m3d-refseg loads it with views and npy_crop: crop 64 x 32 x 32 voxels -> 256 x 256 x 32 npy."""
+
+
+def test_m3d_npy_frame_crop_box_from_the_sample_or_the_line():
+    dataset = LoadedDataset("m3d-refseg", [VOLUME, Sample(id="w", phrase="kidney", boxes=[[0, 0, 0, 10, 10, 10]],
+                                                           image_size=(100, 80, 40))])
+    # npy [d, h, w] -> x = 10 + h / 4, y = 20 + w / 8, z = d: [4, 0, 0] .. [12, 80, 160] is the true box of v.
+    # w has no crop box of its own; its line gives the whole volume: x = h * 100 / 256, y = w * 80 / 256,
+    # z = d * 40 / 32.
+    records = [{"id": "v", "pred_boxes": [4, 0, 0, 12, 80, 160]},
+               {"id": "w", "pred_boxes": [0, 0, 0, 8, 25.6, 32], "input_size": [0, 0, 0, 100, 80, 40]}]
+    result = score_predictions(records, dataset, frame="m3d-npy", n_bootstrap=0)
+    np.testing.assert_allclose(result.per_sample.iou, [1.0, 1.0])
+    # a voxel line next to an m3d-npy line: its input_size means nothing to its frame
+    mixed = score_predictions([{"id": "v", "pred_boxes": [10, 20, 4, 30, 40, 8], "input_size": [5, 5]},
+                               {**records[1], "frame": "m3d-npy"}], dataset, frame="voxel", n_bootstrap=0)
+    np.testing.assert_allclose(mixed.per_sample.iou, [0.5, 1.0])
+
+
+@pytest.mark.parametrize(("record", "match"), [
+    ({"id": "w", "pred_boxes": [0, 0, 0, 1, 1, 1]},
+     r"<records>:1: field 'input_size' = None: expected the crop box \[x1, y1, z1, x2, y2, z2\] of id 'w'"),
+    ({"id": "v", "pred_boxes": [0, 0, 0, 1, 1, 1], "input_size": [0, 0, 0, 100, 80, 41]},
+     r"<records>:1: field 'input_size' = \[0.0, 0.0, 0.0, 100.0, 80.0, 41.0\]: expected a crop box inside the "
+     r"volume \[100, 80, 40\]"),
+    ({"id": "v", "pred_boxes": [0, 0, 0, 1, 1, 1], "input_size": [5, 0, 0, 5, 80, 40]},
+     r"<records>:1: field 'input_size' = \[5, 0, 0, 5, 80, 40\]: expected the crop box .* 0 <= x1 < x2"),
+    ({"id": "v", "pred_boxes": [0, 0, 0, 1, 1, 1], "input_size": [100, 80]},
+     r"<records>:1: field 'input_size' = \[100, 80\]: expected the crop box"),
+])
+def test_m3d_npy_lines_without_a_usable_crop_box(record, match):
+    dataset = LoadedDataset("m3d-refseg", [VOLUME, Sample(id="w", phrase="kidney", boxes=[[0, 0, 0, 10, 10, 10]],
+                                                           image_size=(100, 80, 40))])
+    with pytest.raises(DataError, match=match):
+        score_predictions([record], dataset, frame="m3d-npy")
+    skipped = score_predictions([record], dataset, frame="m3d-npy", on_error="skip", n_bootstrap=0)
+    assert skipped.config["skipped_lines"] == 1 and skipped.config["missing_predictions"] == 2
+
+
+def test_frames_must_write_the_ground_truths_dimensions(tmp_path, truth):
+    preds = write_jsonl(tmp_path / "preds.jsonl", [{"id": "a", "pred_boxes": [0, 0, 1, 1], "frame": "m3d-npy"}])
+    with pytest.raises(DataError, match=r"preds.jsonl:1: field 'frame' = 'm3d-npy': expected a 2D frame"):
+        score_files(preds, dataset="jsonl", annotations=truth)
+    with pytest.raises(ValueError, match=r"--frame m3d-npy: the ground truth has 2D boxes"):
+        score_files(preds, dataset="jsonl", annotations=truth, frame="m3d-npy")
+    volume = LoadedDataset("m3d-refseg", [VOLUME])
+    with pytest.raises(DataError, match=r"<records>:1: field 'frame' = 'qwen2.5-vl': expected a 3D frame"):
+        score_predictions([{"id": "v", "pred_boxes": [0, 0, 0, 1, 1, 1], "frame": "qwen2.5-vl"}], volume)
+    with pytest.raises(DataError, match=r"<records>:1: field 'input_size' = \[0, 0, 0, 5, 5, 5\]: expected \[W, H\]"):
+        score_predictions([{"id": "v", "pred_boxes": [0, 0, 0, 1, 1, 1], "input_size": [0, 0, 0, 5, 5, 5]}], volume)
+
+
+def test_views_score_the_2d_target_of_3d_samples():
+    dataset = LoadedDataset("m3d-refseg", [VOLUME])
+    on_slice = score_predictions([{"id": "v", "pred_boxes": [12, 20, 30, 30]}], dataset, view="slice",
+                                 n_bootstrap=0)
+    assert on_slice.report.miou == pytest.approx(0.5) and on_slice.config["view"] == "slice"
+    projected = score_predictions([{"id": "v", "pred_boxes": [250, 250, 300, 500], "frame": "norm1000"}], dataset,
+                                  view="projection", n_bootstrap=0)  # [X, Y] = [100, 80]: [25, 20, 30, 40]
+    assert projected.report.miou == pytest.approx(0.25)
+    with pytest.raises(DataError, match=r"field 'pred_boxes\[0\]' = \[0, 0, 0, 1, 1, 1\]: expected 4 finite"):
+        score_predictions([{"id": "v", "pred_boxes": [[0, 0, 0, 1, 1, 1]]}], dataset, view="slice")
+    with pytest.raises(ValueError, match="--view slice: data set jsonl has 2D boxes"):
+        score_predictions([], LoadedDataset("jsonl", [Sample(id="a", phrase="p", boxes=[[0, 0, 1, 1]])]),
+                          view="slice")
+    bare = LoadedDataset("m3d-refseg", [Sample(id="u", phrase="p", boxes=[[0, 0, 0, 1, 1, 1]])])
+    with pytest.raises(ValueError, match=r"sample 'u' has no projection view \(extra\['axial_projection_box'\]\)"):
+        score_predictions([], bare, view="projection")
+
+
 def test_per_sample_csv(tmp_path, truth):
     preds = write_jsonl(tmp_path / "preds.jsonl", [{"id": "a", "completion": "<answer>[0, 0, 100, 100]"},
                                                    {"id": "b", "completion": "no box"}])

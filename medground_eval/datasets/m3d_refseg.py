@@ -34,6 +34,7 @@ Reading volumes needs the optional extra ``m3d`` (nibabel), imported only when a
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -48,6 +49,9 @@ from medground_eval.types import Sample
 
 COLUMNS = ("Image", "Mask", "Mask_ID", "Question_Type", "Question", "Answer")
 SPLITS = ("train", "test", "all")
+VIEWS = ("volume", "slice", "projection")
+"""What a sample's target is: its 3D box (``volume``) or one of its 2D views (see :func:`view_sample`)."""
+_VIEW_KEYS = {"slice": "largest_slice", "projection": "axial_projection_box"}
 
 
 def _nibabel() -> ModuleType:
@@ -184,6 +188,25 @@ def _region(label: np.ndarray) -> _Region:
     k, slice_box = largest_slice_box(crop, axis=2)
     projection = mask_box(crop.any(axis=2)) + shift
     return _Region(box, (int(k + z1), (slice_box + shift).tolist()), projection.tolist())
+
+
+def view_sample(sample: Sample, view: str) -> Sample:
+    """``sample`` with the target of ``view``: ``"volume"`` returns it unchanged; ``"slice"`` gives the 2D box of
+    ``extra["largest_slice"]`` (the slice index itself is not part of the box), ``"projection"`` the box of
+    ``extra["axial_projection_box"]``, both with ``image_size`` ``(X, Y)``. ValueError for an unknown view, or a
+    sample without that view (not a 3D sample, or loaded with ``with_views=False``)."""
+    if view not in VIEWS:
+        raise ValueError(f"view = {view!r}: expected one of {', '.join(VIEWS)}")
+    if view == "volume":
+        return sample
+    key = _VIEW_KEYS[view]
+    if sample.dims != 3 or key not in sample.extra:
+        raise ValueError(f"sample {sample.id!r} has no {view} view (extra[{key!r}]): views exist for the 3D samples "
+                         "of m3d-refseg loaded with with_views=True")
+    value = sample.extra[key]
+    box = value[1] if view == "slice" else value
+    size = None if sample.image_size is None else sample.image_size[:2]
+    return dataclasses.replace(sample, boxes=np.asarray([box], dtype=np.float64), image_size=size)
 
 
 def _read_texts(text_path: Path) -> dict[str, str] | _CaseFailure:
