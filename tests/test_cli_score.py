@@ -90,6 +90,23 @@ def test_usage_errors(tmp_path):
     assert result.exit_code == 1 and "no such predictions file" in result.output
 
 
+def test_data_dir_is_an_alias_of_annotations(tmp_path):
+    gt, preds = write_jsonl(tmp_path / "gt.jsonl", GT), write_jsonl(tmp_path / "preds.jsonl", PREDS)
+    result = runner.invoke(app, ["score", str(preds), "--dataset", "jsonl", "--data-dir", str(gt),
+                                 "--output", str(tmp_path / "m.json"), "--bootstrap", "0"])
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "m.json").read_text())["config"]
+    assert config["annotations"] == str(gt) and config["view"] == "volume"
+
+
+def test_image_root_without_report_is_an_error(tmp_path):
+    gt, preds = write_jsonl(tmp_path / "gt.jsonl", GT), write_jsonl(tmp_path / "preds.jsonl", PREDS)
+    result = runner.invoke(app, ["score", str(preds), "--dataset", "jsonl", "--annotations", str(gt),
+                                 "--image-root", str(tmp_path), "--output", str(tmp_path / "m.json")])
+    assert result.exit_code == 1 and "--image-root is used by --report" in result.output
+    assert not (tmp_path / "m.json").exists()
+
+
 def test_python_dash_m_smoke(tmp_path):
     preds = write_jsonl(tmp_path / "preds.jsonl", [{**gt, **pred} for gt, pred in zip(GT, PREDS)])
     run = subprocess.run([sys.executable, "-m", "medground_eval", "score", str(preds), "--dataset", "jsonl",

@@ -36,7 +36,8 @@ def print_report(result: object, title: str) -> None:
     console = Console()
     console.print(table)
     rule = "IoU >= t" if config["inclusive"] else "IoU > t (strict)"
-    console.print(f"dataset {config['dataset']}, frame {config['frame']}, hit rule {rule}, "
+    view = "" if config["view"] == "volume" else f", view {config['view']}"
+    console.print(f"dataset {config['dataset']}{view}, frame {config['frame']}, hit rule {rule}, "
                   f"compat {config['compat'] or 'none'}")
     console.print(f"parse rules: {config['parse_rules']}", style="dim", markup=False)
     for key, label in (("unmatched_predictions", "predictions with an id not in the ground truth (left out)"),
@@ -51,10 +52,14 @@ def score_command(
     predictions: Annotated[Path, typer.Argument(help="JSON lines with id and completion (or pred_boxes).")],
     dataset: Annotated[str, typer.Option(help="Ground truth: jsonl, mscxr, chestxray8 or m3d-refseg.")],
     annotations: Annotated[Path | None, typer.Option(
+        "--annotations", "--data-dir",
         help="The data set's file or folder (jsonl: omit to read the ground truth from the prediction lines).")] = None,
     split: Annotated[str | None, typer.Option(help="Score this split only.")] = None,
     frame: Annotated[str, typer.Option(help="Frame the boxes are written in (pixel, norm1000, qwen2.5-vl, ...); "
                                             "a line's 'frame' overrides it.")] = "pixel",
+    view: Annotated[str, typer.Option(help="m3d-refseg target: volume (3D boxes), slice (the 2D box on the slice "
+                                           "with the most region voxels) or projection (the box projected along "
+                                           "z).")] = "volume",
     compat: Annotated[str | None, typer.Option(help="Score as a published script does: vlm-r1.")] = None,
     output: Annotated[Path | None, typer.Option(help="Write the metrics JSON here.")] = None,
     per_sample: Annotated[Path | None, typer.Option(help="Write per-sample scores (CSV) here.")] = None,
@@ -76,9 +81,13 @@ def score_command(
 
     from medground_eval.scoring import score_files
 
+    if image_root is not None and report is None:
+        typer.echo("error: --image-root is used by --report (it adds box overlays to the report); give --report DIR "
+                   "or drop --image-root", err=True)
+        raise typer.Exit(1)
     options = dict(dataset=dataset, annotations=annotations, split=split, frame=frame, compat=compat,
                    on_error=on_error, thresholds=_thresholds(thresholds), inclusive=inclusive,
-                   n_bootstrap=bootstrap, seed=seed)
+                   n_bootstrap=bootstrap, seed=seed, view=view)
     try:
         if predictions.is_file() and predictions.stat().st_size >= PROGRESS_MIN_BYTES:
             with Progress(transient=True) as bar:
