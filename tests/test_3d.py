@@ -1,4 +1,5 @@
-"""3D grounding end to end: synthetic M3D-RefSeg NIfTI cases -> 6-number completions -> rewards and metrics.
+"""3D grounding end to end: synthetic M3D-RefSeg NIfTI cases -> 6-number completions -> rewards and metrics, and
+``medground-eval score --dataset m3d-refseg`` in the voxel, norm1000 and m3d-npy frames and the 2D views.
 
 Also the 3D geometry against M3D's own IoU helper, the 3D frames (voxel, norm1000, norm1) and the "m3d-npy"
 frame of M3D's preprocessing (checked against the resize M3D's pipeline runs, torch's nearest interpolation).
@@ -15,7 +16,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from typer.testing import CliRunner
+
 from medground_eval.boxes import box_iou, region_iou, union_area
+from medground_eval.cli import app
 from medground_eval.datasets import get_loader
 from medground_eval.datasets.m3d_refseg import COLUMNS, mask_box, npy_crop_box
 from medground_eval.frames import M3D_NPY_SHAPE, get_frame
@@ -145,6 +149,96 @@ def test_m3d_npy_frame_with_the_loaders_crop_box(release: Path) -> None:
                                 image_sizes=[s.image_size for s in samples], input_sizes=crops, dims=3)
     np.testing.assert_allclose(np.vstack(regions.boxes), truth, atol=1e-9)
     assert not regions.out_of_frame.any()
+
+
+# ---------------------------------------------------------------- medground-eval score
+
+
+def run_score(release: Path, lines: list[dict], *options: str) -> dict:
+    """``medground-eval score preds.jsonl --dataset m3d-refseg --data-dir release ...``: the metrics JSON."""
+    preds = release / "preds.jsonl"
+    preds.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    metrics = release / "metrics.json"
+    result = CliRunner().invoke(app, ["score", str(preds), "--dataset", "m3d-refseg", "--data-dir", str(release),
+                                      "--bootstrap", "0", "--output", str(metrics), *options])
+    assert result.exit_code == 0, result.output
+    return json.loads(metrics.read_text())
+
+
+def sample_ids(release: Path) -> list[str]:
+    return [s.id for s in get_loader("m3d-refseg")(release, "test").samples]
+
+
+@pytest.mark.parametrize("frame", ["voxel", "norm1000"])
+def test_score_command_3d_iou_in_voxel_and_norm1000(release: Path, frame: str) -> None:
+    ids = sample_ids(release)
+    # Truth: [6, 8, 4, 16, 20, 10], [20, 4, 2, 34, 28, 20], [10, 10, 5, 30, 12, 15].
+    # 1: z extended 10 -> 13: 720 / 1080. 2: its two components as two boxes: (32 + 384) / 6048. 3: no box.
+    voxel = [[[6, 8, 4, 16, 20, 13]], [[20, 4, 2, 24, 8, 4], [28, 20, 12, 34, 28, 20]]]
+    per_mille = np.array(SHAPE * 2) / 1000
+    boxes = voxel if frame == "voxel" else [[np.divide(b, per_mille).tolist() for b in bs] for bs in voxel]
+    lines = [{"id": ids[0], "completion": answer(*boxes[0])}, {"id": ids[1], "pred_boxes": boxes[1]},
+             {"id": ids[2], "completion": "<think>Not visible.</think><answer>none</answer>"}]
+    metrics = run_score(release, lines, "--frame", frame, "--thresholds", "0.05,0.5")
+    iou = [720 / 1080, 416 / 6048, 0.0]
+    assert metrics["n"] == 3
+    assert metrics["acc"] == {"0.05": pytest.approx(2 / 3), "0.5": pytest.approx(1 / 3)}
+    assert metrics["miou"] == pytest.approx(sum(iou) / 3)
+    assert metrics["ciou"] == pytest.approx((720 + 416) / (1080 + 6048 + 400))
+    assert metrics["parse_failure_rate"] == pytest.approx(1 / 3)
+    assert (metrics["config"]["view"], metrics["config"]["frame"]) == ("volume", frame)
+
+
+def test_score_command_m3d_npy_frame_uses_the_crop_box(release: Path) -> None:
+    """npy box edges map back through the crop box: x = x1 + h (x2 - x1) / 256, y = y1 + w (y2 - y1) / 256,
+    z = z1 + d (z2 - z1) / 32; the sample's crop is BODY_BOX unless the line gives its own input_size."""
+    ids = sample_ids(release)
+    lines = [
+        # [d, h, w] = [0, 16, 64] .. [32, 96, 192] -> x 4 + 2 .. 4 + 12, y 2 + 7 .. 2 + 21, z 1 + 0 .. 1 + 23:
+        # [6, 9, 1, 16, 23, 24] (3220 voxels) vs [6, 8, 4, 16, 20, 10] (720): 10 * 11 * 6 = 660 in common.
+        {"id": ids[0], "completion": answer([0, 16, 64, 32, 96, 192])},
+        # the whole volume as crop: x = h * 40 / 256, y = w * 32 / 256, z = d * 25 / 32 -> exactly the true box
+        {"id": ids[2], "pred_boxes": [[6.4, 64, 80, 19.2, 192, 96]], "input_size": [0, 0, 0, 40, 32, 25]},
+    ]
+    metrics = run_score(release, lines, "--frame", "m3d-npy", "--thresholds", "0.2,0.5")
+    iou = [660 / (3220 + 720 - 660), 0.0, 1.0]
+    assert metrics["acc"] == {"0.2": pytest.approx(2 / 3), "0.5": pytest.approx(1 / 3)}
+    assert metrics["miou"] == pytest.approx(sum(iou) / 3)
+    assert metrics["config"]["missing_predictions"] == 1 and metrics["config"]["frame"] == "m3d-npy"
+
+
+def test_score_command_slice_and_projection_views(release: Path) -> None:
+    ids = sample_ids(release)
+    # slices: (4, [6, 8, 16, 20]), (12, [28, 20, 34, 28]), (5, [10, 10, 30, 12]); each prediction covers half.
+    # The third is in norm1000 of the [X, Y] = [40, 32] slice: [10, 10, 20, 12].
+    on_slice = [{"id": ids[0], "completion": answer([6, 8, 16, 14])},
+                {"id": ids[1], "pred_boxes": [28, 20, 34, 24]},
+                {"id": ids[2], "pred_boxes": [250, 312.5, 500, 375], "frame": "norm1000"}]
+    metrics = run_score(release, on_slice, "--view", "slice", "--thresholds", "0.5,0.7")
+    assert metrics["acc"] == {"0.5": 1.0, "0.7": 0.0}
+    assert metrics["miou"] == pytest.approx(0.5) and metrics["config"]["view"] == "slice"
+    # projections: [6, 8, 16, 20], [20, 4, 34, 28], [10, 10, 30, 12]: exact, half, no box
+    projected = [{"id": ids[0], "pred_boxes": [6, 8, 16, 20]}, {"id": ids[1], "pred_boxes": [20, 4, 34, 16]},
+                 {"id": ids[2], "completion": "<answer>none</answer>"}]
+    metrics = run_score(release, projected, "--view", "projection", "--thresholds", "0.5,0.7")
+    assert metrics["acc"] == {"0.5": pytest.approx(2 / 3), "0.7": pytest.approx(1 / 3)}
+    assert metrics["miou"] == pytest.approx(0.5) and metrics["parse_failure_rate"] == pytest.approx(1 / 3)
+
+
+def test_score_command_view_errors(release: Path) -> None:
+    preds = release / "preds.jsonl"
+    preds.write_text(json.dumps({"id": "x", "pred_boxes": [0, 0, 1, 1]}) + "\n")
+    for args, message in (
+        (["--dataset", "jsonl", "--view", "slice"], "--view slice: data set jsonl has 2D boxes"),
+        (["--dataset", "m3d-refseg", "--data-dir", str(release), "--view", "axial"],
+         "--view 'axial': expected one of volume, slice, projection"),
+        (["--dataset", "m3d-refseg", "--data-dir", str(release), "--view", "slice", "--frame", "m3d-npy"],
+         "--frame m3d-npy with --view slice"),
+        (["--dataset", "m3d-refseg", "--data-dir", str(release), "--frame", "qwen2.5-vl"],
+         "'resized' is 2D only"),
+    ):
+        result = CliRunner().invoke(app, ["score", str(preds), *args])
+        assert result.exit_code == 1 and message in result.output, (args, result.output)
 
 
 # ---------------------------------------------------------------- geometry
