@@ -210,19 +210,20 @@ def boxes_to_pixels(
 
     converted = np.empty_like(flat)
     box_out = np.zeros(len(flat), dtype=bool)
+    size_unknown = np.ones(len(flat), dtype=bool) if sizes is None else np.isnan(sizes).any(axis=1)[owner]
     for code, frame in enumerate(unique_frames):
         mask = box_codes == code
-        if not mask.any():
-            continue
-        if sizes is None:
+        unknown = mask & size_unknown
+        if unknown.any():  # pixel boxes of an image of unknown size: kept as written, negatives clipped to 0
             if frame.kind != "pixel":
                 raise ValueError(f"frame {frame.kind!r} needs the image size of every sample (column 'image_size')")
-            converted[mask] = np.maximum(flat[mask], 0.0)
-            box_out[mask] = (flat[mask] < 0).any(axis=1)
-            continue
-        result = frame.to_pixels(flat[mask], sizes[owner[mask]], input_size=_per_box(input_sizes, owner[mask]))
-        converted[mask] = result.boxes
-        box_out[mask] = result.out_of_frame
+            converted[unknown] = np.maximum(flat[unknown], 0.0)
+            box_out[unknown] = (flat[unknown] < 0).any(axis=1)
+        known = mask & ~size_unknown
+        if known.any():
+            result = frame.to_pixels(flat[known], sizes[owner[known]], input_size=_per_box(input_sizes, owner[known]))
+            converted[known] = result.boxes
+            box_out[known] = result.out_of_frame
 
     out_of_frame = np.zeros(n, dtype=bool)
     np.logical_or.at(out_of_frame, owner, box_out)

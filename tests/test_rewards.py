@@ -178,3 +178,25 @@ def test_paper_preset_is_binary_strict_iou():
 def test_frame_objects_are_accepted():
     frame = get_frame("qwen2.5-vl", max_pixels=256 * 28 * 28)
     assert SpatialReward(frame=frame).frame == frame
+
+
+def test_image_size_may_be_missing_only_where_the_frame_does_not_need_it():
+    truth = {"solution": [[0, 0, 50, 50]] * 2, "frame": ["pixel", "norm1000"], "image_size": [None, [100, 100]]}
+    completions = ["<answer>[0, 0, 50, 50]</answer>", "<answer>[0, 0, 500, 500]</answer>"]
+    assert SpatialReward()(completions, **truth) == [pytest.approx(1.0), pytest.approx(1.0)]
+    truth["image_size"] = [[100, 100], None]
+    with pytest.raises(RewardInputError, match="'image_size' row 1"):
+        SpatialReward()(completions, **truth)
+    with pytest.raises(RewardInputError, match="'image_size' row 0"):
+        SpatialReward(frame="norm1")(completions[:1], solution=[[0, 0, 1, 1]], image_size=[None])
+
+
+def test_3d_reward_in_the_m3d_npy_frame_reads_the_crop_box_from_input_size():
+    # npy axes are (D, H, W) = (z, x, y); a crop box of exactly 256 x 256 x 32 voxels maps npy indices 1:1.
+    completion = ['<answer>{"bbox_3d": [0, 10, 20, 16, 100, 120]}</answer>']
+    columns = {"solution": [[10, 20, 0, 100, 120, 16]], "image_size": [[256, 256, 32]],
+               "frame": ["m3d-npy"], "input_size": [[0, 0, 0, 256, 256, 32]]}
+    assert SpatialReward(dims=3)(completion, **columns) == [pytest.approx(1.0)]
+    columns["input_size"] = [[0, 0, 0, 256, 256]]
+    with pytest.raises(RewardInputError, match="crop box"):
+        SpatialReward(dims=3)(completion, **columns)

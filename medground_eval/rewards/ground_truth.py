@@ -102,19 +102,28 @@ def _all_boxes(values: Sequence[object], dims: int) -> tuple[np.ndarray, np.ndar
     return (np.concatenate(rows) if rows else np.zeros((0, 2 * dims))), counts
 
 
-def _sizes(values: Sequence[object], name: str, width: int, allow_missing: bool) -> np.ndarray:
+_SIZE_SHAPES = {2: "[W, H]", 3: "[W, H, D]", 6: "a crop box [x1, y1, z1, x2, y2, z2]"}
+
+
+def _sizes(values: Sequence[object], name: str, width: int) -> np.ndarray:
+    """(n, width) floats; a None row is NaN (the caller decides whether it may be missing).
+
+    Width 2 or 3: positive sizes. Width 6: a crop box in original voxels, with x1 >= 0 and x2 > x1 on every axis.
+    """
     out = np.full((len(values), width), np.nan)
     for row, value in enumerate(values):
-        if value is None and allow_missing:
+        if value is None:
             continue
         try:
             size = np.asarray(_decode(value), dtype=np.float64).reshape(-1)
         except (TypeError, ValueError):
             size = np.empty(0)
-        if size.shape != (width,) or not np.isfinite(size).all() or (size <= 0).any():
+        valid = size.shape == (width,) and bool(np.isfinite(size).all())
+        if valid:
+            valid = bool((size > 0).all()) if width != 6 else bool((size >= 0).all() and (size[3:] > size[:3]).all())
+        if not valid:
             raise RewardInputError(
-                f"column {name!r} row {row}: value {value!r:.200}: expected {width} positive numbers"
-                + (" [W, H]" if width == 2 else " [W, H, D]")
+                f"column {name!r} row {row}: value {value!r:.200}: expected {width} numbers, {_SIZE_SHAPES[width]}"
             )
         out[row] = size
     return out
@@ -137,24 +146,31 @@ def read_ground_truth(
         flat, counts = _all_boxes(_column(columns, "solution", n), dims)
 
     frames = None
+    needs_size = np.full(n, need_image_size)
     if columns.get("frame") is not None:
         frames = [str(v) for v in _column(columns, "frame", n)]
+        kinds = {}
         for row, spec in enumerate(frames):
             try:
-                get_frame(spec)
+                kinds.setdefault(spec, get_frame(spec).kind)
             except ValueError as error:
                 raise RewardInputError(f"column 'frame' row {row}: {error}") from None
-        need_image_size = need_image_size or any(get_frame(f).kind != "pixel" for f in frames)
+        needs_size = np.array([kinds[spec] != "pixel" for spec in frames], dtype=bool).reshape(n)
 
     image_sizes = None
     if columns.get("image_size") is not None:
-        image_sizes = _sizes(_column(columns, "image_size", n), "image_size", dims, allow_missing=False)
-    elif need_image_size:
+        image_sizes = _sizes(_column(columns, "image_size", n), "image_size", dims)
+        missing = needs_size & np.isnan(image_sizes).any(axis=1)
+        if missing.any():
+            row = int(np.flatnonzero(missing)[0])
+            raise RewardInputError(f"column 'image_size' row {row}: value None: expected [W, H] (its frame needs it)")
+    elif needs_size.any():
         raise RewardInputError(_missing("image_size", columns, "[W, H] per completion, needed by this frame"))
 
     input_sizes = None
     if columns.get("input_size") is not None:
-        input_sizes = _sizes(_column(columns, "input_size", n), "input_size", 2, allow_missing=True)
+        # [w, h] of a resized 2D input; in 3D the m3d-npy frame's crop box [x1, y1, z1, x2, y2, z2]
+        input_sizes = _sizes(_column(columns, "input_size", n), "input_size", 2 if dims == 2 else 6)
 
     phrases = None
     if need_phrase:
