@@ -107,6 +107,13 @@ def test_image_root_without_report_is_an_error(tmp_path):
     assert not (tmp_path / "m.json").exists()
 
 
+def test_image_root_is_refused_for_volumes(tmp_path):
+    result = runner.invoke(app, ["score", str(tmp_path / "preds.jsonl"), "--dataset", "m3d-refseg", "--data-dir",
+                                 str(tmp_path), "--report", str(tmp_path / "r"), "--image-root", str(tmp_path)])
+    assert result.exit_code == 1 and "CT volumes" in result.output
+    assert not (tmp_path / "r").exists()
+
+
 def test_python_dash_m_smoke(tmp_path):
     preds = write_jsonl(tmp_path / "preds.jsonl", [{**gt, **pred} for gt, pred in zip(GT, PREDS)])
     run = subprocess.run([sys.executable, "-m", "medground_eval", "score", str(preds), "--dataset", "jsonl",

@@ -85,6 +85,10 @@ def score_command(
         typer.echo("error: --image-root is used by --report (it adds box overlays to the report); give --report DIR "
                    "or drop --image-root", err=True)
         raise typer.Exit(1)
+    if image_root is not None and dataset == "m3d-refseg":
+        typer.echo("error: --image-root draws 2D overlays; m3d-refseg images are CT volumes, so drop --image-root "
+                   "(the report's plots and tables work without it)", err=True)
+        raise typer.Exit(1)
     options = dict(dataset=dataset, annotations=annotations, split=split, frame=frame, compat=compat,
                    on_error=on_error, thresholds=_thresholds(thresholds), inclusive=inclusive,
                    n_bootstrap=bootstrap, seed=seed, view=view)
