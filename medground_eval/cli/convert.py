@@ -13,7 +13,8 @@ from medground_eval.cli import app
 @app.command("convert")
 def convert_command(
     dataset: Annotated[str, typer.Option(help="Data set loader name (jsonl, mscxr, chestxray8, m3d-refseg).")],
-    annotations: Annotated[Path, typer.Option(help="The data set's annotation file or directory.")],
+    annotations: Annotated[Path, typer.Option(
+        "--annotations", "--data-dir", help="The data set's annotation file or directory.")],
     fmt: Annotated[str, typer.Option("--format", help="trl, openrlhf, verl or easyr1.")],
     output: Annotated[Path, typer.Option(help="Output directory; the split is written as <split><suffix>.")],
     split: Annotated[str | None, typer.Option(help="Keep this split only (default: the loader's default).")] = None,

@@ -14,7 +14,8 @@ from medground_eval.cli import app
 def predict_command(
     model: Annotated[Path, typer.Option(help="Local checkpoint directory (Qwen2-VL, Qwen2.5-VL, Qwen3-VL).")],
     dataset: Annotated[str, typer.Option(help="Data set loader name: jsonl, mscxr, chestxray8.")],
-    data_dir: Annotated[Path, typer.Option(help="The data set's annotation file or folder.")],
+    data_dir: Annotated[Path, typer.Option(
+        "--data-dir", "--annotations", help="The data set's annotation file or folder.")],
     output: Annotated[Path, typer.Option(help="Predictions file to write (JSON lines).")] = Path("preds.jsonl"),
     image_root: Annotated[Path | None, typer.Option(help="Folder the data set's image paths are relative to.")] = None,
     split: Annotated[str | None, typer.Option(help="Split to predict (default: every sample).")] = None,

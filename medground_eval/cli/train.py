@@ -31,7 +31,8 @@ def train_command(
     config: Annotated[Path | None, typer.Option(help="TOML or YAML file of options; flags override it.")] = None,
     model: Annotated[str | None, typer.Option(help="Local checkpoint directory (Qwen2-VL, Qwen2.5-VL, Qwen3-VL).")] = None,
     dataset: Annotated[str | None, typer.Option(help="Data set loader name: jsonl, mscxr, chestxray8.")] = None,
-    data_dir: Annotated[str | None, typer.Option(help="The data set's annotation file or folder.")] = None,
+    data_dir: Annotated[str | None, typer.Option(
+        "--data-dir", "--annotations", help="The data set's annotation file or folder.")] = None,
     image_root: Annotated[str | None, typer.Option(help="Folder the data set's image paths are relative to.")] = None,
     output_dir: Annotated[str | None, typer.Option(help="Checkpoints, final model and evaluation go here.")] = None,
     split: Annotated[str | None, typer.Option(help="Training split [default: train].")] = None,
