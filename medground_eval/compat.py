@@ -1,9 +1,12 @@
 """Compatibility presets: score exactly as a published evaluation script does, to compare with reported numbers.
 
 ``vlm-r1`` reproduces the REC evaluation of VLM-R1 (``om-ai-lab/VLM-R1``, ``src/eval/test_rec_r1.py``:
-``extract_bbox_answer`` and ``iou``), which MedGround-R1 (``bio-mlhui/MedGround-R1``) reuses: its accuracy reward
-``open-r1-multimodal/src/open_r1/grpo_rec.py`` (``iou_reward``) has the same ``iou`` function and the same
-``> 0.5`` rule. The rules, as that code runs them:
+``extract_bbox_answer`` and ``iou``), which MedGround-R1 (``bio-mlhui/MedGround-R1``) reuses for its published
+evaluation logs (``eval/logs/rec*_results_*.json``: multi-line ``<answer>`` blocks read, so the ``re.DOTALL`` version).
+Its training reward ``open-r1-multimodal/src/open_r1/grpo_rec.py`` (``iou_reward``) shares the ``iou`` function and
+the ``> 0.5`` rule but not the box pattern: it takes the *first* ``[\\d+, \\d+, \\d+, \\d+]``, braces or not; the
+preset follows the evaluation script. (Early VLM-R1 versions of the script searched without ``re.DOTALL``, so an
+answer spanning lines was a parse failure there.) The rules, as the evaluation script runs them:
 
 - **Answer**: the first ``<answer>(.*?)</answer>`` (``re.DOTALL``, case-sensitive), stripped. No closing tag: no answer.
 - **Box**: ``re.search(r"\\{.*\\[(\\d+),\\s*(\\d+),\\s*(\\d+),\\s*(\\d+)]\\s*.*\\}", answer, re.DOTALL)``: four
