@@ -159,3 +159,20 @@ def test_cli_compare_reports_mismatched_samples_without_a_traceback(tmp_path):
     run = CliRunner().invoke(app, ["compare", str(pred_a), str(pred_b), "--dataset", "jsonl"])
     assert run.exit_code == 1
     assert "error: 3 of run A's samples are not in run B (first: 'c5')" in run.output
+
+
+def test_cli_compare_says_what_each_run_left_out(tmp_path):
+    truth = write_jsonl(tmp_path / "truth.jsonl", TRUTH)
+    pred_a = write_jsonl(tmp_path / "a.jsonl", [{"id": t["id"], **answer(t["boxes"][0])} for t in TRUTH])
+    b_rows = [{"id": t["id"], **answer(t["boxes"][0])} for t in TRUTH[:6]]  # c6, c7: no line
+    b_rows[2] = {"id": "c2", "pred_boxes": "bad"}  # skipped, so c2 is a miss too
+    pred_b = write_jsonl(tmp_path / "b.jsonl", b_rows + [{"id": "zz", **answer([0, 0, 1, 1])}])
+    markdown = tmp_path / "compare.md"
+    run = CliRunner().invoke(app, ["compare", str(pred_a), str(pred_b), "--dataset", "jsonl", "--annotations",
+                                   str(truth), "--on-error", "skip", "--bootstrap", "50", "--markdown", str(markdown)])
+    assert run.exit_code == 0, run.output
+    for note in ("B (b.jsonl): 1 predictions with an id not in the ground truth (left out)",
+                 "B (b.jsonl): 3 ground-truth samples without a prediction (scored as misses)",
+                 "B (b.jsonl): 1 lines skipped (--on-error skip)"):
+        assert note in " ".join(run.output.split()) and note in markdown.read_text()
+    assert "A (a.jsonl)" not in run.output

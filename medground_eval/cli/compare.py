@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from medground_eval.cli import app
-from medground_eval.cli.score import _thresholds
+from medground_eval.cli.score import _thresholds, join_notes
 
 
 @app.command("compare")
@@ -58,6 +58,8 @@ def compare_command(
         raise typer.Exit(1) from None
     comparison = comparison.with_phrases({i: s.phrase for i, s in samples.items()})
 
+    notes = [f"{label} ({path.name}): {note}" for label, path, result in
+             (("A", predictions_a, result_a), ("B", predictions_b, result_b)) for note in join_notes(result.config)]
     console = Console()
     level = f"{comparison.confidence:.0%}"
     table = Table(title=f"B - A on {comparison.n} samples (A = {predictions_a.name}, B = {predictions_b.name})")
@@ -76,9 +78,12 @@ def compare_command(
         for d in comparison.disagreements:
             gaps.add_row(d.id, d.phrase or "", f"{d.iou_a:.4f}", f"{d.iou_b:.4f}")
         console.print(gaps)
+    for note in notes:
+        console.print(note, style="yellow", markup=False)
     if output is not None:
         document = {"a": str(predictions_a), "b": str(predictions_b), **comparison.to_dict(),
                     "metrics_a": result_a.to_dict(), "metrics_b": result_b.to_dict()}
         output.write_text(json.dumps(document, indent=2) + "\n")
     if markdown is not None:
-        markdown.write_text(comparison_markdown(comparison, name_a=predictions_a.name, name_b=predictions_b.name))
+        text = comparison_markdown(comparison, name_a=predictions_a.name, name_b=predictions_b.name)
+        markdown.write_text(text + "".join(f"\n{note}\n" for note in notes))

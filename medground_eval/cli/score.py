@@ -40,11 +40,16 @@ def print_report(result: object, title: str) -> None:
     console.print(f"dataset {config['dataset']}{view}, frame {config['frame']}, hit rule {rule}, "
                   f"compat {config['compat'] or 'none'}")
     console.print(f"parse rules: {config['parse_rules']}", style="dim", markup=False)
-    for key, label in (("unmatched_predictions", "predictions with an id not in the ground truth (left out)"),
-                       ("missing_predictions", "ground-truth samples without a prediction (scored as misses)"),
-                       ("skipped_lines", "lines skipped (--on-error skip)")):
-        if config[key]:
-            console.print(f"{config[key]} {label}", style="yellow")
+    for note in join_notes(config):
+        console.print(note, style="yellow", markup=False)
+
+
+def join_notes(config: dict) -> list[str]:
+    """The run's non-zero join counts as sentences: unmatched and missing predictions, skipped lines."""
+    labels = (("unmatched_predictions", "predictions with an id not in the ground truth (left out)"),
+              ("missing_predictions", "ground-truth samples without a prediction (scored as misses)"),
+              ("skipped_lines", "lines skipped (--on-error skip)"))
+    return [f"{config[key]} {label}" for key, label in labels if config.get(key)]
 
 
 @app.command("score")
