@@ -29,11 +29,14 @@ Decisions
 - **Box candidates** are innermost bracketed number groups: ``[...]`` with at least one number, ``(...)`` with at
   least two, and the pair ``(x1,y1),(x2,y2)`` (or 3-number points for 3D) read as one box. A group that is the value
   of a key other than a box key (``"size": [512, 512]``, ``"point_2d": [...]``) is not a candidate. In the answer
-  a candidate with the wrong count of numbers, an invalid or a non-finite number is a problem, not a box.
+  a candidate with the wrong count of numbers, an invalid or a non-finite number is a problem, not a box, and so
+  is a group with a box's count of numbers under another key (``"bounding_box": [x1, y1, x2, y2]``).
   ``<think>`` is free reasoning: there such candidates are skipped without a problem, and swapped corners are
   normalised silently.
 - **Labels** come from a ``label`` / ``name`` / ``phrase`` / ``text`` key of the enclosing ``{...}`` object, else from
-  a ``<|object_ref_start|>...<|object_ref_end|>`` or ``<ref>...</ref>`` written since the previous box.
+  a ``<|object_ref_start|>...<|object_ref_end|>`` or ``<ref>...</ref>`` written since the previous box. A box
+  with neither, separated from the previous box by only whitespace, commas and square brackets (one group, as
+  InternVL's ``<ref>nodule</ref><box>[[...], [...]]</box>`` or ``"boxes": [[...], [...]]``), takes that box's label.
 - Duplicate identical boxes are kept. At most :data:`MAX_BOXES` bracketed groups are read per section; more is a
   problem. Unclosed or doubly opened code fences and unbalanced ``[]`` / ``{}`` in the answer are problems.
 - Known limit: the scanner does not track quotes, so a bracketed number inside a label string
@@ -80,6 +83,8 @@ _LABEL = re.compile(
     r"""(?:"((?:[^"\\\n]|\\.)*+)"|'((?:[^'\\\n]|\\.)*+)')"""
 )
 _KEY_WINDOW = 64
+_GROUP_GAP = re.compile(r"[\s,\[\]]*+")
+"""What may separate two boxes of one group (which share a label)."""
 _REF_TAGS = (("<|object_ref_start|>", "<|object_ref_end|>"), ("<ref>", "</ref>"))
 _FENCE = re.compile(r"```([A-Za-z0-9_+-]*+)")
 _TAGS = {name: re.compile(re.escape(name), re.IGNORECASE) for name in ("<think>", "</think>", "<answer>", "</answer>")}
@@ -242,18 +247,20 @@ def _structure_problems(answer: str) -> list[str]:
     return problems
 
 
-def _candidates(section: str) -> tuple[list[_Candidate], bool]:
-    """Box candidates of a section in order, and whether more than MAX_BOXES groups were found.
+def _candidates(section: str, widths: tuple[int, ...]) -> tuple[list[_Candidate], bool, list[tuple[str, int]]]:
+    """Box candidates of a section in order, whether more than MAX_BOXES groups were found, and the
+    ``(key, count)`` of each group of ``widths`` numbers left out because it is the value of a non-box key.
 
     ``(x1,y1),(x2,y2)``: two parenthesised points of 2 (or 3) numbers separated by at most a comma make one
     candidate. A parenthesised single number, like ``(2)`` in prose, is not a candidate. Every bracketed group
     found counts towards MAX_BOXES, so the Python work per section is bounded whatever the text holds.
     """
     found: list[_Candidate] = []
+    other_keys: list[tuple[str, int]] = []
     point_end = -1  # end of the last candidate when it is a lone parenthesised point
     for n_groups, match in enumerate(_GROUP.finditer(section)):
         if n_groups == MAX_BOXES:
-            return found, True
+            return found, True, other_keys
         square = match.group("sq") is not None
         numbers = [n.strip() for n in (match.group("sq") if square else match.group("pa")).split(",")]
         if len(numbers) > 1 and not numbers[-1]:
@@ -263,6 +270,8 @@ def _candidates(section: str) -> tuple[list[_Candidate], bool]:
         head = section[max(0, match.start() - _KEY_WINDOW) : match.start()]
         key = _KEY_BEFORE.search(head)
         if key is not None and key.group(1).lower() not in BOX_KEYS:
+            if len(numbers) in widths:
+                other_keys.append((key.group(1), len(numbers)))
             continue
         previous = found[-1] if found else None
         if (
@@ -277,16 +286,23 @@ def _candidates(section: str) -> tuple[list[_Candidate], bool]:
             continue
         found.append(_Candidate(match.start(), match.end(), tuple(numbers)))
         point_end = match.end() if not square and len(numbers) <= 3 else -1
-    return found, False
+    return found, False, other_keys
 
 
 def _read_boxes(section: str, widths: tuple[int, ...], problems: list[str] | None) -> tuple[ParsedBox, ...]:
     """The valid boxes of a section; with ``problems`` given, each rejected or repaired candidate adds one."""
-    found, truncated = _candidates(section)
-    if truncated and problems is not None:
-        problems.append(f"more than {MAX_BOXES} bracketed groups in <answer>; the rest are ignored")
+    found, truncated, other_keys = _candidates(section, widths)
+    if problems is not None:
+        if truncated:
+            problems.append(f"more than {MAX_BOXES} bracketed groups in <answer>; the rest are ignored")
+        for key, count in other_keys:
+            problems.append(
+                f"a group of {count} numbers under key {key!r} is not read as a box"
+                f" (box keys: {', '.join(sorted(BOX_KEYS))})"
+            )
     expected = " or ".join(str(w) for w in widths)
     boxes = []
+    previous_box = -1  # index in ``found`` of the last candidate kept as a box
     for index, cand in enumerate(found):
         name = f"box {index + 1}"
         if len(cand.numbers) not in widths:
@@ -314,7 +330,11 @@ def _read_boxes(section: str, widths: tuple[int, ...], problems: list[str] | Non
         high = [max(values[a], values[a + d]) for a in range(d)]
         lo = found[index - 1].end if index else 0
         hi = found[index + 1].start if index + 1 < len(found) else len(section)
-        boxes.append(ParsedBox(tuple(low + high), _label(section, cand, lo, hi)))
+        label = _label(section, cand, lo, hi)
+        if label is None and index and previous_box == index - 1 and _GROUP_GAP.fullmatch(section, lo, cand.start):
+            label = boxes[-1].label  # the same group as the previous box
+        boxes.append(ParsedBox(tuple(low + high), label))
+        previous_box = index
     return tuple(boxes)
 
 

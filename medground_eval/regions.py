@@ -87,7 +87,7 @@ def _texts(completions: Sequence[object]) -> list[str]:
     return [completion_text(c) for c in completions]
 
 
-def _remembered(texts: list[object], dims: int | None) -> ParsedBatch | None:
+def _remembered(texts: list[str], dims: int | None) -> ParsedBatch | None:
     with _recent_lock:
         return next((b for b in _recent if b.dims == dims and b.texts == texts), None)
 
@@ -97,10 +97,7 @@ def parse_batch(completions: Sequence[object], dims: int | None = 2) -> ParsedBa
 
     A batch whose texts equal one of the last :data:`RECENT_BATCHES` batches (same ``dims``) is returned from memory.
     """
-    # A list of the very texts of a remembered batch is found before any per-item work.
-    remembered = _remembered(completions, dims) if type(completions) is list else None
-    if remembered is not None:
-        return remembered
+    # Compared as texts only: a list equality with other items (a numpy array) could raise.
     texts = _texts(completions)
     remembered = _remembered(texts, dims)
     if remembered is not None:

@@ -277,3 +277,11 @@ def test_spatial_reward_mixed_batch_equals_per_row_region_iou() -> None:
 def test_combined_reward_reads_the_labels_predicted_label_reads(texts: list[str]) -> None:
     batch = parse_batch(texts)
     assert _predicted_labels(batch) == [predicted_label(p) for p in batch.parsed]
+
+
+def test_parse_batch_never_raises_on_array_completions() -> None:
+    """A batch of the same length as a remembered one is compared with it; array items must not break that."""
+    parse_batch(["a", "b"])
+    batch = parse_batch([np.array([1, 2]), "b"])
+    assert batch.counts.tolist() == [0, 0]
+    assert batch.parsed[0].problems == ("empty completion",)

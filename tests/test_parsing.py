@@ -447,3 +447,36 @@ def test_format_then_parse_round_trips(
     assert list(parsed.labels) == expected_labels
     assert parsed.think_boxes == parsed.answer_boxes
     assert parsed.strict_format, parsed.problems
+
+
+# --- review: several boxes written as one group share its label; keyed groups that are not boxes are reported -----
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ("<ref>nodule</ref><box>[[10,20,30,40], [50,60,70,80]]</box>", [(B1, "nodule"), (B2, "nodule")]),
+        ('{"label": "mass", "boxes": [[10, 20, 30, 40], [50, 60, 70, 80]]}', [(B1, "mass"), (B2, "mass")]),
+        # a box in a separate tag or object is its own group: no label is carried over
+        ("<ref>a</ref><box>[10,20,30,40]</box> <box>[50,60,70,80]</box>", [(B1, "a"), (B2, None)]),
+        ('[{"bbox_2d": [10, 20, 30, 40], "label": "a"}, [50, 60, 70, 80]]', [(B1, "a"), (B2, None)]),
+    ],
+)
+def test_boxes_of_one_group_share_its_label(answer: str, expected: list[tuple[tuple[float, ...], str | None]]) -> None:
+    parsed = parse_completion(wrap(answer))
+    assert [(b.coords, b.label) for b in parsed.answer_boxes] == expected
+    assert parsed.strict_format, parsed.problems
+
+
+def test_box_shaped_group_under_another_key_is_a_problem() -> None:
+    parsed = parse_completion(wrap('{"bounding_box": [10, 20, 30, 40], "label": "mass"}'))
+    assert parsed.answer_boxes == ()
+    assert parsed.problems == (
+        "a group of 4 numbers under key 'bounding_box' is not read as a box"
+        " (box keys: bbox, bbox_2d, bbox_3d, box, box_2d, box_3d, position)",
+        NO_BOX,
+    )
+    # other keyed groups (a size, a point) are not box-shaped: no problem
+    assert parse_completion(wrap('{"bbox_2d": [1, 2, 3, 4], "size": [512, 512], "point_2d": [2, 3]}')).strict_format
+    # in <think>, free reasoning, nothing is reported
+    assert parse_completion(wrap("[1, 2, 3, 4]", think='"crop": [1, 2, 3, 4]')).strict_format
