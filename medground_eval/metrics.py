@@ -220,7 +220,8 @@ def grounding_report(
       ``n_bootstrap`` resamples of n samples drawn with replacement (``numpy.random.default_rng(seed)``,
       so a fixed seed gives the same intervals), interval = the (1 - c) / 2 and (1 + c) / 2 quantiles
       (linear interpolation) of the resampled statistic. Above ``EXACT_BOOTSTRAP_MAX_N`` samples the resampled
-      means are drawn from their Gaussian limit (same mean and covariance as resampling; see _bootstrap_means).
+      means are drawn from their Gaussian limit (same mean and covariance as resampling; see _bootstrap_means), and
+      draws outside [0, 1], where every statistic lies, are clipped to it.
     - n = 0: every metric is None, ``acc`` maps each threshold to None, ``per_category`` and ``ci`` are empty.
     """
     if not isinstance(scores, SampleScores):
@@ -256,7 +257,8 @@ def grounding_report(
         statistics["miou"] = means[:, t]
         statistics["ciou"] = _ratio(means[:, t + 2], means[:, t + 3])
         statistics["pointing"] = means[:, t + 1]
-        ci = {name: _percentile_interval(values, confidence) for name, values in statistics.items()}
+        # Every statistic lies in [0, 1]; only Gaussian-limit draws can leave it (a no-op for exact resampling).
+        ci = {name: _percentile_interval(np.clip(values, 0.0, 1.0), confidence) for name, values in statistics.items()}
 
     return GroundingReport(
         n=n,

@@ -433,3 +433,14 @@ def test_large_n_bootstrap_uses_gaussian_limit_that_matches_resampling(monkeypat
         assert limit.ci[name][0] == pytest.approx(lo, abs=0.1 * width), name
         assert limit.ci[name][1] == pytest.approx(hi, abs=0.1 * width), name
     assert grounding_report(scores, n_bootstrap=2000, seed=1).ci == limit.ci  # seeded
+
+
+def test_gaussian_limit_intervals_stay_in_unit_range(monkeypatch):
+    """Near a bound, the Gaussian limit puts mass outside [0, 1]; the interval of a rate or an IoU may not."""
+    monkeypatch.setattr(metrics, "EXACT_BOOTSTRAP_MAX_N", 100)
+    iou = np.ones(1000)
+    iou[0] = 0.0
+    report = grounding_report(make_scores(iou, pointing=iou > 0), n_bootstrap=500)
+    for name, (lo, hi) in report.ci.items():
+        assert 0.0 <= lo <= hi <= 1.0, (name, lo, hi)
+    assert report.ci["acc@0.5"][1] == 1.0
