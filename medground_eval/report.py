@@ -5,7 +5,8 @@
 - ``report.md``: the metrics table with bootstrap intervals, per-category and parse-failure tables, and references
   to the PNG files next to it;
 - ``report.html``: the same content, self-contained (every PNG embedded as a base64 data URI);
-- ``metrics.json``: ``GroundingReport.to_dict()``, the numbers the tables show;
+- ``metrics.json``: ``GroundingReport.to_dict()``, the numbers the tables show, with the run's ``config`` (as
+  ``score --output`` writes it);
 - ``acc_curve.png`` (Acc as a function of the IoU threshold), ``iou_histogram.png``, ``categories.png`` (when the
   run has categories) and ``overlay_<group>_<k>.png`` (when images are available).
 
@@ -38,6 +39,7 @@ from medground_eval.datasets.jsonl import sample_from_record
 from medground_eval.frames import Frame, get_frame
 from medground_eval.metrics import GroundingReport, SampleScores
 from medground_eval.regions import boxes_to_pixels, parse_many
+from medground_eval.scoring import join_notes
 from medground_eval.types import ParsedCompletion, Sample
 
 FIGURE_SIZE = (6.4, 4.0)
@@ -60,11 +62,13 @@ Block = tuple
 
 class ScoredRun(Protocol):
     """What the report needs from a scored run; ``medground_eval.scoring.ScoreResult`` has it: ``problems[i]`` is
-    the parser's problems with sample i's prediction, joined by "; " ("" when none)."""
+    the parser's problems with sample i's prediction, joined by "; " ("" when none); ``config`` the run's settings
+    and join counts (``ScoreResult.config``; the report's "Run" section shows them)."""
 
     report: GroundingReport
     per_sample: SampleScores
     problems: Sequence[str]
+    config: Mapping[str, object]
 
 
 @dataclass(frozen=True)
@@ -421,9 +425,10 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     report, per_sample = result.report, result.per_sample
     metrics_path = out / "metrics.json"
-    metrics_path.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
+    metrics = {**report.to_dict(), "config": dict(result.config)}
+    metrics_path.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
 
-    blocks: list[Block] = [("h1", title), ("p", _summary_line(report))]
+    blocks: list[Block] = [("h1", title), ("p", _summary_line(report))] + _run_blocks(result.config)
     blocks += [("h2", "Metrics"), ("table", ["metric", "value", f"{report.confidence:.0%} interval"],
                                    [[name, _fmt(value), _fmt_interval(ci)] for name, value, ci in report.rows()])]
     images: list[Path] = []
@@ -459,6 +464,19 @@ def _summary_line(report: GroundingReport) -> str:
     intervals = (f"{report.confidence:.0%} percentile bootstrap intervals over {report.n_bootstrap} resamples"
                  if report.ci else "no intervals")
     return f"{report.n} samples; a hit at threshold t means {rule}; {intervals}. Numbers as in metrics.json."
+
+
+RUN_SETTINGS = ("dataset", "annotations", "predictions", "split", "view", "frame", "compat", "parse_rules")
+"""The ``config`` keys the "Run" section lists (those present and not None; ``view`` unless "volume"), then the
+join counts."""
+
+
+def _run_blocks(config: Mapping[str, object]) -> list[Block]:
+    """The run's settings (data set, frame, compat preset, parse rules) and what was left out or missing."""
+    rows = [[key, str(config[key])] for key in RUN_SETTINGS if config.get(key) not in (None, "volume")]
+    if not rows:
+        return []
+    return [("h2", "Run"), ("table", ["setting", "value"], rows)] + [("p", note) for note in join_notes(config)]
 
 
 def _failure_blocks(per_sample: SampleScores, problems: Sequence[str]) -> list[Block]:

@@ -634,6 +634,14 @@ class ScoreResult:
         frame.to_csv(path, index=False)
 
 
+def join_notes(config: Mapping[str, Any]) -> list[str]:
+    """A run's non-zero join counts as sentences: unmatched and missing predictions, skipped lines."""
+    labels = (("unmatched_predictions", "predictions with an id not in the ground truth (left out)"),
+              ("missing_predictions", "ground-truth samples without a prediction (scored as misses)"),
+              ("skipped_lines", "lines skipped (--on-error skip)"))
+    return [f"{config[key]} {label}" for key, label in labels if config.get(key)]
+
+
 def _check_run(frame: str, compat: str | None, on_error: str, view: str) -> tuple[str, CompatPreset | None]:
     """The frame's preset name (lower case) and the compat preset; ValueError for a bad option."""
     get_frame(frame)

@@ -4,6 +4,7 @@ self-contained, overlays draw the boxes where they belong, views go through the 
 from __future__ import annotations
 
 import base64
+import html
 import io
 import json
 import re
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
 from medground_eval import report as rp
+from medground_eval.compat import get_compat
 from medground_eval.datasets.base import LoadedDataset
 from medground_eval.frames import get_frame
 from medground_eval.metrics import SampleScores, grounding_report
@@ -96,7 +98,7 @@ def test_write_report_writes_markdown_html_json_and_decodable_pngs(tmp_path):
 def test_report_numbers_equal_the_metrics(tmp_path):
     run, views = scored()
     files = rp.write_report(run, tmp_path, views=views)
-    assert json.loads(files.metrics.read_text()) == json.loads(json.dumps(run.report.to_dict()))
+    assert json.loads(files.metrics.read_text()) == json.loads(json.dumps(run.to_dict()))
 
     markdown = files.markdown.read_text()
     table = {}
@@ -291,9 +293,12 @@ def test_score_report_from_files_matches_the_scorer_and_draws_overlays(tmp_path)
     files = rp.score_report(result, tmp_path / "out", predictions, dataset="jsonl", annotations=truth,
                             image_root=tmp_path / "data", examples_per_group=2)
 
-    assert json.loads(files.metrics.read_text()) == json.loads(json.dumps(result.report.to_dict()))
+    assert json.loads(files.metrics.read_text()) == json.loads(json.dumps(result.to_dict()))
     assert len([p for p in files.images if p.name.startswith("overlay_")]) == 5
     markdown = files.markdown.read_text()
+    page = files.html.read_text()
+    for note in ("1 ground-truth samples without a prediction (scored as misses)", "1 lines skipped (--on-error skip)"):
+        assert note in markdown and note in page
     assert f"| acc@0.5 | {result.report.acc['0.5']:.4f} |" in markdown
     d_overlay = re.search(r"!\[overlay of d\]\((overlay_\w+\.png)\)", markdown).group(1)
     with Image.open(tmp_path / "out" / d_overlay) as image:  # no prediction: green only, no red
@@ -326,6 +331,17 @@ def test_score_command_writes_the_report(tmp_path):
                                    "--image-root", str(tmp_path / "data")])
     assert run.exit_code == 0, run.output
     result = score_files(predictions, dataset="jsonl", annotations=truth, n_bootstrap=100)
-    assert json.loads((tmp_path / "out" / "metrics.json").read_text()) == json.loads(json.dumps(result.report.to_dict()))
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text()) == json.loads(json.dumps(result.to_dict()))
     assert len(list((tmp_path / "out").glob("overlay_*.png"))) == 5
     assert "# preds.jsonl vs jsonl" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_report_names_the_compat_preset_and_its_parse_rules(tmp_path):
+    dataset = LoadedDataset("jsonl", list(SAMPLES))
+    records = [r for r in RECORDS if "completion" in r]
+    result = score_predictions(records, dataset, compat="vlm-r1", n_bootstrap=0)
+    files = rp.write_report(result, tmp_path)
+    markdown = files.markdown.read_text()
+    assert "| compat | vlm-r1 |" in markdown and "| dataset | jsonl |" in markdown
+    assert html.escape(get_compat("vlm-r1").parse_rules) in files.html.read_text()
+    assert json.loads(files.metrics.read_text())["config"]["compat"] == "vlm-r1"

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from medground_eval.cli import app
-from medground_eval.cli.score import _thresholds, join_notes
+from medground_eval.cli.score import _thresholds
 
 
 @app.command("compare")
@@ -40,7 +40,7 @@ def compare_command(
 
     from medground_eval.compare import compare_runs, comparison_markdown
     from medground_eval.report import read_samples
-    from medground_eval.scoring import score_files
+    from medground_eval.scoring import join_notes, score_files
 
     options = dict(dataset=dataset, annotations=annotations, split=split, frame=frame, compat=compat,
                    on_error=on_error, thresholds=_thresholds(thresholds), inclusive=inclusive,

@@ -26,6 +26,8 @@ def print_report(result: object, title: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from medground_eval.scoring import join_notes
+
     report, config = result.report, result.config
     table = Table(title=title)
     for name in ("metric", "value", "95% CI"):
@@ -42,14 +44,6 @@ def print_report(result: object, title: str) -> None:
     console.print(f"parse rules: {config['parse_rules']}", style="dim", markup=False)
     for note in join_notes(config):
         console.print(note, style="yellow", markup=False)
-
-
-def join_notes(config: dict) -> list[str]:
-    """The run's non-zero join counts as sentences: unmatched and missing predictions, skipped lines."""
-    labels = (("unmatched_predictions", "predictions with an id not in the ground truth (left out)"),
-              ("missing_predictions", "ground-truth samples without a prediction (scored as misses)"),
-              ("skipped_lines", "lines skipped (--on-error skip)"))
-    return [f"{config[key]} {label}" for key, label in labels if config.get(key)]
 
 
 @app.command("score")
