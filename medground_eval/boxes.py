@@ -107,42 +107,34 @@ def box_area(boxes: ArrayLike) -> np.ndarray:
     return np.clip(b[:, d:] - b[:, :d], 0.0, None).prod(axis=1)
 
 
-def _intersection(a: np.ndarray, b: np.ndarray, outer: bool) -> np.ndarray:
-    """Intersection areas: paired ``(N,)``, or ``(N, M)`` when ``outer``. One pass per axis, no (N, M, d) array."""
+def _side_product(a: np.ndarray, b: np.ndarray, outer: bool, upper: np.ufunc, lower: np.ufunc) -> np.ndarray:
+    """Product over the axes of ``upper(a_hi, b_hi) - lower(a_lo, b_lo)``, each side clipped at 0: paired ``(N,)``,
+    or ``(N, M)`` when ``outer``. One pass per axis, no (N, M, d) array."""
     d = _dims(a)
-    inter = None
+    product = None
     for k in range(d):
         if outer:
-            side = np.minimum.outer(a[:, d + k], b[:, d + k])
-            side -= np.maximum.outer(a[:, k], b[:, k])
+            side = upper.outer(a[:, d + k], b[:, d + k])
+            side -= lower.outer(a[:, k], b[:, k])
         else:
-            side = np.minimum(a[:, d + k], b[:, d + k])
-            side -= np.maximum(a[:, k], b[:, k])
+            side = upper(a[:, d + k], b[:, d + k])
+            side -= lower(a[:, k], b[:, k])
         np.maximum(side, 0.0, out=side)
-        if inter is None:
-            inter = side
+        if product is None:
+            product = side
         else:
-            inter *= side
-    return inter
+            product *= side
+    return product
+
+
+def _intersection(a: np.ndarray, b: np.ndarray, outer: bool) -> np.ndarray:
+    """Intersection areas: paired ``(N,)``, or ``(N, M)`` when ``outer``."""
+    return _side_product(a, b, outer, np.minimum, np.maximum)
 
 
 def _enclosing(a: np.ndarray, b: np.ndarray, outer: bool) -> np.ndarray:
     """Area of the smallest box enclosing both boxes (side lengths clipped at 0)."""
-    d = _dims(a)
-    enclosing = None
-    for k in range(d):
-        if outer:
-            side = np.maximum.outer(a[:, d + k], b[:, d + k])
-            side -= np.minimum.outer(a[:, k], b[:, k])
-        else:
-            side = np.maximum(a[:, d + k], b[:, d + k])
-            side -= np.minimum(a[:, k], b[:, k])
-        np.maximum(side, 0.0, out=side)
-        if enclosing is None:
-            enclosing = side
-        else:
-            enclosing *= side
-    return enclosing
+    return _side_product(a, b, outer, np.maximum, np.minimum)
 
 
 def _pair_inputs(a: ArrayLike, b: ArrayLike, paired: bool) -> tuple[np.ndarray, np.ndarray]:
