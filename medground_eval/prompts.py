@@ -27,11 +27,21 @@ TEMPLATES: dict[str, str] = {
 
 
 def render_prompt(phrase: str, template: TemplateName | str = "chain-of-box") -> str:
-    """The user instruction for one referring phrase; ``template`` is a name in TEMPLATES or a format string."""
+    """The user instruction for one referring phrase; ``template`` is a name in TEMPLATES or a ``str.format``
+    string whose one field is ``{phrase}`` (literal braces, as in a JSON example, written ``{{`` and ``}}``).
+
+    Raises ValueError for a string without ``{phrase}`` or with any other field or a lone brace.
+    """
     text = TEMPLATES.get(template, template)
     if "{phrase}" not in text:
         raise ValueError(f"template {template!r}: expected one of {sorted(TEMPLATES)} or a string containing {{phrase}}")
-    return text.format(phrase=phrase)
+    try:
+        return text.format(phrase=phrase)
+    except (KeyError, IndexError, ValueError) as error:
+        raise ValueError(
+            f"template {template!r}: {type(error).__name__} {error}; expected only the field {{phrase}}"
+            " (write literal braces as {{ and }})"
+        ) from None
 
 
 def chat_prompt(phrase: str, template: TemplateName | str = "chain-of-box", *, with_image: bool = True) -> list[dict]:
