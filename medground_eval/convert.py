@@ -5,8 +5,14 @@ label of :mod:`medground_eval.trainers.labels` (a JSON string wherever an engine
 The image path is ``image_root / sample.image`` (``sample.image`` as written when ``image_root`` is None); a sample
 without an image is an error naming its id.
 
+For a ``resized`` frame (Qwen2.5-VL: absolute pixels of the model input) each label also carries ``input_size``, the
+``[w, h]`` the model sees: :func:`~medground_eval.frames.smart_resize` of the image **file**'s size (read from its
+header, so the file must exist; a file stored smaller than the annotated original still converts right), after
+EasyR1's own rescaling into ``[min_pixels, max_pixels]`` (:data:`EASYR1_PIXELS`) for the ``easyr1`` format.
+
 - ``trl``: a Hugging Face ``datasets`` directory (``save_to_disk``) with the reward's columns: ``id``, ``prompt``
-  (chat messages with an image part), ``image`` (path), ``solution``, ``phrase``, ``image_size``, ``frame``.
+  (chat messages with an image part), ``image`` (path), ``solution``, ``phrase``, ``image_size``, ``frame`` (and
+  ``input_size`` for a ``resized`` frame).
 - ``openrlhf``: JSON lines ``{"prompt": chat messages, "images": [path], "label": label JSON}``; train with
   ``--data.input_key prompt --data.image_key images --data.label_key label --data.apply_chat_template``.
 - ``verl``: Parquet in the schema of verl's multimodal examples (``examples/data_preprocess/geo3k.py``):
@@ -20,18 +26,23 @@ without an image is an error naming its id.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
 from medground_eval.datasets import LoadedDataset
+from medground_eval.frames import get_frame
 from medground_eval.prompts import chat_prompt, render_prompt
+from medground_eval.trainers.hf_data import image_file_size
 from medground_eval.trainers.labels import sample_label
 from medground_eval.types import Sample
 
 Format = Literal["trl", "openrlhf", "verl", "easyr1"]
 FORMATS: tuple[str, ...] = ("trl", "openrlhf", "verl", "easyr1")
 SUFFIXES = {"trl": "", "openrlhf": ".jsonl", "verl": ".parquet", "easyr1": ".jsonl"}
+EASYR1_PIXELS = (262144, 4194304)
+"""EasyR1's default ``data.min_pixels`` / ``data.max_pixels``: it rescales each image into this range first."""
 
 
 def image_path(sample: Sample, image_root: str | Path | None) -> str:
@@ -43,8 +54,22 @@ def image_path(sample: Sample, image_root: str | Path | None) -> str:
     return str(Path(image_root) / sample.image) if image_root is not None else sample.image
 
 
+def easyr1_image_size(size: tuple[int, int], min_pixels: int = EASYR1_PIXELS[0],
+                      max_pixels: int = EASYR1_PIXELS[1]) -> tuple[int, int]:
+    """``(w, h)`` of an image of ``size`` after EasyR1's ``process_image``: scaled by ``sqrt(max_pixels / (w h))``
+    when above ``max_pixels``, then by ``sqrt(min_pixels / (w h))`` when below ``min_pixels``, sides truncated."""
+    width, height = size
+    if width * height > max_pixels:
+        scale = math.sqrt(max_pixels / (width * height))
+        width, height = int(width * scale), int(height * scale)
+    if width * height < min_pixels:
+        scale = math.sqrt(min_pixels / (width * height))
+        width, height = int(width * scale), int(height * scale)
+    return width, height
+
+
 def _trl(sample: Sample, image: str, label: dict, template: str, context: dict) -> dict:
-    columns = {name: label[name] for name in ("solution", "phrase", "image_size", "frame")}
+    columns = {name: label[name] for name in ("solution", "phrase", "image_size", "frame", "input_size") if name in label}
     return {"id": sample.id, "prompt": chat_prompt(sample.phrase, template), "image": image, **columns}
 
 
@@ -90,10 +115,18 @@ def convert_records(
         raise ValueError(f"data set {dataset.name!r} (split {split!r}) has no samples: nothing to convert")
     render_prompt("", template)  # an unknown template fails here, once
     build = RECORDS[fmt]
+    images = [image_path(sample, image_root) for sample in dataset.samples]
+    labels = [sample_label(sample, frame) for sample in dataset.samples]
+    spec = get_frame(frame)
+    if spec.kind == "resized":
+        sizes = [image_file_size(sample, Path(image)) for sample, image in zip(dataset.samples, images)]
+        if fmt == "easyr1":
+            sizes = [easyr1_image_size(size) for size in sizes]
+        for label, input_size in zip(labels, spec.input_sizes(sizes).astype(int).tolist()):
+            label["input_size"] = input_size
     return [
-        build(sample, image_path(sample, image_root), sample_label(sample, frame), template,
-              {"dataset": dataset.name, "split": split, "index": index})
-        for index, sample in enumerate(dataset.samples)
+        build(sample, image, label, template, {"dataset": dataset.name, "split": split, "index": index})
+        for index, (sample, image, label) in enumerate(zip(dataset.samples, images, labels))
     ]
 
 
