@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -225,11 +226,17 @@ def test_read_label_errors_name_the_field(value, message):
 
 
 def write_jsonl_dataset(tmp_path: Path) -> Path:
+    """Five 512 x 512 samples (3 train, 2 test) with their image files under ``tmp_path / "img"``."""
+    from PIL import Image
+
     rows = [
         {"id": f"r{i}", "phrase": f"finding {i}", "boxes": [[10, 10, 50 + i, 60]], "image_size": [512, 512],
          "image": f"img/{i}.png", "split": "train" if i < 3 else "test"}
         for i in range(5)
     ]
+    (tmp_path / "img").mkdir(exist_ok=True)
+    for row in rows:
+        Image.new("L", (512, 512)).save(tmp_path / row["image"])
     path = tmp_path / "data.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
@@ -238,7 +245,7 @@ def write_jsonl_dataset(tmp_path: Path) -> Path:
 @pytest.mark.parametrize("backend", ["openrlhf", "verl"])
 def test_launch_dry_run_prints_command_and_writes_nothing(backend, tmp_path, capsys):
     options = TrainOptions(model="Qwen/Qwen2.5-VL-3B-Instruct", data_dir=str(write_jsonl_dataset(tmp_path)),
-                           output_dir=str(tmp_path / "run"), use_lora=True)
+                           output_dir=str(tmp_path / "run"), use_lora=backend == "verl")
     assert launch_engine(backend, options, dry_run=True) == 0
     printed = capsys.readouterr().out
     assert str(Path(engines.__file__).with_name(f"{backend}.py")) in printed
@@ -246,19 +253,66 @@ def test_launch_dry_run_prints_command_and_writes_nothing(backend, tmp_path, cap
     if backend == "openrlhf":
         for flag in ("--reward.remote_url", "--rollout.n_samples_per_prompt 8", "--algo.kl.init_coef 0.04",
                      "--actor.adam.lr 1e-06", "--rollout.max_new_tokens 256", "--data.label_key label",
-                     "--data.image_key images", "--ds.lora.rank 16"):
+                     "--data.image_key images", "--rollout.batch_size 8 ", "--train.batch_size 64 "):
             assert flag in printed
     else:
         for flag in ("reward.custom_reward_function.name=compute_score", "actor_rollout_ref.rollout.n=8",
                      "actor_rollout_ref.actor.kl_loss_coef=0.04", "algorithm.adv_estimator=grpo",
-                     "data.train_files=", "train.parquet", "data.val_files=", "test.parquet"):
+                     "data.train_files=", "train.parquet", "data.val_files=", "test.parquet",
+                     "actor_rollout_ref.model.lora_rank=16"):
             assert flag in printed
     assert not (tmp_path / "run").exists()
 
 
+def verl_overrides(options: TrainOptions) -> dict[str, str]:
+    command = engine_command("verl", options)
+    keys = [arg.split("=", 1)[0] for arg in command[3:]]
+    assert len(keys) == len(set(keys)), "a Hydra key set twice"
+    return dict(arg.split("=", 1) for arg in command[3:])
+
+
+def test_verl_command_sets_what_verl_requires():
+    """verl 0.9 has no default for the rollout engine (``???``), refuses a train batch smaller than
+    ``ppo_mini_batch_size`` (default 256), and asserts that the micro-batch sizes are set."""
+    overrides = verl_overrides(TrainOptions(model="m", per_device_train_batch_size=4, gradient_accumulation_steps=2))
+    assert overrides["actor_rollout_ref.rollout.name"] == "vllm"
+    assert overrides["data.train_batch_size"] == overrides["actor_rollout_ref.actor.ppo_mini_batch_size"] == "8"
+    for key in ("actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu",
+                "actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu",
+                "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu"):
+        assert overrides[key] == "1"
+    custom = verl_overrides(TrainOptions(model="m", extra={"engine_args": [
+        "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=4", "+trainer.extra=1", "trainer.n_gpus_per_node=8"]}))
+    assert custom["actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu"] == "4"  # replaced, not repeated
+    assert custom["+trainer.extra"] == "1" and custom["trainer.n_gpus_per_node"] == "8"
+
+
+def test_openrlhf_refuses_lora():
+    """OpenRLHF 0.11's --ds.lora.* serves SFT / RM / DPO only; Ray + vLLM PPO does not support LoRA."""
+    with pytest.raises(ValueError, match="use_lora = True: OpenRLHF's Ray \\+ vLLM PPO does not support LoRA"):
+        engine_command("openrlhf", TrainOptions(model="m", use_lora=True))
+
+
+@pytest.mark.parametrize(("model_type", "frame"), [("qwen2_vl", "norm1000"), ("qwen3_vl", "norm1000"),
+                                                   ("qwen2_5_vl", "qwen2.5-vl"), ("llava", "pixel")])
+def test_engine_labels_use_the_model_frame(model_type, frame, tmp_path, monkeypatch):
+    """As with TRL, the frame of a local checkpoint comes from its config, not from the --frame default."""
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"model_type": model_type}))
+    options = TrainOptions(model=str(model), data_dir=str(write_jsonl_dataset(tmp_path)), image_root=str(tmp_path),
+                           output_dir=str(tmp_path / "run"), eval_split=None, frame="pixel")
+    assert launch_engine("verl", options, dry_run=False) == 2
+    rows = pq.read_table(tmp_path / "run/data/verl/train.parquet").to_pylist()
+    assert {read_label(row["reward_model"]["ground_truth"])["frame"] for row in rows} == {frame}
+    assert json.loads((tmp_path / "run/reward_config.json").read_text())["frame"] == frame
+
+
 def test_launch_without_engine_writes_files_and_says_what_to_install(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
-    options = TrainOptions(model="m", data_dir=str(write_jsonl_dataset(tmp_path)), output_dir=str(tmp_path / "run"))
+    options = TrainOptions(model="m", data_dir=str(write_jsonl_dataset(tmp_path)), image_root=str(tmp_path),
+                           output_dir=str(tmp_path / "run"))
     assert launch_engine("openrlhf", options, dry_run=False) == 2
     captured = capsys.readouterr()
     assert "pip install 'openrlhf" in captured.err and "train_ppo_ray" in captured.out

@@ -17,11 +17,13 @@ files under ``<output_dir>/data/<backend>/``, writes ``<output_dir>/reward_confi
 the engine's command with the adapter plugged in and the options mapped onto the engine's flags, and runs it when
 the engine is importable; otherwise it prints the command and what to install, and returns 2. Engine flags that
 have no :class:`TrainOptions` field (GPU counts, parallelism) go in ``options.extra["engine_args"]``, a list of
-strings appended to the command verbatim.
+strings appended to the command (for verl, an override of a key the command already sets replaces it).
+The frame written into the labels is the model's (:func:`model_frame_name`), as for the TRL backend.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import math
@@ -36,6 +38,7 @@ from inspect import signature
 from pathlib import Path
 from typing import Literal
 
+from medground_eval.predict import NORM1000_MODEL_TYPES, RESIZED_MODEL_TYPES
 from medground_eval.rewards import SpatialSemanticReward
 from medground_eval.trainers.options import TrainOptions
 
@@ -116,6 +119,24 @@ def reward_settings(options: TrainOptions) -> dict[str, object]:
     }
 
 
+def model_frame_name(options: TrainOptions) -> str:
+    """The frame preset the model answers in: ``qwen2.5-vl`` or ``norm1000`` (Qwen2-VL, Qwen3-VL) from the
+    ``model_type`` in ``<model>/config.json`` of a local checkpoint, else ``options.frame`` (a hub name, or a
+    model type not listed in :mod:`medground_eval.predict`)."""
+    config = Path(options.model) / "config.json"
+    if not config.is_file():
+        return options.frame
+    try:
+        model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type")
+    except (ValueError, AttributeError):
+        raise ValueError(f"model config {config}: expected a JSON object with 'model_type'") from None
+    if model_type in RESIZED_MODEL_TYPES:
+        return "qwen2.5-vl"
+    if model_type in NORM1000_MODEL_TYPES:
+        return "norm1000"
+    return options.frame
+
+
 def adapter_path(backend: str) -> Path:
     """The file of the adapter module an engine loads by path."""
     return Path(__file__).with_name(f"{backend}.py")
@@ -131,7 +152,15 @@ def _splits(options: TrainOptions) -> list[str | None]:
 
 
 def openrlhf_command(options: TrainOptions, train_file: Path, eval_file: Path | None) -> list[str]:
-    """OpenRLHF 0.11 (dotted flags) GRPO command: group-normalised advantages, k3 KL loss, our reward file."""
+    """OpenRLHF 0.11 (dotted flags) GRPO command: group-normalised advantages, k3 KL loss, our reward file.
+
+    ``use_lora`` is refused: OpenRLHF's ``--ds.lora.*`` serves SFT / RM / DPO only, Ray + vLLM PPO does not support it.
+    """
+    if options.use_lora:
+        raise ValueError(
+            "option use_lora = True: OpenRLHF's Ray + vLLM PPO does not support LoRA (its --ds.lora.* flags serve "
+            "SFT / RM / DPO only); train the full model, or use --backend trl or verl for LoRA"
+        )
     prompts_per_step = options.per_device_train_batch_size * options.gradient_accumulation_steps
     command = [
         sys.executable, "-m", "openrlhf.cli.train_ppo_ray",
@@ -163,13 +192,18 @@ def openrlhf_command(options: TrainOptions, train_file: Path, eval_file: Path | 
     ]
     if eval_file is not None:
         command += ["--eval.dataset", str(eval_file)]
-    if options.use_lora:
-        command += ["--ds.lora.rank", str(options.lora_r), "--ds.lora.alpha", str(options.lora_alpha)]
     return command
 
 
 def verl_command(options: TrainOptions, train_file: Path, eval_file: Path | None) -> list[str]:
-    """verl 0.9 GRPO command (Hydra overrides): low-variance KL loss, our ``compute_score``."""
+    """verl 0.9 GRPO command (Hydra overrides): low-variance KL loss, our ``compute_score``.
+
+    Besides the options it sets what verl has no usable default for: the rollout engine (``vllm``; the key is
+    mandatory), one PPO update per prompt batch (``ppo_mini_batch_size`` = the batch: verl's default 256 exceeds a
+    smaller batch and is refused), and micro-batches of one sequence per GPU for the update and the log-prob passes
+    (verl requires them; 1 divides every batch on any GPU count; raise them through ``extra.engine_args``).
+    """
+    prompts_per_step = options.per_device_train_batch_size * options.gradient_accumulation_steps
     command = [
         sys.executable, "-m", "verl.trainer.main_ppo",
         "algorithm.adv_estimator=grpo",
@@ -178,7 +212,7 @@ def verl_command(options: TrainOptions, train_file: Path, eval_file: Path | None
         f"data.val_files={eval_file or train_file}",
         "data.prompt_key=prompt",
         "data.image_key=images",
-        f"data.train_batch_size={options.per_device_train_batch_size * options.gradient_accumulation_steps}",
+        f"data.train_batch_size={prompts_per_step}",
         f"data.max_response_length={options.max_completion_length}",
         f"data.seed={options.seed}",
         f"actor_rollout_ref.model.path={options.model}",
@@ -186,6 +220,11 @@ def verl_command(options: TrainOptions, train_file: Path, eval_file: Path | None
         "actor_rollout_ref.actor.use_kl_loss=True",
         f"actor_rollout_ref.actor.kl_loss_coef={options.beta}",
         "actor_rollout_ref.actor.kl_loss_type=low_var_kl",
+        f"actor_rollout_ref.actor.ppo_mini_batch_size={prompts_per_step}",
+        "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=1",
+        "actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu=1",
+        "actor_rollout_ref.rollout.name=vllm",
+        "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=1",
         f"actor_rollout_ref.rollout.n={options.num_generations}",
         f"actor_rollout_ref.rollout.temperature={options.temperature}",
         f"reward.custom_reward_function.path={adapter_path('verl')}",
@@ -210,11 +249,13 @@ def engine_command(backend: Backend, options: TrainOptions) -> list[str]:
         raise ValueError("option 'model' is empty: expected a model name or path (--model)")
     train_file = _data_file(options, backend, options.split)
     eval_file = _data_file(options, backend, options.eval_split) if options.eval_split else None
-    build = openrlhf_command if backend == "openrlhf" else verl_command
     extra = options.extra.get("engine_args", [])
     if not isinstance(extra, list) or not all(isinstance(a, str) for a in extra):
         raise ValueError(f"option extra.engine_args = {extra!r}: expected a list of strings")
-    return build(options, train_file, eval_file) + extra
+    if backend == "openrlhf":
+        return openrlhf_command(options, train_file, eval_file) + extra  # argparse: the last value of a flag wins
+    replaced = {arg.split("=", 1)[0].lstrip("+~") for arg in extra}
+    return [arg for arg in verl_command(options, train_file, eval_file) if arg.split("=", 1)[0] not in replaced] + extra
 
 
 def _write_inputs(backend: Backend, options: TrainOptions) -> Path:
@@ -242,6 +283,7 @@ def launch_engine(backend: Backend, options: TrainOptions, *, dry_run: bool = Fa
     ``dry_run``: print the command (and the files it reads), write nothing, return 0. Engine not installed: print
     the command and the install line to stderr, return 2. Otherwise the engine's own exit code.
     """
+    options = dataclasses.replace(options, frame=model_frame_name(options))
     command = engine_command(backend, options)
     config = Path(options.output_dir) / "reward_config.json"
     shown = f"{REWARD_CONFIG_ENV}={shlex.quote(str(config))} {shlex.join(command)}"
