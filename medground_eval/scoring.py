@@ -21,7 +21,8 @@ Joining: a ground-truth sample with no prediction scores as a miss (IoU 0, count
 not a parse failure); a prediction whose id is not in the ground truth is left out and counted in
 ``unmatched_predictions``; a repeated prediction id is an error. A bad line raises
 :class:`~medground_eval.datasets.DataError` naming the file, line, field and value, or under ``on_error="skip"``
-is left out and counted in ``skipped_lines``.
+is left out and counted in ``skipped_lines``. A line that carries valid ground truth and a bad prediction keeps
+its ground truth: the sample is a miss, as with a separate annotations file.
 
 The path from completion to pixels is the one of the rewards: :func:`medground_eval.regions.parse_batch` (with its
 canonical Qwen2.5-VL fast path) and :func:`medground_eval.regions.boxes_to_pixels`. Large files are read in blocks
@@ -122,17 +123,6 @@ class _Truth:
             self.crops[len(self.ids)] = [float(v) for v in crop]
         self.add(sample.id, sample.boxes.ravel().tolist(), len(sample.boxes), sample.image_size, sample.category,
                  sample.split, line)
-
-    def drop_last(self) -> None:
-        """Undo the last :meth:`add` (its line's prediction was bad, so the whole line is skipped)."""
-        sample_id = self.ids.pop()
-        del self.index[sample_id]
-        self.first_line.pop(sample_id, None)
-        del self.flat[len(self.flat) - self.counts.pop() * 2 * (self.dims or 2):]
-        self.sizes.pop()
-        self.categories.pop()
-        self.splits.pop()
-        self.crops.pop(len(self.ids), None)
 
 
 def _truth_fast(record: object) -> TruthRow | None:
@@ -371,10 +361,12 @@ class _Columns:
 @dataclass
 class _Lines:
     """Validated lines of one block: ``lines`` holds the line number of every non-blank line kept, ``errors`` maps
-    a position in ``lines`` to its DataError's fields, ``truth`` / ``preds`` the valid lines' rows in order."""
+    a position in ``lines`` to its DataError's fields (``pred_errors``: a line whose ground truth is valid, kept in
+    ``truth``, and whose prediction is bad), ``truth`` / ``preds`` the valid rows in order."""
 
     lines: list[int] = field(default_factory=list)
     errors: dict[int, tuple] = field(default_factory=dict)
+    pred_errors: dict[int, tuple] = field(default_factory=dict)
     truth: _Columns = field(default_factory=lambda: _Columns(6))
     preds: _Columns = field(default_factory=lambda: _Columns(7))
     pending: list[PredRow] = field(default_factory=list)
@@ -393,7 +385,12 @@ class _Lines:
             if task.kind != "truth":
                 pred_row = _prediction_row(record, task, path, line)
         except DataError as error:
-            self.errors[len(self.lines)] = (error.path, error.line, error.field, error.value, error.expected)
+            fields = (error.path, error.line, error.field, error.value, error.expected)
+            if truth_row is not None:
+                self.pred_errors[len(self.lines)] = fields
+                self.truth.append(truth_row)
+            else:
+                self.errors[len(self.lines)] = fields
             self.lines.append(line)
             return
         self.lines.append(line)
@@ -532,28 +529,26 @@ def _consume(blocks: Iterable[_Lines], truth: _Truth, preds: _Predictions | None
     ``errors``."""
     width = 2 * dims
     for block in blocks:
-        if not block.errors and _extend(block, truth, preds):
+        if not block.errors and not block.pred_errors and _extend(block, truth, preds):
             continue
-        valid = truth_offset = pred_offset = 0
+        truth_index = pred_index = truth_offset = pred_offset = 0
         for position, line in enumerate(block.lines):
             try:
                 if position in block.errors:
                     raise DataError(*block.errors[position])
                 truth_row = pred_row = None
                 if len(block.truth):
-                    truth_row, truth_offset = block.truth.row(valid, truth_offset, width)
-                if len(block.preds):
-                    pred_row, pred_offset = block.preds.row(valid, pred_offset, width)
-                valid += 1
+                    truth_row, truth_offset = block.truth.row(truth_index, truth_offset, width)
+                    truth_index += 1
+                if len(block.preds) and position not in block.pred_errors:
+                    pred_row, pred_offset = block.preds.row(pred_index, pred_offset, width)
+                    pred_index += 1
                 if truth_row is not None:
                     _add_truth(truth, truth_row, path, line)
+                if position in block.pred_errors:
+                    raise DataError(*block.pred_errors[position])
                 if pred_row is not None:
-                    try:
-                        preds.add(pred_row, truth, path, line, truth_row=len(truth.ids) - 1 if truth_row else None)
-                    except DataError:
-                        if truth_row is not None:
-                            truth.drop_last()
-                        raise
+                    preds.add(pred_row, truth, path, line, truth_row=len(truth.ids) - 1 if truth_row else None)
             except DataError as error:
                 errors.handle(error)
 

@@ -137,6 +137,29 @@ def test_ground_truth_carried_in_prediction_lines_with_split(tmp_path):
     assert score_files(bad, dataset="jsonl", on_error="skip", n_bootstrap=0).report.n == 1
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_carried_ground_truth_with_a_bad_prediction_is_a_miss(tmp_path, monkeypatch, workers):
+    """Under skip, a line with valid ground truth and a bad prediction keeps its sample, as a separate file would."""
+    monkeypatch.setattr(scoring, "CHUNK_BYTES", 300)  # several blocks, so the bulk path meets the bad lines too
+    preds = [{"id": gt["id"], "completion": answer(gt["boxes"][0])} for gt in GT]
+    preds[1] = {"id": "b", "pred_boxes": "bad"}
+    preds[2] = {"id": "c", "completion": answer([0, 400, 100, 500]), "frame": "no such frame"}
+    carried = write_jsonl(tmp_path / "carried.jsonl", [{**gt, **p} for gt, p in zip(GT, preds)])
+    result = score_files(carried, dataset="jsonl", on_error="skip", n_bootstrap=0, workers=workers)
+    assert result.per_sample.ids.tolist() == ["a", "b", "c"] and result.per_sample.iou.tolist() == [1.0, 0.0, 0.0]
+    assert result.problems[1:] == ["no prediction", "no prediction"]
+    assert (result.config["skipped_lines"], result.config["missing_predictions"]) == (2, 2)
+    separate = score_files(write_jsonl(tmp_path / "p.jsonl", preds), dataset="jsonl",
+                           annotations=write_jsonl(tmp_path / "g.jsonl", GT), on_error="skip", n_bootstrap=0)
+    assert result.report.to_dict() == separate.report.to_dict()
+    with pytest.raises(DataError, match=r"carried.jsonl:2: field 'pred_boxes' = 'bad'"):
+        score_files(carried, dataset="jsonl")
+    no_size = write_jsonl(tmp_path / "no_size.jsonl", [{"id": "d", "phrase": "p", "boxes": [[0, 0, 10, 10]],
+                                                        "completion": answer([0, 0, 10, 10]), "frame": "norm1000"}])
+    result = score_files(no_size, dataset="jsonl", on_error="skip", n_bootstrap=0, workers=workers)
+    assert (result.report.n, result.config["skipped_lines"], result.config["missing_predictions"]) == (1, 1, 1)
+
+
 def test_annotation_errors_and_split(tmp_path):
     gt = write_jsonl(tmp_path / "gt.jsonl", [GT[0], {**GT[1], "id": "a"}])
     preds = write_jsonl(tmp_path / "preds.jsonl", [{"id": "a", "pred_boxes": [0, 0, 100, 100]}])
