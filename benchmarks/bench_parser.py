@@ -48,7 +48,13 @@ CASES: dict[str, str] = {
     "prose think, 1 box": "<think>" + _repeat("the lesion's edge (see 2, 3) is dense. ") + "</think><answer>"
     + format_box([1, 2, 3, 4], "x") + "</answer>",
     "1000 boxes + label spam": _answer(", ".join([format_box([1, 2, 3, 4], "a")] * 1000) + _repeat('"label": "')),
+    "box-shaped groups under a key": _answer(_repeat('"crop": [1, 2, 3, 4], ')),
+    "<ref> + one group of boxes": _answer("<ref>a</ref><box>[" + _repeat("[1, 2, 3, 4], ") + "]</box>"),
+    "think: '[1,2,3,' repeated": f"<think>{_repeat('[1,2,3,')}</think><answer>[1, 2, 3, 4]</answer>",
+    "think: valid boxes repeated": "<think>" + _repeat(format_box([1, 2, 3, 4], "a") + ", ")
+    + "</think><answer>[1, 2, 3, 4]</answer>",
 }
+"""Each case is timed with its ``think_boxes`` read (the parser reads them on first access)."""
 
 
 def _best_time(func: Callable[[], object], repeat: int = 3) -> float:
@@ -68,7 +74,7 @@ def main() -> int:
     failed = 0
     print(f"parse_completion on {SIZE / 1e6:.0f} MB worst cases (target < {TARGET_S * 1e3:.0f} ms each)")
     for name, text in CASES.items():
-        seconds = _best_time(lambda text=text: parse_completion(text))
+        seconds = _best_time(lambda text=text: parse_completion(text).think_boxes)
         ok = seconds < TARGET_S
         failed += not ok
         print(f"{'PASS' if ok else 'FAIL'}  {name:32s} {len(text) / 1e6:5.2f} MB  {seconds * 1e3:8.2f} ms")

@@ -51,6 +51,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -295,10 +296,11 @@ def _read_boxes(section: str, widths: tuple[int, ...], problems: list[str] | Non
     if problems is not None:
         if truncated:
             problems.append(f"more than {MAX_BOXES} bracketed groups in <answer>; the rest are ignored")
-        for key, count in other_keys:
+        for (key, count), times in Counter(other_keys).items():
+            groups = "a group" if times == 1 else f"{times} groups"
+            verb = "is not read as a box" if times == 1 else "are not read as boxes"
             problems.append(
-                f"a group of {count} numbers under key {key!r} is not read as a box"
-                f" (box keys: {', '.join(sorted(BOX_KEYS))})"
+                f"{groups} of {count} numbers under key {key!r} {verb} (box keys: {', '.join(sorted(BOX_KEYS))})"
             )
     expected = " or ".join(str(w) for w in widths)
     boxes = []

@@ -476,6 +476,8 @@ def test_box_shaped_group_under_another_key_is_a_problem() -> None:
         " (box keys: bbox, bbox_2d, bbox_3d, box, box_2d, box_3d, position)",
         NO_BOX,
     )
+    repeated = parse_completion(wrap('[{"crop": [1, 2, 3, 4]}, {"crop": [5, 6, 7, 8]}, [1, 2, 3, 4]]'))
+    assert repeated.problems[0].startswith("2 groups of 4 numbers under key 'crop' are not read as boxes (box keys: ")
     # other keyed groups (a size, a point) are not box-shaped: no problem
     assert parse_completion(wrap('{"bbox_2d": [1, 2, 3, 4], "size": [512, 512], "point_2d": [2, 3]}')).strict_format
     # in <think>, free reasoning, nothing is reported
