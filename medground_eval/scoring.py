@@ -52,6 +52,7 @@ from medground_eval.compat import (
     vlm_r1_overlap,
     vlm_r1_problem,
 )
+from medground_eval.datasets._rows import split_error
 from medground_eval.datasets.base import DataError, LoadedDataset, OnError, RowErrors, SkippedRow, get_loader
 from medground_eval.datasets.jsonl import sample_from_record
 from medground_eval.datasets.m3d_refseg import VIEWS, view_sample
@@ -195,9 +196,7 @@ def _keep_split(truth: _Truth, split: str | None, path: Path | None) -> _Truth:
                      truth.splits[i], truth.first_line.get(sample_id))
         start = end
     if not kept.ids:
-        found = sorted({s for s in truth.splits if s is not None})
-        expected = f"one of the splits in the file: {found}" if found else "a file with splits (no sample has one)"
-        raise DataError(path, None, "split", split, expected)
+        raise split_error(split, truth.splits, path=path)
     return kept
 
 

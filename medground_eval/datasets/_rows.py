@@ -8,7 +8,7 @@ boxes would be a wrong ground truth, not a smaller one.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,10 +71,15 @@ def filter_split(samples: list[Sample], split: str | None, *, path: str | Path) 
         return samples
     kept = [sample for sample in samples if sample.split == split]
     if not kept:
-        found = sorted({sample.split for sample in samples if sample.split is not None})
-        expected = f"one of the splits in the file: {found}" if found else "a file with splits (no sample has one)"
-        raise DataError(path, None, "split", split, expected)
+        raise split_error(split, [sample.split for sample in samples], path=path)
     return kept
+
+
+def split_error(split: str, splits: Iterable[str | None], *, path: str | Path | None) -> DataError:
+    """The error for a ``split`` that matches none of ``splits`` (the samples' splits), naming those found."""
+    found = sorted({s for s in splits if s is not None})
+    expected = f"one of the splits in the file: {found}" if found else "a file with splits (no sample has one)"
+    return DataError(path, None, "split", split, expected)
 
 
 @dataclass(frozen=True)
