@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -281,6 +282,29 @@ def test_train_reads_yaml_and_dispatches_other_backends(tiny_model, data, tmp_pa
     assert "verl.trainer.main_ppo" in result.stdout and "rollout.n=4" in result.stdout
     unknown = runner.invoke(app, ["train", "--backend", "deepspeed-chat", "--config", str(config)])
     assert unknown.exit_code == 2 and "expected one of trl, openrlhf, verl" in unknown.output
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("bad.toml", 'beta = "abc"\n', "option beta = 'abc': expected a number"),
+        ("bad.toml", "num_generations = 8.5\n", "option num_generations = 8.5: expected an integer"),
+        ("bad.toml", "reward_weights = [1, 2]\n", "option reward_weights = \\[1, 2\\]: expected a list of three"),
+        ("bad.toml", 'use_lora = "yes"\n', "option use_lora = 'yes': expected true or false"),
+        ("bad.toml", "model = \n", "not valid TOML"),
+        ("bad.yaml", "model: [1\n", "not valid YAML"),
+    ],
+)
+def test_train_config_errors_name_the_file_option_and_value(name, text, message, tmp_path):
+    """A mistyped option stops the run at the start (it was passed on, e.g. as verl's kl_loss_coef=abc)."""
+    config = tmp_path / name
+    config.write_text(text)
+    result = runner.invoke(app, ["train", "--backend", "verl", "--dry-run", "--model", "m", "--config", str(config)])
+    assert result.exit_code == 2, result.output
+    assert f"config file {config}" in result.output and re.search(message, result.output), result.output
+    assert load_options(None, beta=1, reward_weights=(1, 2, 0.5)).reward_weights == (1.0, 2.0, 0.5)
+    with pytest.raises(ValueError, match="flag: option max_steps = 1.5: expected an integer"):
+        load_options(None, max_steps=1.5)
 
 
 def test_train_reports_a_missing_image_before_training(tiny_model, data, tmp_path):

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import get_args, get_type_hints
 
 
 @dataclass
@@ -54,11 +56,17 @@ def _read_config(path: Path) -> dict[str, object]:
         raise FileNotFoundError(f"config file {path}: not found")
     text = path.read_text(encoding="utf-8")
     if path.suffix == ".toml":
-        data = tomllib.loads(text)
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as error:
+            raise ValueError(f"config file {path}: not valid TOML: {error}") from None
     elif path.suffix in (".yaml", ".yml"):
         import yaml
 
-        data = yaml.safe_load(text) or {}
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as error:
+            raise ValueError(f"config file {path}: not valid YAML: {error}") from None
     else:
         raise ValueError(f"config file {path}: expected a .toml, .yaml or .yml file")
     if not isinstance(data, dict):
@@ -66,20 +74,58 @@ def _read_config(path: Path) -> dict[str, object]:
     return data
 
 
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+_KINDS: dict[object, tuple[str, Callable[[object], bool]]] = {
+    str: ("a string", lambda v: isinstance(v, str)),
+    int: ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    float: ("a number", _number),
+    bool: ("true or false", lambda v: isinstance(v, bool)),
+    tuple[float, float, float]: (
+        "a list of three numbers [format, spatial, semantic]",
+        lambda v: isinstance(v, (list, tuple)) and len(v) == 3 and all(_number(w) for w in v),
+    ),
+    dict[str, object]: ("a table of options", lambda v: isinstance(v, dict)),
+}
+
+
+def _checked(name: str, value: object, source: str) -> object:
+    """``value`` of option ``name`` converted to its field's type (float, tuple); raises ValueError naming
+    ``source``, the option, the value and the expected type."""
+    hint = get_type_hints(TrainOptions)[name]
+    optional = type(None) in get_args(hint)
+    if value is None and optional:
+        return None
+    kind = next(a for a in get_args(hint) if a is not type(None)) if optional else hint
+    expected, accepts = _KINDS[kind]
+    if not accepts(value):
+        raise ValueError(f"{source}: option {name} = {value!r}: expected {expected}{' or null' if optional else ''}")
+    if kind is float:
+        return float(value)  # type: ignore[arg-type]
+    if kind == tuple[float, float, float]:
+        return tuple(float(w) for w in value)  # type: ignore[union-attr]
+    return value
+
+
 def load_options(config: str | Path | None = None, **overrides: object) -> TrainOptions:
-    """Defaults, then the config file, then ``overrides`` (flags; None means "not given")."""
-    known = {f.name: f for f in dataclasses.fields(TrainOptions)}
+    """Defaults, then the config file, then ``overrides`` (flags; None means "not given").
+
+    Every value is checked against its field's type (an integer is a valid float; a float is not a valid integer);
+    an unknown option or a wrong type is a ValueError naming the config file (or "flag"), the option and the value.
+    """
+    known = {f.name for f in dataclasses.fields(TrainOptions)}
     values: dict[str, object] = {}
     if config is not None:
         data = _read_config(Path(config))
-        unknown = sorted(set(data) - set(known))
+        unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"config file {config}: unknown option(s) {unknown}; expected some of {sorted(known)}")
-        values.update(data)
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    unknown = sorted(set(values) - set(known))
+        values.update({k: _checked(k, v, f"config file {config}") for k, v in data.items()})
+    given = {k: v for k, v in overrides.items() if v is not None}
+    unknown = sorted(set(given) - known)
     if unknown:
         raise ValueError(f"unknown option(s) {unknown}; expected some of {sorted(known)}")
-    if "reward_weights" in values:
-        values["reward_weights"] = tuple(float(w) for w in values["reward_weights"])  # type: ignore[union-attr]
+    values.update({k: _checked(k, v, "flag") for k, v in given.items()})
     return TrainOptions(**values)  # type: ignore[arg-type]
