@@ -34,9 +34,10 @@ Decisions
   ``<think>`` is free reasoning: there such candidates are skipped without a problem, and swapped corners are
   normalised silently.
 - **Labels** come from a ``label`` / ``name`` / ``phrase`` / ``text`` key of the enclosing ``{...}`` object, else from
-  a ``<|object_ref_start|>...<|object_ref_end|>`` or ``<ref>...</ref>`` written since the previous box. A box
-  with neither, separated from the previous box by only whitespace, commas and square brackets (one group, as
-  InternVL's ``<ref>nodule</ref><box>[[...], [...]]</box>`` or ``"boxes": [[...], [...]]``), takes that box's label.
+  a ``<|object_ref_start|>...<|object_ref_end|>`` or ``<ref>...</ref>`` written since the previous box. Boxes
+  separated by only whitespace, commas and square brackets form one group, labelled as one box: InternVL's
+  ``<ref>nodule</ref><box>[[...], [...]]</box>`` and ``{"bbox_2d": [[...], [...]], "label": "nodule"}`` give both
+  boxes the label.
 - Duplicate identical boxes are kept. At most :data:`MAX_BOXES` bracketed groups are read per section; more is a
   problem. Unclosed or doubly opened code fences and unbalanced ``[]`` / ``{}`` in the answer are problems.
 - Known limit: the scanner does not track quotes, so a bracketed number inside a label string
@@ -303,8 +304,7 @@ def _read_boxes(section: str, widths: tuple[int, ...], problems: list[str] | Non
                 f"{groups} of {count} numbers under key {key!r} {verb} (box keys: {', '.join(sorted(BOX_KEYS))})"
             )
     expected = " or ".join(str(w) for w in widths)
-    boxes = []
-    previous_box = -1  # index in ``found`` of the last candidate kept as a box
+    kept: list[tuple[int, tuple[float, ...]]] = []  # (index in found, ordered coords) of each valid candidate
     for index, cand in enumerate(found):
         name = f"box {index + 1}"
         if len(cand.numbers) not in widths:
@@ -330,25 +330,34 @@ def _read_boxes(section: str, widths: tuple[int, ...], problems: list[str] | Non
             problems.append(f"{name}: {axes}, corners swapped")
         low = [min(values[a], values[a + d]) for a in range(d)]
         high = [max(values[a], values[a + d]) for a in range(d)]
-        lo = found[index - 1].end if index else 0
+        kept.append((index, tuple(low + high)))
+
+    # Consecutive valid candidates separated by _GROUP_GAP form one group, labelled as one box spanning them.
+    boxes: list[ParsedBox] = []
+    group_start = 0
+    for k, (index, _) in enumerate(kept):
+        following = kept[k + 1][0] if k + 1 < len(kept) else -1
+        if following == index + 1 and _GROUP_GAP.fullmatch(section, found[index].end, found[following].start):
+            continue
+        first = kept[group_start][0]
+        lo = found[first - 1].end if first else 0
         hi = found[index + 1].start if index + 1 < len(found) else len(section)
-        label = _label(section, cand, lo, hi)
-        if label is None and index and previous_box == index - 1 and _GROUP_GAP.fullmatch(section, lo, cand.start):
-            label = boxes[-1].label  # the same group as the previous box
-        boxes.append(ParsedBox(tuple(low + high), label))
-        previous_box = index
+        label = _label(section, found[first].start, found[index].end, lo, hi)
+        boxes.extend(ParsedBox(coords, label) for _, coords in kept[group_start : k + 1])
+        group_start = k + 1
     return tuple(boxes)
 
 
-def _label(section: str, cand: _Candidate, lo: int, hi: int) -> str | None:
-    """Label of a box: a label key of its enclosing ``{...}``, else a ref tag written since the previous box.
+def _label(section: str, start: int, end: int, lo: int, hi: int) -> str | None:
+    """Label of the box (or group of boxes) written in ``section[start:end]``: a label key of its enclosing
+    ``{...}``, else a ref tag written since the previous box.
 
     ``lo`` is the end of the previous candidate and ``hi`` the start of the next one, so each character is looked
     at for a bounded number of boxes and the whole lookup stays linear in the section length.
     """
-    brace = section.rfind("{", lo, cand.start)
+    brace = section.rfind("{", lo, start)
     if brace >= 0:
-        close = section.find("}", cand.end, hi)
+        close = section.find("}", end, hi)
         match = _LABEL.search(section, brace, close + 1 if close >= 0 else hi)
         if match is not None:
             quoted = match.group(1) if match.group(1) is not None else match.group(2).replace("\\'", "'")
@@ -356,11 +365,11 @@ def _label(section: str, cand: _Candidate, lo: int, hi: int) -> str | None:
     best_end = -1
     label: str | None = None
     for start_tag, end_tag in _REF_TAGS:
-        end = section.rfind(end_tag, lo, cand.start)
-        if end > best_end:
-            start = section.rfind(start_tag, lo, end)
-            if start >= 0:
-                best_end, label = end, section[start + len(start_tag) : end].strip() or None
+        ref_end = section.rfind(end_tag, lo, start)
+        if ref_end > best_end:
+            ref_start = section.rfind(start_tag, lo, ref_end)
+            if ref_start >= 0:
+                best_end, label = ref_end, section[ref_start + len(start_tag) : ref_end].strip() or None
     return label
 
 

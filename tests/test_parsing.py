@@ -457,6 +457,8 @@ def test_format_then_parse_round_trips(
     [
         ("<ref>nodule</ref><box>[[10,20,30,40], [50,60,70,80]]</box>", [(B1, "nodule"), (B2, "nodule")]),
         ('{"label": "mass", "boxes": [[10, 20, 30, 40], [50, 60, 70, 80]]}', [(B1, "mass"), (B2, "mass")]),
+        ('{"bbox_2d": [[10, 20, 30, 40], [50, 60, 70, 80]], "label": "mass"}', [(B1, "mass"), (B2, "mass")]),
+        ("[[10, 20, 30, 40], [50, 60, 70, 80]]", [(B1, None), (B2, None)]),
         # a box in a separate tag or object is its own group: no label is carried over
         ("<ref>a</ref><box>[10,20,30,40]</box> <box>[50,60,70,80]</box>", [(B1, "a"), (B2, None)]),
         ('[{"bbox_2d": [10, 20, 30, 40], "label": "a"}, [50, 60, 70, 80]]', [(B1, "a"), (B2, None)]),
