@@ -131,7 +131,8 @@ class SentenceTransformerEncoder:
     otherwise); the model loads once, on first ``encode``, with ``local_files_only=True``, so nothing is ever
     downloaded. Texts are cut to ``max_chars`` characters, then sentence-transformers truncates them to the
     model's token limit. Empty or whitespace-only texts encode to the zero vector (similarity 0 with anything).
-    Model calls are serialised by a lock: HF fast tokenizers fail when shared by concurrent calls.
+    Model calls are serialised by a lock: HF fast tokenizers fail when shared by concurrent calls. Pickling keeps
+    the configuration only; a copy loads the model again on its first ``encode``.
     """
 
     def __init__(
@@ -159,6 +160,14 @@ class SentenceTransformerEncoder:
         self.device = device
         self.batch_size = batch_size
         self.max_chars: int | None = max_chars
+        self._model = _Lazy(self._load)
+        self._call_lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if k not in ("_model", "_call_lock")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        vars(self).update(state)
         self._model = _Lazy(self._load)
         self._call_lock = threading.Lock()
 
@@ -436,7 +445,8 @@ class ClipRegionEncoder:
     The model loads on first use with ``AutoModel`` + ``AutoProcessor`` (``local_files_only=True``, slow PIL image
     processor, so torchvision is never needed); when no processor can be built from the directory, a
     ``CLIPProcessor`` is assembled from its image processor and tokenizer. Construction only checks the directory
-    (FileNotFoundError). Model calls are serialised by a lock.
+    (FileNotFoundError). Model calls are serialised by a lock. Pickling keeps the configuration only; a copy loads
+    the model again on first use.
     """
 
     def __init__(
@@ -447,6 +457,14 @@ class ClipRegionEncoder:
         self.device = device
         self.batch_size = batch_size
         self.max_chars = max_chars
+        self._loaded = _Lazy(self._load)
+        self._call_lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if k not in ("_loaded", "_call_lock")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        vars(self).update(state)
         self._loaded = _Lazy(self._load)
         self._call_lock = threading.Lock()
 

@@ -7,7 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from medground_eval.encoders import get_text_encoder
 from medground_eval.parsing import parse_completion
 from medground_eval.rewards import RewardInputError, SemanticReward, SpatialSemanticReward, predicted_label
 
@@ -137,3 +140,100 @@ def test_worked_example_of_docs_rewards_md():
     np.testing.assert_allclose(paper.total, [3.0, 2.0, 1.982, 1.0], atol=5e-4)
     negative = SpatialSemanticReward(semantic_policy="negative").breakdown(completions, **columns)
     np.testing.assert_allclose(negative.total, [2.818, 2.818, 1.982, 1.818], atol=5e-4)
+
+
+def test_reasoning_box_of_another_dimension_neither_crashes_nor_names_the_region():
+    # A 6-number box in the reasoning of a 2D answer (or the reverse) is not the answer's box: no label, score 0.
+    two_d = "<think>The lesion [10, 20, 30, 40, 50, 60] is here.</think><answer>[10, 20, 30, 40]</answer>"
+    assert predicted_label(parse_completion(two_d)) is None
+    columns = dict(solution=[[10, 20, 30, 40]], phrase=["lesion"])
+    assert SemanticReward(encoder="lexical")([two_d], **columns) == [0.0]
+    assert SpatialSemanticReward(encoder="lexical")([two_d], **columns) == [pytest.approx(2.0)]
+
+
+fragment = st.sampled_from([
+    "<think>", "</think>", "<answer>", "</answer>", "The left apex ", "[10, 20, 30, 40]", "[10, 20, 30, 40, 50, 60]",
+    "(10,20),(30,40)", '{"bbox_2d": [10, 20, 30, 40], "label": "nodule"}', '{"bbox_3d": [1, 2, 3, 4, 5, 6]}',
+    "<ref>effusion</ref><box>(1,2),(3,4)</box>", ". ", "\n", ", ", "[", "]", '"label": ""', "épanchement ", "左肺",
+])
+
+
+@given(st.lists(fragment, max_size=14).map("".join), st.sampled_from([2, 3]))
+@settings(max_examples=300, deadline=None)
+def test_rewards_never_raise_on_any_completion_and_read_the_same_label(text: str, dims: int) -> None:
+    box = [10, 20, 30, 40] if dims == 2 else [1, 2, 3, 4, 5, 6]
+    columns = dict(solution=[box], phrase=["left apical nodule"])
+    parts = SpatialSemanticReward(encoder="lexical", dims=dims).breakdown([text], **columns)
+    assert parts.labels == [predicted_label(parse_completion(text, dims=dims))]
+    assert np.isfinite(parts.total).all()
+    assert SemanticReward(encoder="lexical", dims=dims)([text], **columns)[0] == pytest.approx(parts.semantic[0])
+
+
+def test_semantic_and_combined_rewards_score_3d_completions():
+    completions = [
+        '<think>The liver [10, 10, 5, 50, 60, 20] is enlarged.</think><answer>[{"bbox_3d": [10, 10, 5, 50, 60, 20], '
+        '"label": "enlarged liver"}]</answer>',
+        "<think>The enlarged liver [10, 10, 5, 50, 60, 20].</think><answer>[10, 10, 5, 30, 60, 20]</answer>",
+    ]
+    columns = dict(solution=[[10, 10, 5, 50, 60, 20]] * 2, phrase=["enlarged liver"] * 2,
+                   image_size=[[100, 100, 40]] * 2)
+    semantic = SemanticReward(encoder="lexical", floor=0.0, ceil=1.0, dims=3)(completions, **columns)
+    assert semantic[0] == pytest.approx(1.0) and 0.5 < semantic[1] < 1.0  # label, then the reasoning's sentence
+    parts = SpatialSemanticReward(encoder="lexical", floor=0.0, ceil=1.0, dims=3).breakdown(completions, **columns)
+    np.testing.assert_allclose(parts.format, [1.0, 1.0])
+    np.testing.assert_allclose(parts.iou, [1.0, 0.5])
+    np.testing.assert_allclose(parts.semantic, semantic)
+    with pytest.raises(ValueError, match="region.*2D"):
+        SemanticReward(mode="region", region_model="unused", dims=3)
+
+
+def test_region_model_path_that_does_not_exist_fails_at_construction(tmp_path: Path):
+    with pytest.raises(FileNotFoundError, match="no-such-clip"):
+        SemanticReward(mode="region", region_model=str(tmp_path / "no-such-clip"))
+    with pytest.raises(FileNotFoundError, match="no-such-clip"):
+        SpatialSemanticReward(semantic_mode="region", region_model=str(tmp_path / "no-such-clip"))
+
+
+def test_missing_or_empty_report_text_is_a_ground_truth_error():
+    reward = SemanticReward(encoder="lexical")
+    with pytest.raises(RewardInputError, match="'phrase' \\(or its alias 'report'\\)"):
+        reward([answer("x")], solution=[[0, 0, 1, 1]])
+    with pytest.raises(RewardInputError, match="column 'phrase' row 1: value None: expected the report text"):
+        reward([answer("x")] * 2, phrase=["x", None])
+    with pytest.raises(RewardInputError, match="column 'report' row 0: value 3"):
+        reward([answer("x")], report=[3])
+    assert reward([answer("x")], phrase=[""]) == [0.0]  # an empty report is scored: nothing agrees with it
+
+
+def test_text_encoder_is_built_once_under_concurrent_first_calls(monkeypatch: pytest.MonkeyPatch):
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from medground_eval.rewards import semantic
+
+    built: list[object] = []
+
+    def slow_get_text_encoder(spec: object) -> object:
+        time.sleep(0.05)  # widen the window in which a second thread could build another encoder
+        built.append(spec)
+        return get_text_encoder(spec)
+
+    monkeypatch.setattr(semantic, "get_text_encoder", slow_get_text_encoder)
+    reward = SemanticReward(encoder="lexical")
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(lambda _: reward([answer("nodule")], phrase=["nodule"]), range(4)))
+    assert built == ["lexical"]
+    clone = pickle.loads(pickle.dumps(reward))
+    assert clone([answer("nodule")], phrase=["nodule"]) == [pytest.approx(1.0)]
+
+
+def test_reward_with_an_encoder_object_pickles(tiny_clip: Path):
+    from medground_eval.encoders import ClipRegionEncoder, SentenceTransformerEncoder
+
+    reward = SemanticReward(encoder=SentenceTransformerEncoder("minilm"))
+    reward([answer("left pleural effusion")], phrase=["left pleural effusion"])  # loads the model
+    clone = pickle.loads(pickle.dumps(reward))
+    assert clone([answer("left pleural effusion")], phrase=["left pleural effusion"]) == [pytest.approx(1.0)]
+    clip = ClipRegionEncoder(tiny_clip)
+    clip.similarity([np.zeros((8, 8, 3), dtype=np.uint8)], np.array([[0, 0, 8, 8]]), ["lung"])
+    assert pickle.loads(pickle.dumps(clip)).path == clip.path

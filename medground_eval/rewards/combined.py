@@ -64,6 +64,7 @@ class SpatialSemanticReward(Reward):
       without ever ranking a hit below a miss.
     - ``spatial_*`` and ``frame`` configure the :class:`SpatialReward`; ``encoder``, ``floor``, ``ceil`` the
       :class:`SemanticReward`; ``require_think_box`` the :class:`FormatReward`.
+    - ``dims``: 2 for image boxes, 3 for volume boxes (all three terms; region mode is 2D only).
 
     Default (``spatial_semantic_reward``): weights (1, 1, 1), continuous IoU, union regions, pixel frame, MiniLM
     text encoder, calibration floor 0.3 / ceil 0.9, semantic term on every completion.
@@ -86,6 +87,7 @@ class SpatialSemanticReward(Reward):
         semantic_policy: SemanticPolicy = "all",
         negative_below: float = 0.5,
         require_think_box: bool = False,
+        dims: int = 2,
         name: str = "spatial_semantic_reward",
     ):
         weights = tuple(float(w) for w in weights)
@@ -96,12 +98,14 @@ class SpatialSemanticReward(Reward):
         self.weights = weights
         self.semantic_policy = semantic_policy
         self.negative_below = float(negative_below)
-        self.format = FormatReward(require_think_box=require_think_box)
+        self.format = FormatReward(require_think_box=require_think_box, dims=dims)
         self.spatial = SpatialReward(
-            mode=spatial_mode, threshold=spatial_threshold, inclusive=spatial_inclusive, multi=multi, frame=frame
+            mode=spatial_mode, threshold=spatial_threshold, inclusive=spatial_inclusive, multi=multi, frame=frame,
+            dims=dims,
         )
         self.semantic = SemanticReward(
-            mode=semantic_mode, encoder=encoder, floor=floor, ceil=ceil, region_model=region_model, frame=frame
+            mode=semantic_mode, encoder=encoder, floor=floor, ceil=ceil, region_model=region_model, frame=frame,
+            dims=dims,
         )
         self.__name__ = name
 

@@ -5,7 +5,8 @@ Columns (one value per completion):
 - ``solution``: one box ``[x1, y1, x2, y2]`` or a list of boxes, original-image pixels (6 numbers per box in 3D);
   a JSON string of the same is accepted (data sets often store nested lists as strings).
 - ``image_size``: ``[W, H]`` (``[W, H, D]`` in 3D); required by every frame but ``pixel``.
-- ``phrase``: the report text the semantic reward compares with (``report`` is accepted as an alias).
+- ``phrase``: the report text the semantic reward compares with, a string per row (``report`` is accepted as an
+  alias); an empty string is scored (nothing agrees with it), a None is an error.
 - ``frame``: optional, per sample: a frame preset name overriding the reward's configured frame.
 - ``input_size``: optional, per sample: ``[w, h]`` of the model's resized input (``resized`` frame).
 
@@ -176,12 +177,18 @@ def read_ground_truth(
     if need_phrase:
         name = next((c for c in PHRASE_COLUMNS if columns.get(c) is not None), None)
         if name is None:
-            raise RewardInputError(_missing("phrase", columns, "the report text per completion"))
-        phrases = ["" if v is None else str(v) for v in _column(columns, name, n)]
+            raise RewardInputError(_missing("phrase", columns, "the report text per completion", alias="report"))
+        phrases = list(_column(columns, name, n))
+        bad = next((row for row, value in enumerate(phrases) if not isinstance(value, str)), None)
+        if bad is not None:
+            raise RewardInputError(
+                f"column {name!r} row {bad}: value {phrases[bad]!r:.200}: expected the report text (a string)"
+            )
 
     return GroundTruthBatch(flat, counts, image_sizes, frames, input_sizes, phrases)
 
 
-def _missing(name: str, columns: Mapping[str, object], what: str) -> str:
+def _missing(name: str, columns: Mapping[str, object], what: str, alias: str | None = None) -> str:
     given = sorted(k for k in columns if k not in ("trainer_state", "log_extra", "log_metric", "completion_ids"))
-    return f"missing column {name!r} ({what}); the reward was given columns {given}"
+    called = f"{name!r}" if alias is None else f"{name!r} (or its alias {alias!r})"
+    return f"missing column {called} ({what}); the reward was given columns {given}"

@@ -9,7 +9,7 @@ cosine similarity of the normalised embeddings is mapped to [0, 1] by :func:`~me
 
 1. the labels of the answer boxes (JSON ``label``, ``<ref>`` text, object-ref tokens), distinct ones joined by "; ";
 2. when no answer box has a label: the sentence of ``<think>`` that writes the answer's box (same numbers), else the
-   last sentence of ``<think>`` that writes any box, with the box text removed;
+   last sentence of ``<think>`` that writes any box with as many numbers, with the box text removed;
 3. none found: the completion scores 0 (so do completions with no valid answer box).
 
 Region mode (the paper's variant): the image crop of the predicted region (the box enclosing the predicted boxes,
@@ -20,13 +20,21 @@ original pixels) is compared with the report text by a CLIP-style dual encoder f
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
-from medground_eval.encoders import MINILM_ALIASES, CachedEncoder, TextEncoder, calibrate, get_text_encoder
+from medground_eval.encoders import (
+    MINILM_ALIASES,
+    CachedEncoder,
+    ClipRegionEncoder,
+    TextEncoder,
+    calibrate,
+    get_text_encoder,
+)
 from medground_eval.frames import Frame, get_frame
 from medground_eval.parsing import parse_completion
 from medground_eval.regions import PredictedRegions, parse_many, predicted_regions
@@ -47,19 +55,20 @@ DEFAULT_FLOOR = 0.3
 DEFAULT_CEIL = 0.9
 
 
-def _sentence_label(think: str | None, answer_box: tuple[float, ...] | None) -> str | None:
-    """The sentence of the reasoning that writes the answer's box (else the last one writing any box), box removed."""
+def _sentence_label(think: str | None, answer_box: tuple[float, ...]) -> str | None:
+    """The sentence of the reasoning that writes the answer's box (else the last one writing any box of the answer
+    box's dimension), box removed."""
     if not think:
         return None
     with_box: list[str] = []
     for sentence in _SENTENCE_END.split(think):
-        boxes = parse_completion(f"<answer>{sentence}</answer>").answer_boxes
+        boxes = parse_completion(f"<answer>{sentence}</answer>", dims=len(answer_box) // 2).answer_boxes
         if not boxes:
             continue
         cleaned = _SPACE_BEFORE_PUNCTUATION.sub(r"\1", " ".join(_BOX_TEXT.sub(" ", sentence).split())).strip(" :,-")
         if not cleaned:
             continue
-        if answer_box is not None and any(np.allclose(b.coords, answer_box) for b in boxes):
+        if any(np.allclose(b.coords, answer_box) for b in boxes):
             return cleaned
         with_box.append(cleaned)
     return with_box[-1] if with_box else None
@@ -92,7 +101,9 @@ class SemanticReward(Reward):
     ``"lexical"`` (character n-grams, no torch), a sentence-transformers model name or local path, a
     :class:`~medground_eval.encoders.TextEncoder`, or any callable ``list[str] -> ndarray``. The encoder is built
     once, lazily, on the first call, and its embeddings are cached by text (``cache_size`` entries, LRU).
-    ``mode="region"`` needs ``region_model`` (a local CLIP-style checkpoint) and the frame of the boxes.
+    ``mode="region"`` needs ``region_model`` (a local CLIP-style checkpoint; a directory that does not exist fails
+    here, the model loads on the first call) and the frame of the boxes; it is 2D only. ``dims`` is 2 for image
+    boxes, 3 for volume boxes (``image_size`` then ``[W, H, D]``).
     """
 
     def __init__(
@@ -105,6 +116,7 @@ class SemanticReward(Reward):
         cache_size: int = 100_000,
         region_model: str | None = None,
         frame: str | Frame = "pixel",
+        dims: int = 2,
         name: str = "semantic_reward",
     ):
         if mode not in ("text", "region"):
@@ -113,6 +125,8 @@ class SemanticReward(Reward):
             raise ValueError(f"calibration floor = {floor!r}, ceil = {ceil!r}: expected floor < ceil")
         if mode == "region" and not region_model:
             raise ValueError("mode='region' needs region_model: the local path of a CLIP-style checkpoint")
+        if mode == "region" and dims != 2:
+            raise ValueError(f"mode='region' crops 2D images: expected dims=2, got dims={dims!r}")
         self.mode = mode
         self.encoder = encoder
         self.floor = float(floor)
@@ -120,22 +134,32 @@ class SemanticReward(Reward):
         self.cache_size = cache_size
         self.region_model = region_model
         self.frame = get_frame(frame)
+        self.dims = dims
         self.__name__ = name
         self._text_encoder: CachedEncoder | None = None
-        self._region_encoder = None
+        self._lock = threading.Lock()
+        # Both checks only look for the directory; the models load on the first call.
+        self._region_encoder = ClipRegionEncoder(region_model) if mode == "region" else None
         if mode == "text" and isinstance(encoder, str) and encoder not in (*MINILM_ALIASES, "lexical"):
-            get_text_encoder(encoder)  # a model path that does not exist fails here; loading waits for the first call
+            get_text_encoder(encoder)
 
     def __getstate__(self) -> dict[str, object]:
         state = dict(vars(self))
         state["_text_encoder"] = None
-        state["_region_encoder"] = None
+        state["_lock"] = None
         return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        vars(self).update(state)
+        self._lock = threading.Lock()
 
     @property
     def text_encoder(self) -> CachedEncoder:
+        """The cached text encoder, built on first use (once, even when threads race for it)."""
         if self._text_encoder is None:
-            self._text_encoder = CachedEncoder(get_text_encoder(self.encoder), maxsize=self.cache_size)
+            with self._lock:
+                if self._text_encoder is None:
+                    self._text_encoder = CachedEncoder(get_text_encoder(self.encoder), maxsize=self.cache_size)
         return self._text_encoder
 
     def evaluate(
@@ -151,9 +175,9 @@ class SemanticReward(Reward):
         """Score a batch. ``active`` (bool per completion) limits the work to some completions (others score 0);
         ``labels``, when given, are the completions' :func:`predicted_label` (the combined reward reads them)."""
         n = len(completions)
-        truth = read_ground_truth(n, columns, need_phrase=True, need_solution=False)
+        truth = read_ground_truth(n, columns, dims=self.dims, need_phrase=True, need_solution=False)
         if labels is None or self.mode == "region":
-            parsed = parse_many(completions) if parsed is None else parsed
+            parsed = parse_many(completions, self.dims) if parsed is None else parsed
         if labels is None:
             labels = [predicted_label(p) for p in parsed]
         if self.mode == "text":
@@ -185,15 +209,11 @@ class SemanticReward(Reward):
         index: np.ndarray,
         phrases: list[str],
     ) -> np.ndarray:
-        from medground_eval.encoders import ClipRegionEncoder
-
         if regions is None:
             truth = read_ground_truth(len(images), columns, need_solution=False,
                                       need_image_size=self.frame.kind != "pixel")
             regions = predicted_regions(parsed, frames=truth.frames or self.frame, image_sizes=truth.image_sizes,
                                         input_sizes=truth.input_sizes)
-        if self._region_encoder is None:
-            self._region_encoder = ClipRegionEncoder(self.region_model)
         crops = [np.concatenate([regions.boxes[i][:, :2].min(0), regions.boxes[i][:, 2:].max(0)]) for i in index]
         return self._region_encoder.similarity([images[i] for i in index], np.array(crops), phrases)
 
