@@ -176,6 +176,25 @@ def test_skip_counts_bad_rows(release: Path) -> None:
     assert "'x'" in data.skipped[2].reason and "'0'" in data.skipped[3].reason
 
 
+def test_rows_with_too_few_or_too_many_cells_name_their_line(release: Path) -> None:
+    listing = release / "M3D_RefSeg_test.csv"
+    good = "s0000/ct.nii.gz,s0000/mask.nii.gz,1,0,Where is the lesion?,It is [SEG].\n"
+    listing.write_text(",".join(COLUMNS) + "\n" + good + "s0000/ct.nii.gz,s0000/mask.nii.gz\n"
+                       + good.replace("Where is", "Where, unquoted, is"), encoding="utf-8")
+    with pytest.raises(DataError, match="fewer cells than the header") as caught:
+        load_m3d_refseg(release)
+    assert (caught.value.path, caught.value.line) == (str(listing), 3)
+    data = load_m3d_refseg(release, on_error="skip")
+    assert len(data) == 1 and [s.line for s in data.skipped] == [3, 4]
+    assert "more cells than the header" in data.skipped[1].reason
+
+
+def test_listing_with_a_byte_order_mark_reads(release: Path) -> None:
+    listing = release / "M3D_RefSeg_test.csv"
+    listing.write_bytes(b"\xef\xbb\xbf" + listing.read_bytes())
+    assert len(load_m3d_refseg(release)) == len(TEST_ROWS)
+
+
 @pytest.mark.parametrize(("name", "field"), [("ct.nii.gz", "Image"), ("mask.nii.gz", "Mask"), ("text.json", "Mask")])
 def test_missing_file_names_path(release: Path, name: str, field: str) -> None:
     (release / "s0000" / name).unlink()

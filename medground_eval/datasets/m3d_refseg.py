@@ -278,17 +278,30 @@ def _parse_mask_id(value: str) -> int | None:
 
 
 def _read_listing(csv_path: Path) -> list[tuple[int, dict[str, str]]]:
-    """Rows of a listing CSV with the line each ends on; a missing file or column raises at once."""
+    """Rows of a listing CSV (UTF-8, with or without a byte order mark) with the line each ends on; a missing file
+    or column raises at once."""
     if not csv_path.is_file():
         raise FileNotFoundError(
             f"{csv_path}: M3D-RefSeg listing not found; expected a data dir holding M3D_RefSeg_{{all,train,test}}.csv"
         )
-    with csv_path.open(newline="", encoding="utf-8") as handle:
+    with csv_path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
         missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
             raise DataError(csv_path, 1, None, reader.fieldnames, f"columns {', '.join(COLUMNS)} (missing {missing})")
         return [(reader.line_num, row) for row in reader]
+
+
+def _cell_error(csv_path: Path, line: int, row: dict[str | None, object]) -> DataError | None:
+    """A row with fewer cells than the header, or non-empty cells past its last column (an unquoted comma), else
+    None."""
+    missing = any(row.get(column) is None for column in COLUMNS)
+    extra = [cell for cell in row.get(None) or [] if str(cell).strip()]
+    if not missing and not extra:
+        return None
+    cells = [value for key, value in row.items() if key is not None and value is not None] + list(row.get(None) or [])
+    found = "fewer cells than the header" if missing else "more cells than the header (an unquoted comma?)"
+    return DataError(csv_path, line, None, cells, f"one cell per column of the header; the row has {found}")
 
 
 def _sample_id(case: str, mask_id: int, question: str, seen: dict[str, int]) -> str:
@@ -316,9 +329,9 @@ def load_m3d_refseg(
     (reads every CT's data, not only its header), ``extra["npy_crop_box"]`` is :func:`npy_crop_box` of the CT:
     the ``input_size`` that maps boxes of the ``"m3d-npy"`` frame back to original voxels.
 
-    Row errors (bad Mask_ID, missing or unreadable CT / mask / text.json, no description for the id, no
-    voxel with the id) raise :class:`DataError` naming the CSV line, or are recorded in ``skipped`` under
-    ``on_error="skip"``. A missing listing or column raises whatever ``on_error``.
+    Row errors (too few or too many cells, bad Mask_ID, missing or unreadable CT / mask / text.json, no
+    description for the id, no voxel with the id) raise :class:`DataError` naming the CSV line, or are recorded
+    in ``skipped`` under ``on_error="skip"``. A missing listing or column raises whatever ``on_error``.
     """
     split = "test" if split is None else split
     if split not in SPLITS:
@@ -327,9 +340,12 @@ def load_m3d_refseg(
     csv_path = data_dir / f"M3D_RefSeg_{split}.csv"
     rows = _read_listing(csv_path)
     errors = RowErrors(on_error)
+    malformed = {line: error for line, row in rows if (error := _cell_error(csv_path, line, row)) is not None}
 
     wanted: dict[str, set[int]] = {}
-    for _, row in rows:
+    for line, row in rows:
+        if line in malformed:
+            continue
         mask_id = _parse_mask_id(row["Mask_ID"])
         if mask_id is not None:
             wanted.setdefault(row["Mask"], set()).add(mask_id)
@@ -338,6 +354,9 @@ def load_m3d_refseg(
     seen: dict[str, int] = {}
     samples: list[Sample] = []
     for line, row in rows:
+        if line in malformed:
+            errors.handle(malformed[line])
+            continue
         mask_id = _parse_mask_id(row["Mask_ID"])
         if mask_id is None:
             errors.handle(DataError(csv_path, line, "Mask_ID", row["Mask_ID"], "a positive integer label id"))
