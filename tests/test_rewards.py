@@ -132,6 +132,8 @@ def test_bad_configuration_raises_at_construction():
         SpatialReward(frame="qwen9")
     with pytest.raises(ValueError, match="weights"):
         SpatialSemanticReward(weights=(1, 1), encoder="lexical")
+    with pytest.raises(ValueError, match="negative_below = nan"):
+        SpatialSemanticReward(semantic_policy="negative", negative_below=float("nan"), encoder="lexical")
 
 
 def test_rewards_pickle_and_keep_their_names():

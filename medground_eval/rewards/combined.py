@@ -31,7 +31,8 @@ class RewardBreakdown:
     """Per completion, each component and the weighted total (arrays of equal length).
 
     ``iou`` is the raw IoU with the true region; ``spatial``, ``format`` and ``semantic`` are the component
-    rewards in [0, 1]; ``total`` is their weighted sum. ``labels`` is what the model named its region (or None).
+    rewards in [0, 1]; ``total`` is their weighted sum. ``labels`` is what the model named its region (or None;
+    all None when the semantic weight is 0, as labels are then not read).
     """
 
     format: np.ndarray
@@ -95,6 +96,8 @@ class SpatialSemanticReward(Reward):
             raise ValueError(f"weights = {weights!r}: expected three non-negative numbers (format, spatial, semantic)")
         if semantic_policy not in ("all", "negative"):
             raise ValueError(f"semantic_policy = {semantic_policy!r}: expected 'all' or 'negative'")
+        if not 0.0 <= negative_below <= 1.0:
+            raise ValueError(f"negative_below = {negative_below!r}: expected an IoU in [0, 1]")
         self.weights = weights
         self.semantic_policy = semantic_policy
         self.negative_below = float(negative_below)
