@@ -115,16 +115,18 @@ def serve(
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     log_level: str = "info",
 ) -> None:
-    """Run the server until interrupted. The reward config is checked here, before any worker starts."""
+    """Run the server until interrupted. The reward config (``reward_config``, else ``$MEDGROUND_REWARD_CONFIG``) is
+    checked here, before any worker starts, and handed to the workers as an absolute path."""
     import uvicorn
 
     if workers < 1:
         raise ValueError(f"workers = {workers}: expected at least 1")
     if max_request_bytes < 1:
         raise ValueError(f"max_request_bytes = {max_request_bytes}: expected a positive number of bytes")
-    if reward_config is not None:
-        load_reward(reward_config)
-        os.environ[REWARD_CONFIG_ENV] = str(Path(reward_config).resolve())
+    config = reward_config or os.environ.get(REWARD_CONFIG_ENV)
+    if config:
+        load_reward(config)
+        os.environ[REWARD_CONFIG_ENV] = str(Path(config).resolve())
     os.environ[MAX_BYTES_ENV] = str(max_request_bytes)
     uvicorn.run("medground_eval.server:create_app_from_env", factory=True, host=host, port=port, workers=workers,
                 log_level=log_level)

@@ -167,3 +167,23 @@ def test_serve_command_rejects_bad_config(tmp_path):
     result = subprocess.run([sys.executable, "-m", "medground_eval", "serve", "--reward-config", str(config)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "reward.json" in result.stderr
+
+
+def test_serve_checks_the_environment_config_before_starting_workers(tmp_path, monkeypatch):
+    """With --workers > 1 a broken $MEDGROUND_REWARD_CONFIG killed each worker at start and uvicorn restarted them
+    forever; the parent must refuse it first, as it does for --reward-config."""
+    from medground_eval.server import serve
+    from medground_eval.trainers.engines import REWARD_CONFIG_ENV
+
+    started = []
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: started.append(kwargs))
+    monkeypatch.setenv(REWARD_CONFIG_ENV, str(tmp_path / "missing.json"))
+    with pytest.raises(FileNotFoundError, match="missing.json: not found"):
+        serve(workers=2)
+    assert started == []
+    config = tmp_path / "reward.json"
+    config.write_text('{"encoder": "lexical"}')
+    monkeypatch.setenv(REWARD_CONFIG_ENV, "reward.json")
+    monkeypatch.chdir(tmp_path)
+    serve(workers=2)
+    assert started[0]["workers"] == 2 and os.environ[REWARD_CONFIG_ENV] == str(config.resolve())
