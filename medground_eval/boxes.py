@@ -246,7 +246,8 @@ def region_overlap(pred: ArrayLike, true: ArrayLike) -> tuple[float, float]:
     lo = np.maximum(pred[:, None, :d], true[None, :, :d])
     hi = np.minimum(pred[:, None, d:], true[None, :, d:])
     inter = union_area(np.concatenate([lo, hi], axis=2).reshape(-1, 2 * d))
-    return inter, union_area(np.concatenate([pred, true]))
+    union = union_area(np.concatenate([pred, true]))
+    return min(inter, union), union  # two coordinate grids: round-off could put inter an ulp above union
 
 
 def region_iou(pred: ArrayLike, true: ArrayLike) -> float:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from medground_eval.metrics import DEFAULT_THRESHOLDS, SampleScores, mcnemar, paired_bootstrap
+from medground_eval.metrics import DEFAULT_THRESHOLDS, SampleScores, iou_hits, mcnemar, paired_bootstrap
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ def compare_runs(
         raise ValueError("run A and run B have no samples; expected at least one scored sample")
     iou_a, iou_b = a.iou, b.iou[order]
     columns: list[tuple[str, np.ndarray, np.ndarray]] = [
-        (f"acc@{t:g}", _hits(iou_a, t, inclusive), _hits(iou_b, t, inclusive)) for t in thresholds
+        (f"acc@{t:g}", iou_hits(iou_a, t, inclusive), iou_hits(iou_b, t, inclusive)) for t in thresholds
     ]
     columns += [("miou", iou_a, iou_b), ("pointing", a.pointing, b.pointing[order]),
                 ("parse_failure_rate", a.parse_failed, b.parse_failed[order])]
@@ -120,7 +120,7 @@ def compare_runs(
                                         n_bootstrap=n_bootstrap, seed=seed, confidence=confidence)
         differences.append(Difference(name, float(values_a.mean()), float(values_b.mean()), diff, lo, hi))
 
-    hits_a, hits_b = _hits(iou_a, mcnemar_threshold, inclusive), _hits(iou_b, mcnemar_threshold, inclusive)
+    hits_a, hits_b = iou_hits(iou_a, mcnemar_threshold, inclusive), iou_hits(iou_b, mcnemar_threshold, inclusive)
     statistic, p_value = mcnemar(hits_a, hits_b)
     test = McNemar(
         threshold=float(mcnemar_threshold),
@@ -139,9 +139,6 @@ def compare_runs(
     )
     return Comparison(len(a), inclusive, confidence, n_bootstrap, tuple(differences), test, disagreements)
 
-
-def _hits(iou: np.ndarray, threshold: float, inclusive: bool) -> np.ndarray:
-    return iou >= threshold if inclusive else iou > threshold
 
 
 def _aligned(a: SampleScores, b: SampleScores) -> np.ndarray:

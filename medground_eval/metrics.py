@@ -23,6 +23,7 @@ DEFAULT_THRESHOLDS: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9)
 EXACT_MCNEMAR_BELOW = 25
 """:func:`mcnemar` uses the exact binomial test when fewer discordant pairs than this, else chi-square."""
 
+IOU_TOLERANCE = 1e-9  # see iou_hits
 EXACT_BOOTSTRAP_MAX_N = 100_000  # above this many samples, resampled means come from their Gaussian limit
 _CHUNK_ELEMENTS = 1 << 16  # resampled indices per bootstrap chunk (512 KiB of int64: stays in cache)
 
@@ -211,7 +212,7 @@ def grounding_report(
     """Summarise per-sample scores. Every mean is over all n samples: parse failures count as IoU 0.
 
     - ``acc[f"{t:g}"]``: fraction of samples with IoU >= t (``inclusive=True``) or IoU > t (``inclusive=False``,
-      the rule of the VLM-R1 / MedGround-R1 evaluation scripts at t = 0.5).
+      the rule of the VLM-R1 / MedGround-R1 evaluation scripts at t = 0.5), as :func:`iou_hits` decides it.
     - ``miou``: mean per-sample IoU. ``ciou``: sum(intersection) / sum(union); 0 when the pooled union is 0.
     - ``pointing``, ``parse_failure_rate``, ``out_of_frame_rate``: fraction of samples with that flag.
     - ``per_category[c]``: ``{n, acc, miou, ciou, pointing}`` over samples of category c (sorted by name);
@@ -237,7 +238,7 @@ def grounding_report(
             confidence=confidence, n_bootstrap=n_bootstrap,
         )
 
-    hits = _hits(scores.iou, thresholds, inclusive)
+    hits = iou_hits(scores.iou, thresholds, inclusive)
     overall = _summary(hits, keys, scores.iou, scores.intersection, scores.union, scores.pointing)
     per_category = {}
     for name in sorted({c for c in scores.category if c is not None}):
@@ -342,10 +343,18 @@ def _summary(hits: np.ndarray, keys: list[str], iou: np.ndarray, inter: np.ndarr
     }
 
 
-def _hits(iou: np.ndarray, thresholds: tuple[float, ...], inclusive: bool) -> np.ndarray:
-    """(T, n) bool: iou >= t (inclusive) or iou > t, one row per threshold."""
-    limits = np.asarray(thresholds)[:, None]
-    return iou[None, :] >= limits if inclusive else iou[None, :] > limits
+def iou_hits(iou: np.ndarray, thresholds: float | Sequence[float], inclusive: bool = True) -> np.ndarray:
+    """The hit rule, everywhere: IoU >= t (``inclusive``) or IoU > t, compared with a tolerance of ``IOU_TOLERANCE``.
+
+    The tolerance absorbs float round-off (an IoU of exactly 1/2 can come back as 0.49999999999999994 after a
+    frame round trip), so the same boxes hit or miss alike in every frame; it is far below any IoU difference
+    between integer-pixel boxes of real images. A scalar threshold gives one bool per sample; a sequence of T
+    thresholds a (T, n) array.
+    """
+    iou = np.asarray(iou, dtype=np.float64)
+    limits = np.asarray(thresholds, dtype=np.float64)
+    limits = limits if limits.ndim == 0 else limits[:, None]
+    return iou >= limits - IOU_TOLERANCE if inclusive else iou > limits + IOU_TOLERANCE
 
 
 def _ratio(numerator: np.ndarray | float, denominator: np.ndarray | float) -> np.ndarray:

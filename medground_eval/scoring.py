@@ -57,7 +57,7 @@ from medground_eval.datasets.base import DataError, LoadedDataset, OnError, RowE
 from medground_eval.datasets.jsonl import sample_from_record
 from medground_eval.datasets.m3d_refseg import VIEWS, view_sample
 from medground_eval.frames import FRAME_PRESETS, get_frame
-from medground_eval.metrics import DEFAULT_THRESHOLDS, GroundingReport, SampleScores, grounding_report
+from medground_eval.metrics import DEFAULT_THRESHOLDS, GroundingReport, SampleScores, grounding_report, iou_hits
 from medground_eval.parsing import completion_text
 from medground_eval.regions import boxes_to_pixels, parse_batch, parse_many
 from medground_eval.types import Sample
@@ -613,7 +613,7 @@ class ScoreResult:
     def hits(self, threshold: float = 0.5) -> np.ndarray:
         """Per sample, IoU >= threshold (or > under a strict rule such as the vlm-r1 preset)."""
         iou = self.per_sample.iou
-        return iou >= threshold if self.report.inclusive else iou > threshold
+        return iou_hits(iou, threshold, self.report.inclusive)
 
     def write_per_sample(self, path: str | Path) -> None:
         """CSV with columns id, iou, hit@0.5, pointing, parse_failed, out_of_frame, category, problems."""

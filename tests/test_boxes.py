@@ -252,3 +252,12 @@ def test_bad_shapes_name_the_shape() -> None:
     with pytest.raises(ValueError, match="same count"):
         box_iou(np.zeros((2, 4)), np.zeros((1, 4)))
     assert as_boxes([]).shape == (0, 4) and as_boxes(np.zeros((0, 6))).shape == (0, 6)
+
+
+def test_region_iou_never_exceeds_one_by_round_off():
+    # Found by hypothesis: the intersection and the union come from two coordinate grids.
+    pred = np.array([[0.7, 1.0, 129.7, 2.0]])
+    true = np.array([[0.0, 0.0, 1.00001, 1.59117462e-185], [0.7, 1.0, 129.7, 2.0]])
+    inter, union = region_overlap(pred, true)
+    assert inter <= union
+    assert region_iou(pred, true) == region_iou(true, pred) == 1.0

@@ -444,3 +444,14 @@ def test_gaussian_limit_intervals_stay_in_unit_range(monkeypatch):
     for name, (lo, hi) in report.ci.items():
         assert 0.0 <= lo <= hi <= 1.0, (name, lo, hi)
     assert report.ci["acc@0.5"][1] == 1.0
+
+
+def test_hit_rule_tolerates_float_round_off_at_the_threshold():
+    from medground_eval.metrics import iou_hits
+
+    just_below = 0.49999999999999994  # an IoU of 1/2 after a frame round trip
+    assert iou_hits(np.array([just_below]), 0.5, inclusive=True).tolist() == [True]
+    assert iou_hits(np.array([0.5 + 1e-12]), 0.5, inclusive=False).tolist() == [False]
+    assert iou_hits(np.array([0.4999]), 0.5).tolist() == [False]
+    assert iou_hits(np.array([0.5001]), 0.5, inclusive=False).tolist() == [True]
+    assert iou_hits(np.array([0.2, 0.6]), (0.1, 0.5)).tolist() == [[True, True], [False, True]]

@@ -10,6 +10,7 @@ import numpy as np
 
 from medground_eval import boxes as geometry
 from medground_eval.frames import Frame, get_frame
+from medground_eval.metrics import iou_hits
 from medground_eval.regions import ParsedBatch, PredictedRegions, parse_batch, predicted_regions
 from medground_eval.rewards.base import Reward
 from medground_eval.rewards.ground_truth import GroundTruthBatch, read_ground_truth
@@ -104,7 +105,7 @@ class SpatialReward(Reward):
         if self.mode == "iou":
             reward = iou
         elif self.mode == "threshold":
-            reward = (iou >= self.threshold if self.inclusive else iou > self.threshold).astype(np.float64)
+            reward = iou_hits(iou, self.threshold, self.inclusive).astype(np.float64)
         else:
             reward = (_region_giou(iou, union, regions.boxes, truth.boxes, self.dims) + 1.0) / 2.0
         reward = np.where(regions.parse_failed, 0.0, reward)
