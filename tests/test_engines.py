@@ -333,3 +333,15 @@ def test_engine_command_errors():
     assert command[-1] == "trainer.n_gpus_per_node=8"
     with pytest.raises(ValueError, match="engine_args"):
         engine_command("verl", TrainOptions(model="m", extra={"engine_args": "x"}))
+
+
+def test_options_an_engine_does_not_take_are_reported_not_dropped(tmp_path, capsys):
+    options = TrainOptions(model="Qwen/Qwen2.5-VL-3B-Instruct", data_dir=str(write_jsonl_dataset(tmp_path)),
+                           output_dir=str(tmp_path / "run"), max_steps=10, resume_from_checkpoint="last")
+    assert launch_engine("openrlhf", options, dry_run=True) == 0
+    err = capsys.readouterr().err
+    assert "openrlhf does not take option max_steps = 10" in err
+    assert "resume_from_checkpoint = 'last'" in err
+    assert launch_engine("verl", options, dry_run=True) == 0
+    err = capsys.readouterr().err
+    assert "max_steps" not in err and "verl does not take option resume_from_checkpoint" in err

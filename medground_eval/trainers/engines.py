@@ -277,6 +277,23 @@ def _write_inputs(backend: Backend, options: TrainOptions) -> Path:
     return config
 
 
+UNUSED_OPTIONS: dict[str, tuple[str, ...]] = {
+    "openrlhf": ("max_steps", "resume_from_checkpoint", "use_cpu"),
+    "verl": ("resume_from_checkpoint", "use_cpu"),
+}
+"""Options the engine's command does not carry (set them through ``extra.engine_args`` in the engine's terms)."""
+
+
+def ignored_options(backend: Backend, options: TrainOptions) -> list[str]:
+    """The options set away from their default that ``backend``'s command does not use, as ``name = value``."""
+    defaults = TrainOptions()
+    return [
+        f"{name} = {getattr(options, name)!r}"
+        for name in UNUSED_OPTIONS.get(backend, ())
+        if getattr(options, name) != getattr(defaults, name)
+    ]
+
+
 def launch_engine(backend: Backend, options: TrainOptions, *, dry_run: bool = False) -> int:
     """Write the data and reward config, then run the engine (or print its command); returns an exit code.
 
@@ -287,6 +304,9 @@ def launch_engine(backend: Backend, options: TrainOptions, *, dry_run: bool = Fa
     command = engine_command(backend, options)
     config = Path(options.output_dir) / "reward_config.json"
     shown = f"{REWARD_CONFIG_ENV}={shlex.quote(str(config))} {shlex.join(command)}"
+    for ignored in ignored_options(backend, options):
+        print(f"note: {backend} does not take option {ignored}; pass it in the engine's terms through "
+              "extra.engine_args", file=sys.stderr)
     if dry_run:
         print(shown)
         return 0
