@@ -24,6 +24,13 @@ Decisions
 - **Lenient reading.** ``</think>`` missing: think runs to ``<answer>`` (or the end). ``<think>`` missing but
   ``</think>`` present: think is the text before ``</think>``. ``</answer>`` missing: the answer runs to the end and
   its boxes are kept. No ``<answer>`` at all: ``answer`` is None and there are no answer boxes. Each is a problem.
+- **Untagged answers** (``answer_tag="optional"``, for zero-shot baselines that answer plain JSON or
+  ``<ref>..</ref><box>..</box>``): when there is no ``<answer>`` tag, the answer is the text after ``</think>``, or
+  the whole text when the completion has neither ``<think>`` nor ``</think>``; ``answer`` is that text and its boxes
+  are read by the same rules. An unclosed ``<think>`` runs to the end, so it leaves no answer (None, no boxes).
+  "missing <answer>" is still a problem, so such a completion is never ``strict_format``. With an ``<answer>`` tag
+  both settings read the same. The default, ``"required"``, is what rewards use: a GRPO reward never credits an
+  untagged answer.
 - **Swapped corners** (x1 > x2, y1 > y2 or z1 > z2) are normalised (corners swapped) and recorded as a problem:
   the box is used, but the completion is not ``strict_format``.
 - **Box candidates** are innermost bracketed number groups: ``[...]`` with at least one number, ``(...)`` with at
@@ -58,12 +65,18 @@ from dataclasses import dataclass
 
 from medground_eval.types import ParsedBox, ParsedCompletion
 
-__all__ = ["FORMAT_DIALECTS", "MAX_BOXES", "completion_text", "format_box", "parse_completion", "read_think_boxes"]
+__all__ = [
+    "ANSWER_TAGS", "FORMAT_DIALECTS", "MAX_BOXES", "completion_text", "format_box", "parse_completion",
+    "read_think_boxes",
+]
 
 MAX_BOXES = 1000
 """Bracketed number groups read per section (think or answer); later ones are ignored, with a problem."""
 
 FORMAT_DIALECTS = ("qwen2.5-json", "list", "qwen2-tokens", "ref-box")
+
+ANSWER_TAGS = ("required", "optional")
+"""Values of ``answer_tag``: whether answer boxes are read only inside ``<answer>`` or also from untagged text."""
 
 BOX_KEYS = frozenset({"bbox_2d", "bbox_3d", "bbox", "box", "box_2d", "box_3d", "position"})
 """JSON keys whose value is a box (compared in lower case)."""
@@ -145,15 +158,21 @@ class _Candidate:
     numbers: tuple[str, ...]
 
 
-def parse_completion(completion: object, *, dims: int | None = None) -> ParsedCompletion:
+def parse_completion(
+    completion: object, *, dims: int | None = None, answer_tag: str = "required"
+) -> ParsedCompletion:
     """Parse one completion (string, chat messages, a message dict, None or garbage) into a ParsedCompletion.
 
     ``dims=None`` accepts 4-number (2D) and 6-number (3D) boxes; ``dims=2`` or ``dims=3`` accepts only
-    ``2 * dims`` numbers and reports other counts as problems. Never raises on the completion; raises ValueError
-    for a ``dims`` other than None, 2 or 3. See the module docstring for every decision.
+    ``2 * dims`` numbers and reports other counts as problems. ``answer_tag="optional"`` reads the boxes of a
+    completion without ``<answer>`` from its text after ``</think>`` (or its whole text), still recording
+    "missing <answer>". Never raises on the completion; raises ValueError for a ``dims`` other than None, 2 or 3
+    or an ``answer_tag`` not in :data:`ANSWER_TAGS`. See the module docstring for every decision.
     """
     if dims not in (None, 2, 3):
         raise ValueError(f"parse_completion: dims must be None, 2 or 3, got {dims!r}")
+    if answer_tag not in ANSWER_TAGS:
+        raise ValueError(f"parse_completion: answer_tag must be one of {', '.join(ANSWER_TAGS)}, got {answer_tag!r}")
     widths = (4, 6) if dims is None else (2 * dims,)
     text = completion_text(completion)
     if not text.strip():
@@ -201,6 +220,12 @@ def parse_completion(completion: object, *, dims: int | None = None) -> ParsedCo
     answer_boxes: tuple[ParsedBox, ...] = ()
     if answer_open is None:
         problems.append("missing <answer>")
+        if answer_tag == "optional" and (think_close is not None or think_open is None):
+            answer = text[think_close.end() :] if think_close is not None else text
+            problems.extend(_structure_problems(answer))
+            answer_boxes = _read_boxes(answer, widths, problems)
+            if not answer_boxes:
+                problems.append("no box in the untagged answer")
     else:
         if think_close is not None and answer_open.start() >= think_close.end():
             if text[think_close.end() : answer_open.start()].strip():

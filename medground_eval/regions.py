@@ -6,9 +6,9 @@ the conversion rules (frame, clipping, out-of-frame counting) hold everywhere.
 - :func:`parse_batch` parses a batch of completions into columns (:class:`ParsedBatch`: flat answer boxes, counts,
   strict-format flags), the ParsedCompletion objects made only when asked for. Texts of the canonical Qwen2.5-VL
   shape are read by :mod:`medground_eval.fastparse` (same result as the parser, proven by tests), the rest by
-  :func:`~medground_eval.parsing.parse_completion` with a bounded cache keyed by text. The last few batches are
-  remembered: in GRPO the format, spatial and semantic rewards see the same completions, and each batch is parsed
-  once. :func:`parse_many` is the same as a list of ParsedCompletion.
+  :func:`~medground_eval.parsing.parse_completion` with a bounded cache keyed by text, ``dims`` and ``answer_tag``.
+  The last few batches are remembered: in GRPO the format, spatial and semantic rewards see the same completions,
+  and each batch is parsed once. :func:`parse_many` is the same as a list of ParsedCompletion.
 - :func:`predicted_regions` converts every parsed answer box of a batch into original pixels in one vectorized call
   per distinct frame, clips it to the image and flags boxes that lay outside their declared frame.
 """
@@ -25,7 +25,7 @@ import numpy as np
 
 from medground_eval.fastparse import canonical_boxes, fast_parse
 from medground_eval.frames import Frame, get_frame
-from medground_eval.parsing import completion_text, parse_completion
+from medground_eval.parsing import ANSWER_TAGS, completion_text, parse_completion
 from medground_eval.types import ParsedCompletion
 
 PARSE_CACHE_SIZE = 65_536
@@ -35,8 +35,8 @@ RECENT_BATCHES = 2
 
 
 @lru_cache(maxsize=PARSE_CACHE_SIZE)
-def _parse_text(text: str, dims: int | None) -> ParsedCompletion:
-    return parse_completion(text, dims=dims)
+def _parse_text(text: str, dims: int | None, answer_tag: str) -> ParsedCompletion:
+    return parse_completion(text, dims=dims, answer_tag=answer_tag)
 
 
 @dataclass(frozen=True, eq=False)
@@ -48,11 +48,12 @@ class ParsedBatch:
       ``ParsedCompletion.boxes(box_dims)``: boxes of another width are left out); ``counts[i]`` of them are text i's.
     - ``strict_format[i]``: ``parsed[i].strict_format``.
     - ``canonical[i]``: text i was read by the fast path (:func:`~medground_eval.fastparse.fast_parse`); the others
-      by the parser.
+      by the parser, with ``answer_tag`` (a canonical text has its ``<answer>`` tag: both settings read it alike).
     """
 
     texts: list[str]
     dims: int | None
+    answer_tag: str
     flat: np.ndarray
     counts: np.ndarray
     strict_format: np.ndarray
@@ -87,19 +88,23 @@ def _texts(completions: Sequence[object]) -> list[str]:
     return [completion_text(c) for c in completions]
 
 
-def _remembered(texts: list[str], dims: int | None) -> ParsedBatch | None:
+def _remembered(texts: list[str], dims: int | None, answer_tag: str) -> ParsedBatch | None:
     with _recent_lock:
-        return next((b for b in _recent if b.dims == dims and b.texts == texts), None)
+        return next((b for b in _recent if b.dims == dims and b.answer_tag == answer_tag and b.texts == texts), None)
 
 
-def parse_batch(completions: Sequence[object], dims: int | None = 2) -> ParsedBatch:
+def parse_batch(completions: Sequence[object], dims: int | None = 2, *, answer_tag: str = "required") -> ParsedBatch:
     """Parse each completion (string or chat messages) into a :class:`ParsedBatch`; never raises on a completion.
 
-    A batch whose texts equal one of the last :data:`RECENT_BATCHES` batches (same ``dims``) is returned from memory.
+    ``answer_tag`` is :func:`~medground_eval.parsing.parse_completion`'s (ValueError when not in ``ANSWER_TAGS``).
+    A batch whose texts equal one of the last :data:`RECENT_BATCHES` batches (same ``dims`` and ``answer_tag``) is
+    returned from memory.
     """
+    if answer_tag not in ANSWER_TAGS:
+        raise ValueError(f"parse_batch: answer_tag must be one of {', '.join(ANSWER_TAGS)}, got {answer_tag!r}")
     # Compared as texts only: a list equality with other items (a numpy array) could raise.
     texts = _texts(completions)
-    remembered = _remembered(texts, dims)
+    remembered = _remembered(texts, dims, answer_tag)
     if remembered is not None:
         return remembered
     n = len(texts)
@@ -107,7 +112,7 @@ def parse_batch(completions: Sequence[object], dims: int | None = 2) -> ParsedBa
     fast_index, fast_boxes = canonical_boxes(texts) if width == 4 else (np.zeros(0, np.int64), np.zeros((0, width)))
     canonical = np.zeros(n, dtype=bool)
     canonical[fast_index] = True
-    full = {int(i): _parse_text(texts[i], dims) for i in np.flatnonzero(~canonical)}
+    full = {int(i): _parse_text(texts[i], dims, answer_tag) for i in np.flatnonzero(~canonical)}
     full_boxes = {i: p.boxes(width // 2) for i, p in full.items()}
     counts = canonical.astype(np.int64)
     strict = canonical.copy()
@@ -123,15 +128,17 @@ def parse_batch(completions: Sequence[object], dims: int | None = 2) -> ParsedBa
             flat[starts[i] : starts[i] + len(boxes)] = boxes
     for array in (flat, counts, strict, canonical):
         array.setflags(write=False)
-    batch = ParsedBatch(texts, dims, flat, counts, strict, canonical, full)
+    batch = ParsedBatch(texts, dims, answer_tag, flat, counts, strict, canonical, full)
     with _recent_lock:
         _recent.append(batch)
     return batch
 
 
-def parse_many(completions: Sequence[object], dims: int | None = 2) -> list[ParsedCompletion]:
-    """Parse each completion (string or chat messages); never raises. See :func:`parse_batch`."""
-    return list(parse_batch(completions, dims).parsed)
+def parse_many(
+    completions: Sequence[object], dims: int | None = 2, *, answer_tag: str = "required"
+) -> list[ParsedCompletion]:
+    """Parse each completion (string or chat messages); never raises on a completion. See :func:`parse_batch`."""
+    return list(parse_batch(completions, dims, answer_tag=answer_tag).parsed)
 
 
 @dataclass(frozen=True)

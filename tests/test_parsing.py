@@ -9,7 +9,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from medground_eval.parsing import FORMAT_DIALECTS, MAX_BOXES, completion_text, format_box, parse_completion
+from medground_eval.parsing import (
+    ANSWER_TAGS,
+    FORMAT_DIALECTS,
+    MAX_BOXES,
+    completion_text,
+    format_box,
+    parse_completion,
+)
+from medground_eval.regions import parse_batch, parse_many
 from medground_eval.types import ParsedBox
 
 NO_BOX = "no box in <answer>"
@@ -484,3 +492,93 @@ def test_box_shaped_group_under_another_key_is_a_problem() -> None:
     assert parse_completion(wrap('{"bbox_2d": [1, 2, 3, 4], "size": [512, 512], "point_2d": [2, 3]}')).strict_format
     # in <think>, free reasoning, nothing is reported
     assert parse_completion(wrap("[1, 2, 3, 4]", think='"crop": [1, 2, 3, 4]')).strict_format
+
+
+# --- untagged answers (answer_tag="optional", zero-shot baselines) ------------------------------------------------
+
+PLAIN_JSON = '[{"bbox_2d": [135, 114, 200, 263], "label": "left apical pneumothorax"}]'
+PNEUMOTHORAX = (ParsedBox((135.0, 114.0, 200.0, 263.0), "left apical pneumothorax"),)
+
+
+@pytest.mark.parametrize("text", [PLAIN_JSON, QWEN25, f"Sure! Here it is:\n{QWEN25}\n"])
+def test_untagged_qwen25_json_is_read_when_the_tag_is_optional(text: str) -> None:
+    parsed = parse_completion(text, answer_tag="optional")
+    assert parsed.answer_boxes == PNEUMOTHORAX
+    assert parsed.answer == text
+    assert parsed.think is None
+    assert parsed.problems == ("missing <think>", "missing <answer>")
+    assert not parsed.strict_format
+
+
+def test_untagged_internvl_ref_box_is_read_when_the_tag_is_optional() -> None:
+    text = "<ref>nodule</ref><box>[[100, 200, 300, 400], [500, 510, 600, 620]]</box>"
+    parsed = parse_completion(text, answer_tag="optional")
+    assert parsed.answer_boxes == (
+        ParsedBox((100.0, 200.0, 300.0, 400.0), "nodule"),
+        ParsedBox((500.0, 510.0, 600.0, 620.0), "nodule"),
+    )
+    assert parsed.problems == ("missing <think>", "missing <answer>")
+
+
+def test_untagged_answer_after_think_leaves_the_reasoning_boxes_out() -> None:
+    text = f"<think>The apex [1, 2, 3, 4] then lower.</think>\n{PLAIN_JSON}"
+    parsed = parse_completion(text, answer_tag="optional")
+    assert parsed.answer == f"\n{PLAIN_JSON}"
+    assert parsed.answer_boxes == PNEUMOTHORAX
+    assert parsed.think_boxes == (ParsedBox((1.0, 2.0, 3.0, 4.0)),)
+    assert parsed.problems == ("missing <answer>",)
+    assert not parsed.strict_format
+
+
+def test_untagged_answer_problems() -> None:
+    assert parse_completion("<think>a</think> I cannot tell.", answer_tag="optional").problems == (
+        "missing <answer>", "no box in the untagged answer",
+    )
+    unclosed = parse_completion("<think>The apex [1, 2, 3, 4]", answer_tag="optional")
+    assert (unclosed.answer, unclosed.answer_boxes) == (None, ())  # an unclosed <think> is all reasoning
+    assert "missing <answer>" in unclosed.problems
+    swapped = parse_completion("[30, 40, 10, 20]", answer_tag="optional")
+    assert swapped.answer_boxes == (ParsedBox((10.0, 20.0, 30.0, 40.0)),)
+    assert "box 1: x2 < x1, y2 < y1, corners swapped" in swapped.problems
+
+
+@pytest.mark.parametrize(
+    "text",
+    [PLAIN_JSON, QWEN25, "<ref>nodule</ref><box>[[100, 200, 300, 400]]</box>", f"<think>a</think>{PLAIN_JSON}"],
+)
+def test_default_still_requires_the_answer_tag(text: str) -> None:
+    parsed = parse_completion(text)
+    assert parsed == parse_completion(text, answer_tag="required")
+    assert (parsed.answer, parsed.answer_boxes) == (None, ())
+    assert "missing <answer>" in parsed.problems
+
+
+@settings(max_examples=300, deadline=None)
+@given(RANDOM_TEXT, st.sampled_from([None, 2, 3]))
+def test_optional_tag_changes_nothing_when_answer_is_tagged_and_never_the_format(text: str, dims: int | None) -> None:
+    required = parse_completion(text, dims=dims)
+    optional = parse_completion(text, dims=dims, answer_tag="optional")
+    _check_invariants(optional)
+    assert optional.strict_format == required.strict_format
+    if "<answer>" in text.lower():
+        assert optional == required
+    else:
+        assert set(required.problems) <= set(optional.problems)
+
+
+def test_answer_tag_is_checked() -> None:
+    assert ANSWER_TAGS == ("required", "optional")
+    for call in (parse_completion, parse_many, parse_batch):
+        with pytest.raises(ValueError, match="answer_tag must be one of required, optional, got 'maybe'"):
+            call(["x"] if call is not parse_completion else "x", answer_tag="maybe")
+
+
+def test_parse_batch_caches_by_answer_tag() -> None:
+    texts = [PLAIN_JSON, wrap(QWEN25)]
+    required = parse_batch(texts)
+    optional = parse_batch(texts, answer_tag="optional")
+    assert required.counts.tolist() == [0, 1] and optional.counts.tolist() == [1, 1]
+    assert parse_batch(texts) is required and parse_batch(texts, answer_tag="optional") is optional
+    assert optional.canonical.tolist() == [False, True]
+    assert [p.answer_boxes for p in parse_many(texts, answer_tag="optional")] == [PNEUMOTHORAX, PNEUMOTHORAX]
+    assert parse_many(texts)[0].answer_boxes == ()
