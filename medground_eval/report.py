@@ -103,14 +103,15 @@ class ReportFiles:
 
 
 def sample_views(
-    records: Sequence[Mapping[str, object]], samples: Sequence[Sample], *, frame: str | Frame = "pixel"
+    records: Sequence[Mapping[str, object]], samples: Sequence[Sample], *, frame: str | Frame = "pixel",
+    answer_tag: str = "required",
 ) -> dict[str, SampleView]:
     """One :class:`SampleView` per ground-truth sample, keyed by id.
 
     ``records`` are prediction records as in a predictions file: ``{"id", "completion"}`` or ``{"id", "pred_boxes"}``,
     each optionally with ``frame``, ``image_size`` (used when the sample has none, as the scorer does) and
     ``input_size``. Records whose id is not a sample are ignored (the scorer reports them); a sample without a record
-    gets no predicted box. Raises
+    gets no predicted box. Completions are parsed with ``answer_tag`` (as the scorer did). Raises
     ``ValueError`` naming the id when a ``pred_boxes`` value is not a list of boxes of the samples' dimensionality.
     """
     if not samples:
@@ -120,7 +121,7 @@ def sample_views(
     dims = samples[0].dims
     width = 2 * dims
     texts = [i for i, row in enumerate(rows) if "completion" in row]
-    parsed = dict(zip(texts, parse_many([rows[i]["completion"] for i in texts], dims=dims)))
+    parsed = dict(zip(texts, parse_many([rows[i]["completion"] for i in texts], dims=dims, answer_tag=answer_tag)))
     answers = [parsed[i].boxes(dims) if i in parsed else _given_boxes(s.id, row, width)
                for i, (s, row) in enumerate(zip(samples, rows))]
     thinks = [_think_boxes(parsed[i], width) if i in parsed else np.empty((0, width)) for i in range(len(rows))]
@@ -171,7 +172,8 @@ def score_report(
         used = {str(i) for i, problem in zip(result.per_sample.ids, result.problems) if problem != "no prediction"}
         records = _prediction_lines(Path(predictions_path), set(picked) & used)
         samples = read_samples(predictions_path, picked, dataset=dataset, annotations=annotations, split=split)
-        views = sample_views(list(records.values()), [samples[i] for i in picked if i in samples], frame=frame)
+        views = sample_views(list(records.values()), [samples[i] for i in picked if i in samples], frame=frame,
+                             answer_tag=str(result.config.get("answer_tag") or "required"))
     return write_report(result, out_dir, views=views, image_root=image_root, title=title,
                         examples_per_group=examples_per_group)
 

@@ -24,6 +24,11 @@ not a parse failure); a prediction whose id is not in the ground truth is left o
 is left out and counted in ``skipped_lines``. A line that carries valid ground truth and a bad prediction keeps
 its ground truth: the sample is a miss, as with a separate annotations file.
 
+Completions without an ``<answer>`` tag (zero-shot baselines answering plain JSON or ``<ref>..</ref><box>..</box>``)
+are parse failures by default; ``answer_tag="optional"`` (``--answer-tag optional``) reads their boxes from the text
+after ``</think>`` (or the whole text) as :func:`~medground_eval.parsing.parse_completion` documents; the run's
+``config`` records the setting, and it cannot be combined with a ``compat`` preset (which has its own parse rules).
+
 The path from completion to pixels is the one of the rewards: :func:`medground_eval.regions.parse_batch` (with its
 canonical Qwen2.5-VL fast path) and :func:`medground_eval.regions.boxes_to_pixels`. Large files are read in blocks
 of whole lines by several processes (decode, validate, parse); the parent joins the blocks in file order, so
@@ -58,7 +63,7 @@ from medground_eval.datasets.jsonl import sample_from_record
 from medground_eval.datasets.m3d_refseg import VIEWS, view_sample
 from medground_eval.frames import FRAME_PRESETS, get_frame
 from medground_eval.metrics import DEFAULT_THRESHOLDS, GroundingReport, SampleScores, grounding_report, iou_hits
-from medground_eval.parsing import completion_text
+from medground_eval.parsing import ANSWER_TAGS, completion_text
 from medground_eval.regions import boxes_to_pixels, parse_batch, parse_many
 from medground_eval.types import Sample
 
@@ -67,6 +72,11 @@ DEFAULT_PARSE_RULES = (
     "valid box of the answer in JSON, list, Qwen2 token or <ref><box> dialects, swapped corners reordered; boxes "
     "converted from the frame to original pixels and clipped; multi-box regions scored as unions"
 )
+UNTAGGED_PARSE_RULES = (
+    "; --answer-tag optional: a completion without <answer> is read from its text after </think> (or its whole text) "
+    "by the same rules, and still has the problem 'missing <answer>'"
+)
+"""Appended to :data:`DEFAULT_PARSE_RULES` in a run scored with ``answer_tag="optional"``."""
 CHUNK_BYTES = 4 << 20
 """Bytes of whole lines read, decoded and parsed as one unit (by one worker process)."""
 PARALLEL_MIN_BYTES = 32 << 20
@@ -262,6 +272,7 @@ class _Task:
     frame: str
     compat: str | None
     split: str | None = None
+    answer_tag: str = "required"
 
 
 def _frame_field(record: Mapping[str, Any], task: _Task, path: Path | None, line: int) -> str:
@@ -280,10 +291,10 @@ def _frame_field(record: Mapping[str, Any], task: _Task, path: Path | None, line
     return name
 
 
-def _parse_texts(texts: list[str], dims: int) -> list[tuple[list[float], int, str]]:
+def _parse_texts(texts: list[str], dims: int, answer_tag: str) -> list[tuple[list[float], int, str]]:
     """Per completion text: raw answer box coordinates (flat), the box count, and the parser's problems joined by
     "; " ("" when none), read by :func:`medground_eval.regions.parse_batch` (its canonical fast path included)."""
-    batch = parse_batch(texts, dims)
+    batch = parse_batch(texts, dims, answer_tag=answer_tag)
     width = 2 * dims
     flat = batch.flat.ravel().tolist()
     out = []
@@ -291,7 +302,7 @@ def _parse_texts(texts: list[str], dims: int) -> list[tuple[list[float], int, st
     for text, count, strict in zip(texts, batch.counts.tolist(), batch.strict_format.tolist()):
         end = offset + count * width
         # strict_format is "no problem" (parsing.py); only the others need their parse's reasons.
-        problems = "" if strict else "; ".join(parse_many([text], dims)[0].problems)
+        problems = "" if strict else "; ".join(parse_many([text], dims, answer_tag=answer_tag)[0].problems)
         out.append((flat[offset:end], count, problems))
         offset = end
     return out
@@ -398,10 +409,10 @@ class _Lines:
         if pred_row is not None:
             self.pending.append(pred_row)
 
-    def finish(self, dims: int) -> _Lines:
+    def finish(self, task: _Task) -> _Lines:
         """Parse the block's completion texts in one batch and store the prediction rows in columns."""
         texts = [row[1] for row in self.pending if row[2] == _TO_PARSE]
-        parsed = iter(_parse_texts(texts, dims) if texts else [])
+        parsed = iter(_parse_texts(texts, task.dims, task.answer_tag) if texts else [])
         for row in self.pending:
             if row[2] == _TO_PARSE:
                 coords, count, problems = next(parsed)
@@ -422,7 +433,7 @@ def _read_lines(data: bytes, first_line: int, path: Path, task: _Task) -> _Lines
                 continue
             record = DataError(path, line, None, text.strip(), f"a JSON object ({error.msg}, column {error.colno})")
         out.add(record, task, path, line)
-    return out.finish(task.dims)
+    return out.finish(task)
 
 
 def _chunks(path: Path, size: int) -> Iterator[tuple[int, bytes]]:
@@ -636,12 +647,18 @@ def join_notes(config: Mapping[str, Any]) -> list[str]:
     return [f"{config[key]} {label}" for key, label in labels if config.get(key)]
 
 
-def _check_run(frame: str, compat: str | None, on_error: str, view: str) -> tuple[str, CompatPreset | None]:
+def _check_run(frame: str, compat: str | None, on_error: str, view: str,
+               answer_tag: str) -> tuple[str, CompatPreset | None]:
     """The frame's preset name (lower case) and the compat preset; ValueError for a bad option."""
     get_frame(frame)
     frame = frame.strip().lower()
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error = {on_error!r}: expected 'raise' or 'skip'")
+    if answer_tag not in ANSWER_TAGS:
+        raise ValueError(f"--answer-tag {answer_tag!r}: expected one of {', '.join(ANSWER_TAGS)}")
+    if answer_tag != "required" and compat is not None:
+        raise ValueError(f"--answer-tag {answer_tag} with --compat {compat}: the compat preset has its own parse "
+                         "rules; drop --answer-tag, or drop --compat to score untagged answers")
     if view not in VIEWS:
         raise ValueError(f"--view {view!r}: expected one of {', '.join(VIEWS)}")
     if view != "volume" and FRAME_PRESETS[frame].kind == "m3d-npy":
@@ -688,6 +705,7 @@ def score_files(
     workers: int | None = None,
     progress: Callable[[int], None] | None = None,
     view: str = "volume",
+    answer_tag: str = "required",
 ) -> ScoreResult:
     """Score the predictions file against ``dataset`` (a loader name) read from ``annotations``.
 
@@ -698,10 +716,11 @@ def score_files(
     ignored). Lines are decoded and parsed by ``workers`` processes (default: one per CPU, up to 8, for files of
     :data:`PARALLEL_MIN_BYTES` or more); results do not depend on it. ``progress`` is called with the bytes of
     prediction lines read. ``view`` picks the target of 3D samples (``volume``, ``slice``, ``projection``; see the
-    module doc); under the ``m3d-npy`` frame, ``m3d-refseg`` is loaded with ``npy_crop=True``. Raises DataError for
-    a bad line (unless ``on_error="skip"``), ValueError for a bad option, FileNotFoundError for a missing file.
+    module doc); under the ``m3d-npy`` frame, ``m3d-refseg`` is loaded with ``npy_crop=True``. ``answer_tag``:
+    "required" (default) or "optional" (read completions without ``<answer>``; not with ``compat``). Raises DataError
+    for a bad line (unless ``on_error="skip"``), ValueError for a bad option, FileNotFoundError for a missing file.
     """
-    frame, preset = _check_run(frame, compat, on_error, view)
+    frame, preset = _check_run(frame, compat, on_error, view, answer_tag)
     if view != "volume" and dataset == "jsonl":
         raise ValueError(f"--view {view}: data set jsonl has 2D boxes; the views (slice, projection) are 2D views of "
                          "3D samples (m3d-refseg)")
@@ -732,7 +751,8 @@ def score_files(
 
     errors = RowErrors(on_error)
     preds = _Predictions()
-    task = _Task("both" if carried else "prediction", truth.dims or 2, frame, compat, split if carried else None)
+    task = _Task("both" if carried else "prediction", truth.dims or 2, frame, compat, split if carried else None,
+                 answer_tag)
     blocks = _blocks(predictions_path, task, _workers(workers, predictions_path), progress)
     _consume(blocks, truth, preds, errors, predictions_path, task.dims)
     if carried and split is not None and not truth.ids:
@@ -740,7 +760,7 @@ def score_files(
     return _score(truth, preds, _config(
         dataset=dataset, annotations=annotations, predictions=predictions_path, split=split, frame=frame,
         preset=preset, thresholds=thresholds, inclusive=inclusive, n_bootstrap=n_bootstrap, seed=seed,
-        on_error=on_error, skipped=truth_errors.skipped + errors.skipped, view=view,
+        on_error=on_error, skipped=truth_errors.skipped + errors.skipped, view=view, answer_tag=answer_tag,
     ))
 
 
@@ -762,33 +782,36 @@ def score_predictions(
     n_bootstrap: int = 1000,
     seed: int | None = 0,
     view: str = "volume",
+    answer_tag: str = "required",
 ) -> ScoreResult:
     """Score in-memory prediction records (the objects of a predictions file) against a loaded data set.
 
     Errors name the record as ``<records>:N`` (N its 1-based position). Same rules as :func:`score_files`
     (the ``m3d-npy`` frame's crop boxes come from the records or the samples' ``extra["npy_crop_box"]``).
     """
-    frame, preset = _check_run(frame, compat, on_error, view)
+    frame, preset = _check_run(frame, compat, on_error, view, answer_tag)
     errors = RowErrors(on_error)
     truth = _truth_from_dataset(dataset, view)
     _check_frame_dims(frame, truth)
-    task = _Task("prediction", truth.dims or 2, frame, compat)
+    task = _Task("prediction", truth.dims or 2, frame, compat, answer_tag=answer_tag)
     preds = _Predictions()
     block = _Lines()
     for line, record in enumerate(records, start=1):
         block.add(record, task, RECORDS, line)
-    _consume([block.finish(task.dims)], truth, preds, errors, RECORDS, task.dims)
+    _consume([block.finish(task)], truth, preds, errors, RECORDS, task.dims)
     return _score(truth, preds, _config(
         dataset=dataset.name, annotations=None, predictions=None, split=None, frame=frame, preset=preset,
         thresholds=thresholds, inclusive=inclusive, n_bootstrap=n_bootstrap, seed=seed, on_error=on_error,
-        skipped=list(dataset.skipped) + errors.skipped, view=view,
+        skipped=list(dataset.skipped) + errors.skipped, view=view, answer_tag=answer_tag,
     ))
 
 
 def _config(*, dataset: str, annotations: str | Path | None, predictions: Path | None, split: str | None,
             frame: str, preset: CompatPreset | None, thresholds: Iterable[float], inclusive: bool,
             n_bootstrap: int, seed: int | None, on_error: str, skipped: list[SkippedRow],
-            view: str) -> dict[str, Any]:
+            view: str, answer_tag: str) -> dict[str, Any]:
+    """The run's settings; ``answer_tag`` is None under a compat preset (its parse rules decide)."""
+    parse_rules = DEFAULT_PARSE_RULES + (UNTAGGED_PARSE_RULES if answer_tag == "optional" else "")
     return {
         "dataset": dataset,
         "annotations": None if annotations is None else str(annotations),
@@ -797,7 +820,8 @@ def _config(*, dataset: str, annotations: str | Path | None, predictions: Path |
         "view": view,
         "frame": frame if preset is None else f"{frame} (raw coordinates, no rescaling or clipping)",
         "compat": None if preset is None else preset.name,
-        "parse_rules": DEFAULT_PARSE_RULES if preset is None else preset.parse_rules,
+        "answer_tag": answer_tag if preset is None else None,
+        "parse_rules": parse_rules if preset is None else preset.parse_rules,
         "thresholds": [float(t) for t in thresholds],
         "inclusive": inclusive if preset is None else preset.inclusive,
         "n_bootstrap": n_bootstrap,

@@ -114,6 +114,53 @@ def test_image_root_is_refused_for_volumes(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+BASELINE = [  # a zero-shot model: plain Qwen2.5-VL JSON and InternVL ref/box, no <think> or <answer> tags
+    {"id": "a", "completion": '```json\n[{"bbox_2d": [0, 0, 100, 100], "label": "left effusion"}]\n```'},
+    {"id": "b", "completion": "<ref>right nodule</ref><box>[[500, 500, 600, 650]]</box>"},
+]
+
+
+def test_answer_tag_optional_scores_an_untagged_baseline(tmp_path):
+    gt, preds = write_jsonl(tmp_path / "gt.jsonl", GT), write_jsonl(tmp_path / "base.jsonl", BASELINE)
+    metrics = {}
+    for tag in ("required", "optional"):
+        args = ["score", str(preds), "--dataset", "jsonl", "--annotations", str(gt), "--bootstrap", "0",
+                "--output", str(tmp_path / f"{tag}.json"), "--answer-tag", tag]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        assert ("answer tag optional" in " ".join(result.output.split())) == (tag == "optional")  # rich may wrap
+        metrics[tag] = json.loads((tmp_path / f"{tag}.json").read_text())
+    assert metrics["required"]["parse_failure_rate"] == 1.0 and metrics["required"]["miou"] == 0.0
+    assert metrics["optional"]["parse_failure_rate"] == 0.0 and metrics["optional"]["miou"] == (1 + 2 / 3) / 2
+    assert metrics["required"]["config"]["answer_tag"] == "required"
+    config = metrics["optional"]["config"]
+    assert config["answer_tag"] == "optional" and "--answer-tag optional" in config["parse_rules"]
+
+
+def test_answer_tag_is_refused_with_compat_and_checked(tmp_path):
+    gt, preds = write_jsonl(tmp_path / "gt.jsonl", GT), write_jsonl(tmp_path / "base.jsonl", BASELINE)
+    for command in (["score", str(preds)], ["compare", str(preds), str(preds)]):
+        result = runner.invoke(app, [*command, "--dataset", "jsonl", "--annotations", str(gt), "--compat", "vlm-r1",
+                                     "--answer-tag", "optional"])
+        assert result.exit_code == 1, result.output
+        assert "--answer-tag optional with --compat vlm-r1: the compat preset has its own parse rules" in result.output
+    result = runner.invoke(app, ["score", str(preds), "--dataset", "jsonl", "--annotations", str(gt),
+                                 "--answer-tag", "maybe"])
+    assert result.exit_code == 1 and "--answer-tag 'maybe': expected one of required, optional" in result.output
+
+
+def test_compare_passes_the_answer_tag(tmp_path):
+    gt = write_jsonl(tmp_path / "gt.jsonl", GT)
+    base, tuned = write_jsonl(tmp_path / "base.jsonl", BASELINE), write_jsonl(tmp_path / "tuned.jsonl", PREDS)
+    result = runner.invoke(app, ["compare", str(base), str(tuned), "--dataset", "jsonl", "--annotations", str(gt),
+                                 "--answer-tag", "optional", "--bootstrap", "10", "--output", str(tmp_path / "c.json")])
+    assert result.exit_code == 0, result.output
+    document = json.loads((tmp_path / "c.json").read_text())
+    assert document["metrics_a"]["config"]["answer_tag"] == "optional"
+    assert document["metrics_a"]["parse_failure_rate"] == 0.0
+    assert {d["metric"]: d["diff"] for d in document["differences"]}["miou"] == 0.0
+
+
 def test_python_dash_m_smoke(tmp_path):
     preds = write_jsonl(tmp_path / "preds.jsonl", [{**gt, **pred} for gt, pred in zip(GT, PREDS)])
     run = subprocess.run([sys.executable, "-m", "medground_eval", "score", str(preds), "--dataset", "jsonl",

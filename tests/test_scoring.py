@@ -347,3 +347,41 @@ def test_chestxray8_perfect_predictions(tmp_path):
     assert result.report.n == len(loaded.samples) == 984
     assert all(value == 1.0 for value in result.report.acc.values())
     assert result.config["missing_predictions"] == 0
+
+
+def untagged(box: list[float], dialect: str = "qwen2.5-json") -> str:
+    """A zero-shot answer: the box without any tag."""
+    return f"[{format_box(box, 'x', dialect)}]" if dialect == "qwen2.5-json" else format_box(box, "x", dialect)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_answer_tag_optional_scores_untagged_completions(tmp_path, truth, monkeypatch, workers):
+    monkeypatch.setattr(scoring, "CHUNK_BYTES", 100)  # several blocks, read by the worker processes too
+    preds = write_jsonl(tmp_path / "preds.jsonl", [
+        {"id": "a", "completion": untagged([0, 0, 100, 100])},
+        {"id": "b", "completion": "<think>round</think> " + untagged([100, 100, 200, 200], "ref-box")},
+        {"id": "c", "completion": answer([0, 400, 100, 500])},
+    ])
+    required = score_files(preds, dataset="jsonl", annotations=truth, n_bootstrap=0, workers=workers)
+    assert required.per_sample.parse_failed.tolist() == [True, True, False]
+    assert required.problems[0] == "missing <think>; missing <answer>"
+    optional = score_files(preds, dataset="jsonl", annotations=truth, n_bootstrap=0, workers=workers,
+                           answer_tag="optional")
+    assert optional.per_sample.parse_failed.tolist() == [False, False, False]
+    assert optional.per_sample.iou.tolist() == [1.0, 1.0, 0.5]
+    assert optional.problems == ["missing <think>; missing <answer>", "missing <answer>", ""]
+    assert required.config["answer_tag"] == "required" and optional.config["answer_tag"] == "optional"
+    assert required.config["parse_rules"] == scoring.DEFAULT_PARSE_RULES
+    assert optional.config["parse_rules"] == scoring.DEFAULT_PARSE_RULES + scoring.UNTAGGED_PARSE_RULES
+
+
+def test_answer_tag_in_memory_and_its_errors(truth):
+    dataset = get_loader("jsonl")(truth)
+    records = [{"id": "a", "completion": untagged([0, 0, 100, 100])}]
+    result = score_predictions(records, dataset, n_bootstrap=0, answer_tag="optional")
+    assert result.per_sample.iou.tolist() == [1.0, 0.0, 0.0] and result.config["answer_tag"] == "optional"
+    with pytest.raises(ValueError, match="--answer-tag optional with --compat vlm-r1: the compat preset has its own"):
+        score_predictions(records, dataset, compat="vlm-r1", answer_tag="optional")
+    with pytest.raises(ValueError, match="--answer-tag 'maybe': expected one of required, optional"):
+        score_predictions(records, dataset, answer_tag="maybe")
+    assert score_predictions(records, dataset, compat="vlm-r1", n_bootstrap=0).config["answer_tag"] is None

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from medground_eval.cli import app
-from medground_eval.cli.score import _thresholds
+from medground_eval.cli.score import ANSWER_TAG_HELP, _thresholds
 
 
 @app.command("compare")
@@ -22,6 +22,7 @@ def compare_command(
     split: Annotated[str | None, typer.Option(help="Compare on this split only.")] = None,
     frame: Annotated[str, typer.Option(help="Frame of both runs' boxes; a line's 'frame' overrides it.")] = "pixel",
     compat: Annotated[str | None, typer.Option(help="Score both as a published script does: vlm-r1.")] = None,
+    answer_tag: Annotated[str, typer.Option(help=ANSWER_TAG_HELP)] = "required",
     on_error: Annotated[str, typer.Option(help="raise: stop at the first bad line; skip: leave it out and count it.")]
     = "raise",
     thresholds: Annotated[str, typer.Option(help="Comma-separated IoU thresholds for Acc@IoU.")] = "0.1,0.3,0.5,0.7,0.9",
@@ -44,7 +45,7 @@ def compare_command(
 
     options = dict(dataset=dataset, annotations=annotations, split=split, frame=frame, compat=compat,
                    on_error=on_error, thresholds=_thresholds(thresholds), inclusive=inclusive,
-                   n_bootstrap=bootstrap, seed=seed)
+                   n_bootstrap=bootstrap, seed=seed, answer_tag=answer_tag)
     try:
         result_a = score_files(predictions_a, **options)
         result_b = score_files(predictions_b, **options)

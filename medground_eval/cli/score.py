@@ -12,6 +12,8 @@ from medground_eval.cli import app
 
 PROGRESS_MIN_BYTES = 50 * 1024 * 1024
 """Prediction files at least this large get a progress bar."""
+ANSWER_TAG_HELP = ("required: a completion without <answer> is a parse failure; optional: read its boxes from the "
+                   "text after </think> (or the whole text), for zero-shot baselines. Not with --compat.")
 
 
 def _thresholds(text: str) -> list[float]:
@@ -39,8 +41,9 @@ def print_report(result: object, title: str) -> None:
     console.print(table)
     rule = "IoU >= t" if config["inclusive"] else "IoU > t (strict)"
     view = "" if config["view"] == "volume" else f", view {config['view']}"
+    tag = "" if config["answer_tag"] in (None, "required") else f", answer tag {config['answer_tag']}"
     console.print(f"dataset {config['dataset']}{view}, frame {config['frame']}, hit rule {rule}, "
-                  f"compat {config['compat'] or 'none'}")
+                  f"compat {config['compat'] or 'none'}{tag}")
     console.print(f"parse rules: {config['parse_rules']}", style="dim", markup=False)
     for note in join_notes(config):
         console.print(note, style="yellow", markup=False)
@@ -60,6 +63,7 @@ def score_command(
                                            "with the most region voxels) or projection (the box projected along "
                                            "z).")] = "volume",
     compat: Annotated[str | None, typer.Option(help="Score as a published script does: vlm-r1.")] = None,
+    answer_tag: Annotated[str, typer.Option(help=ANSWER_TAG_HELP)] = "required",
     output: Annotated[Path | None, typer.Option(help="Write the metrics JSON here.")] = None,
     per_sample: Annotated[Path | None, typer.Option(help="Write per-sample scores (CSV) here.")] = None,
     on_error: Annotated[str, typer.Option(help="raise: stop at the first bad line; skip: leave it out and count it.")]
@@ -90,7 +94,7 @@ def score_command(
         raise typer.Exit(1)
     options = dict(dataset=dataset, annotations=annotations, split=split, frame=frame, compat=compat,
                    on_error=on_error, thresholds=_thresholds(thresholds), inclusive=inclusive,
-                   n_bootstrap=bootstrap, seed=seed, view=view)
+                   n_bootstrap=bootstrap, seed=seed, view=view, answer_tag=answer_tag)
     try:
         if predictions.is_file() and predictions.stat().st_size >= PROGRESS_MIN_BYTES:
             with Progress(transient=True) as bar:
