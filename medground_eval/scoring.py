@@ -846,6 +846,10 @@ def _score(truth: _Truth, preds: _Predictions, config: dict[str, Any]) -> ScoreR
 
     rows = np.asarray(preds.truth_rows, dtype=np.int64)
     true_areas = _region_areas(true_flat, true_counts, true_start)
+    if config["compat"] is not None and width == 4:  # the preset compares with the enclosing box, area as theirs
+        lo = np.minimum.reduceat(true_flat[:, :2], true_start, axis=0)
+        hi = np.maximum.reduceat(true_flat[:, 2:], true_start, axis=0)
+        true_areas = (hi - lo).prod(axis=1)
     iou, inter, union, pointing, failed, out = _score_matched(truth, preds, rows, true_flat, true_counts, true_start,
                                                               true_areas, sizes, config)
 

@@ -149,3 +149,15 @@ def test_multi_box_truth_is_compared_as_its_enclosing_box():
     result = score_predictions([{"id": "s", "completion": wrap('{"bbox_2d": [0, 0, 100, 100]}')}], truth,
                                compat="vlm-r1", n_bootstrap=0)
     assert result.per_sample.iou[0] == 1.0
+
+
+def test_compat_misses_and_parse_failures_pool_the_same_enclosing_area():
+    """Under the preset a multi-box truth is its enclosing box, for a sample without prediction too (cIoU)."""
+    boxes = [[0, 0, 10, 10], [90, 90, 100, 100]]  # union 200, enclosing box 10,000
+    truth = LoadedDataset("jsonl", [Sample(id="a", phrase="p", boxes=boxes, image_size=(100, 100)),
+                                    Sample(id="b", phrase="p", boxes=boxes, image_size=(100, 100))])
+    result = score_predictions([{"id": "a", "completion": wrap("no box")}], truth, compat="vlm-r1", n_bootstrap=0)
+    assert result.config["missing_predictions"] == 1
+    assert result.per_sample.union.tolist() == [10_000.0, 10_000.0]
+    ours = score_predictions([{"id": "a", "completion": wrap("no box")}], truth, n_bootstrap=0)
+    assert ours.per_sample.union.tolist() == [200.0, 200.0]
