@@ -256,21 +256,53 @@ def region_iou(pred: ArrayLike, true: ArrayLike) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def _stack_single(boxes: Sequence[ArrayLike], index: np.ndarray, width: int, name: str) -> np.ndarray:
-    """The one box of each sample in ``index`` as an ``(n, width)`` array."""
-    if isinstance(boxes, np.ndarray):
-        flat = boxes[index, 0]
-    else:
-        flat = np.concatenate([boxes[i] for i in index.tolist()], axis=None).astype(np.float64, copy=False)
-    if flat.size != width * len(index):
-        raise ValueError(f"{name}: every box must have {width} numbers, like the first single-box sample")
-    return as_boxes(flat.reshape(-1, width), name)
+def _starts(counts: np.ndarray) -> np.ndarray:
+    return np.cumsum(counts) - counts
 
 
-def _counts(boxes: Sequence[ArrayLike]) -> np.ndarray:
-    if isinstance(boxes, np.ndarray):
-        return np.full(boxes.shape[0], boxes.shape[1] if boxes.ndim == 3 else 1)
-    return np.fromiter((len(b) for b in boxes), dtype=np.int64, count=len(boxes))
+def _columns(boxes: Sequence[ArrayLike] | np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(flat, counts)`` of per-sample box arrays: a list of ``(K_i, 2d)`` arrays, an ``(n, K, 2d)`` array, or an
+    ``(n, 2d)`` array (one box per sample)."""
+    if isinstance(boxes, np.ndarray) and boxes.ndim in (2, 3):
+        counts = np.full(boxes.shape[0], 1 if boxes.ndim == 2 else boxes.shape[1], dtype=np.int64)
+        return as_boxes(boxes.reshape(-1, boxes.shape[-1]), name), counts
+    arrays = [np.asarray(b, dtype=np.float64) for b in boxes]
+    counts = np.fromiter((a.shape[0] if a.ndim == 2 else int(a.size > 0) for a in arrays), np.int64, len(arrays))
+    width = next((a.shape[-1] for a in arrays if a.size), 4)
+    if any(a.size and a.shape[-1] != width for a in arrays):
+        raise ValueError(f"{name}: every box must have {width} numbers, like the first non-empty sample")
+    flat = np.concatenate([a.reshape(-1, width) for a in arrays]) if arrays else np.zeros((0, width))
+    return as_boxes(flat, name), counts
+
+
+def region_overlap_columns(
+    pred_flat: np.ndarray, pred_counts: np.ndarray, true_flat: np.ndarray, true_counts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`region_overlap` of many samples stored in columns: ``(intersection, union)``, each ``(n,)``.
+
+    Sample ``i`` owns ``pred_counts[i]`` consecutive rows of ``pred_flat`` and ``true_counts[i]`` of ``true_flat``.
+    Samples with one box on each side are computed in one vectorized pass, and so is a missing prediction against
+    one true box (intersection 0, union = its area); the others one by one with :func:`region_overlap`.
+    """
+    pred_counts, true_counts = np.asarray(pred_counts, np.int64), np.asarray(true_counts, np.int64)
+    if len(pred_counts) != len(true_counts):
+        raise ValueError(f"pred_counts and true_counts must have the same length: got {len(pred_counts)} and "
+                         f"{len(true_counts)}")
+    n = len(pred_counts)
+    pred_start, true_start = _starts(pred_counts), _starts(true_counts)
+    inter, union = np.zeros(n), np.zeros(n)
+    single = (pred_counts == 1) & (true_counts == 1)
+    if single.any():
+        pred, true = pred_flat[pred_start[single]], true_flat[true_start[single]]
+        _same_dims(pred, true)
+        one = _intersection(pred, true, outer=False)
+        inter[single], union[single] = one, box_area(pred) + box_area(true) - one
+    missed = (pred_counts == 0) & (true_counts == 1)
+    union[missed] = box_area(true_flat[true_start[missed]])
+    for i in np.flatnonzero(~single & ~missed):
+        inter[i], union[i] = region_overlap(pred_flat[pred_start[i]:pred_start[i] + pred_counts[i]],
+                                            true_flat[true_start[i]:true_start[i] + true_counts[i]])
+    return inter, union
 
 
 def region_overlap_many(preds: Sequence[ArrayLike], trues: Sequence[ArrayLike]) -> tuple[np.ndarray, np.ndarray]:
@@ -278,29 +310,32 @@ def region_overlap_many(preds: Sequence[ArrayLike], trues: Sequence[ArrayLike]) 
 
     ``preds[i]`` and ``trues[i]`` are the ``(K, 4)`` / ``(K, 6)`` box arrays of sample ``i`` (K may be 0);
     an ``(n, K, 2 * d)`` array holds K boxes per sample, an ``(n, 2 * d)`` array one box per sample.
-    Samples with exactly one box on each side (``len(boxes) == 1``) are computed in one vectorized pass;
-    the others one by one with :func:`region_overlap`.
+    Computed by :func:`region_overlap_columns`.
     """
-    if isinstance(preds, np.ndarray) and preds.ndim == 2:
-        preds = preds[:, None, :]
-    if isinstance(trues, np.ndarray) and trues.ndim == 2:
-        trues = trues[:, None, :]
     if len(preds) != len(trues):
         raise ValueError(f"preds and trues must have the same length: got {len(preds)} and {len(trues)}")
-    n = len(preds)
-    n_pred, n_true = _counts(preds), _counts(trues)
-    inter, union = np.zeros(n), np.zeros(n)
-    single = np.flatnonzero((n_pred == 1) & (n_true == 1))
-    if len(single):
-        width = np.asarray(trues[single[0]]).size
-        pred = _stack_single(preds, single, width, "preds")
-        true = _stack_single(trues, single, width, "trues")
-        one_inter = _intersection(pred, true, outer=False)
-        inter[single] = one_inter
-        union[single] = box_area(pred) + box_area(true) - one_inter
-    for i in np.flatnonzero((n_pred != 1) | (n_true != 1)):
-        inter[i], union[i] = region_overlap(preds[i], trues[i])
-    return inter, union
+    return region_overlap_columns(*_columns(preds, "preds"), *_columns(trues, "trues"))
+
+
+def region_pointing_columns(
+    pred_flat: np.ndarray, pred_counts: np.ndarray, true_flat: np.ndarray, true_counts: np.ndarray
+) -> np.ndarray:
+    """The pointing game per sample, columns as in :func:`region_overlap_columns`: the centre of the box enclosing
+    the predicted boxes (:func:`region_center`) lies in the true region, boundary inclusive; False without a
+    predicted box. One box on each side is computed in one vectorized pass, the rest one by one."""
+    pred_counts, true_counts = np.asarray(pred_counts, np.int64), np.asarray(true_counts, np.int64)
+    pred_start, true_start = _starts(pred_counts), _starts(true_counts)
+    hit = np.zeros(len(pred_counts), dtype=bool)
+    single = (pred_counts == 1) & (true_counts == 1)
+    if single.any():
+        pred, true = pred_flat[pred_start[single]], true_flat[true_start[single]]
+        d = _dims(pred)
+        centre = (pred[:, :d] + pred[:, d:]) / 2
+        hit[single] = ((centre >= true[:, :d]) & (centre <= true[:, d:])).all(axis=1)
+    for i in np.flatnonzero(~single & (pred_counts > 0)):
+        pred = pred_flat[pred_start[i]:pred_start[i] + pred_counts[i]]
+        hit[i] = bool(points_in_region(region_center(pred), true_flat[true_start[i]:true_start[i] + true_counts[i]]))
+    return hit
 
 
 def matched_iou(pred: ArrayLike, true: ArrayLike) -> float:

@@ -126,16 +126,21 @@ def score_samples(
         failed |= _as_flags("parse_failed", parse_failed)
     preds = [np.empty((0, true.shape[1])) if fail else pred for pred, true, fail in zip(preds, trues, failed)]
 
-    inter, union = boxes.region_overlap_many(preds, trues)
-    inter = np.asarray(inter, dtype=np.float64)
-    union = np.asarray(union, dtype=np.float64)
+    pred_counts = np.fromiter((len(pred) for pred in preds), dtype=np.int64, count=n)
+    true_counts = np.fromiter((len(true) for true in trues), dtype=np.int64, count=n)
+    width = trues[0].shape[1] if n else 4
+    mixed = next((i for i, true in enumerate(trues) if true.shape[1] != width), None)
+    if mixed is not None:
+        raise ValueError(f"true_boxes[{mixed}] (id {ids[mixed]!r}) has {trues[mixed].shape[1]} numbers per box; "
+                         f"expected {width}, like the first sample (2D and 3D samples cannot be scored together)")
+    pred_flat = np.concatenate(preds) if n else np.zeros((0, width))
+    true_flat = np.concatenate(trues) if n else np.zeros((0, width))
+    inter, union = boxes.region_overlap_columns(pred_flat, pred_counts, true_flat, true_counts)
     if multi == "union":
         iou = np.divide(inter, union, out=np.zeros(n), where=union > 0)
     else:
         iou = np.array([boxes.matched_iou(pred, true) for pred, true in zip(preds, trues)])
-    # region_center of no boxes is NaN, which lies in no region: failures point nowhere.
-    pointing = np.array([boxes.points_in_region(boxes.region_center(pred), true) for pred, true in zip(preds, trues)],
-                        dtype=bool)
+    pointing = boxes.region_pointing_columns(pred_flat, pred_counts, true_flat, true_counts)
     return SampleScores(
         ids=ids,
         iou=np.clip(iou, 0.0, 1.0),  # rounding in the geometry may leave 1 + 1e-16

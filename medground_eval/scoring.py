@@ -845,13 +845,15 @@ def _score(truth: _Truth, preds: _Predictions, config: dict[str, Any]) -> ScoreR
         sizes[known] = np.asarray([s for s in truth.sizes if s is not None], dtype=np.float64)
 
     rows = np.asarray(preds.truth_rows, dtype=np.int64)
-    true_areas = _region_areas(true_flat, true_counts, true_start)
+    # Area of each sample's true region (the union of its boxes): a sample without prediction pools it in cIoU.
+    no_prediction = np.zeros((0, width)), np.zeros(n, dtype=np.int64)
+    true_areas = geometry.region_overlap_columns(*no_prediction, true_flat, true_counts)[1]
     if config["compat"] is not None and width == 4:  # the preset compares with the enclosing box, area as theirs
         lo = np.minimum.reduceat(true_flat[:, :2], true_start, axis=0)
         hi = np.maximum.reduceat(true_flat[:, 2:], true_start, axis=0)
         true_areas = (hi - lo).prod(axis=1)
     iou, inter, union, pointing, failed, out = _score_matched(truth, preds, rows, true_flat, true_counts, true_start,
-                                                              true_areas, sizes, config)
+                                                              sizes, config)
 
     # Every ground-truth sample gets a row; those without a prediction are misses: IoU 0, area of their region.
     all_iou, all_inter = np.zeros(n), np.zeros(n)
@@ -878,18 +880,8 @@ def _score(truth: _Truth, preds: _Predictions, config: dict[str, Any]) -> ScoreR
     return ScoreResult(report=report, per_sample=scores, problems=problems, config=config)
 
 
-def _region_areas(flat: np.ndarray, counts: np.ndarray, start: np.ndarray) -> np.ndarray:
-    """Area (volume) of each sample's region: the union of its ``counts[i]`` boxes."""
-    areas = np.zeros(len(counts))
-    single = counts == 1
-    areas[single] = geometry.box_area(flat[start[single]])
-    for i in np.flatnonzero(~single):
-        areas[i] = geometry.union_area(flat[start[i]:start[i] + counts[i]])
-    return areas
-
-
 def _score_matched(truth: _Truth, preds: _Predictions, rows: np.ndarray, true_flat: np.ndarray,
-                   true_counts: np.ndarray, true_start: np.ndarray, true_areas: np.ndarray, sizes: np.ndarray,
+                   true_counts: np.ndarray, true_start: np.ndarray, sizes: np.ndarray,
                    config: dict[str, Any]) -> tuple[np.ndarray, ...]:
     """Per matched prediction: iou, intersection, union, pointing, parse_failed, out_of_frame."""
     k, dims = len(rows), truth.dims or 2
@@ -925,22 +917,13 @@ def _score_matched(truth: _Truth, preds: _Predictions, rows: np.ndarray, true_fl
             input_sizes=None if inputs is None or group is not has_size else inputs[group], dims=dims,
         )
 
-    inter, union = np.zeros(k), np.zeros(k)
-    pointing = np.zeros(k, dtype=bool)
-    start = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-    single = (counts == 1) & (t_counts == 1)
-    pred_one, true_one = converted[start[single]], true_flat[t_start[single]]
-    inter[single], union[single] = geometry.region_overlap_many(pred_one, true_one)
-    centre = (pred_one[:, :dims] + pred_one[:, dims:]) / 2
-    pointing[single] = ((centre >= true_one[:, :dims]) & (centre <= true_one[:, dims:])).all(axis=1)
-    union[failed] = true_areas[rows[failed]]
-    for i in np.flatnonzero(~single & ~failed):
-        pred = converted[start[i]:start[i] + counts[i]]
-        true = true_flat[t_start[i]:t_start[i] + t_counts[i]]
-        inter[i], union[i] = geometry.region_overlap(pred, true)
-        pointing[i] = bool(geometry.points_in_region(geometry.region_center(pred), true))
+    # The matched samples' true boxes, in prediction order, as columns.
+    true_rows_flat = true_flat[np.repeat(t_start - (np.cumsum(t_counts) - t_counts), t_counts)
+                               + np.arange(int(t_counts.sum()))]
+    inter, union = geometry.region_overlap_columns(converted, counts, true_rows_flat, t_counts)
+    pointing = geometry.region_pointing_columns(converted, counts, true_rows_flat, t_counts)
     iou = np.clip(np.divide(inter, union, out=np.zeros(k), where=union > 0), 0.0, 1.0)
-    return iou, inter, union, pointing & ~failed, failed, out
+    return iou, inter, union, pointing, failed, out
 
 
 def _input_sizes(truth: _Truth, preds: _Predictions, dims: int) -> np.ndarray | None:

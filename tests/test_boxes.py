@@ -261,3 +261,20 @@ def test_region_iou_never_exceeds_one_by_round_off():
     inter, union = region_overlap(pred, true)
     assert inter <= union
     assert region_iou(pred, true) == region_iou(true, pred) == 1.0
+
+
+@given(st.lists(st.tuples(boxes_2d(max_size=3), boxes_2d(min_size=1, max_size=3)), max_size=12))
+def test_columns_agree_with_one_sample_at_a_time(samples):
+    from medground_eval.boxes import region_overlap, region_overlap_columns, region_pointing_columns
+
+    preds = [p for p, _ in samples]
+    trues = [t for _, t in samples]
+    pred_counts = np.array([len(p) for p in preds], dtype=np.int64)
+    true_counts = np.array([len(t) for t in trues], dtype=np.int64)
+    pred_flat = np.concatenate(preds) if preds else np.zeros((0, 4))
+    true_flat = np.concatenate(trues) if trues else np.zeros((0, 4))
+    inter, union = region_overlap_columns(pred_flat, pred_counts, true_flat, true_counts)
+    pointing = region_pointing_columns(pred_flat, pred_counts, true_flat, true_counts)
+    for i, (pred, true) in enumerate(samples):
+        assert (inter[i], union[i]) == pytest.approx(region_overlap(pred, true), rel=1e-12, abs=1e-9)
+        assert pointing[i] == (len(pred) > 0 and bool(points_in_region(region_center(pred), true)))

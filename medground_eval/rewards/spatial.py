@@ -100,7 +100,9 @@ class SpatialReward(Reward):
             iou = np.array([geometry.matched_iou(p, t) for p, t in zip(regions.boxes, truth.boxes)], dtype=np.float64)
             iou = iou.reshape(len(completions))
         else:
-            intersection, union = _region_overlap(regions, truth)
+            intersection, union = geometry.region_overlap_columns(
+                regions.flat, regions.counts, truth.flat, truth.counts
+            )
             iou = _safe_ratio(intersection, union)
         if self.mode == "iou":
             reward = iou
@@ -113,29 +115,6 @@ class SpatialReward(Reward):
 
     def scores(self, completions: Sequence[object], **columns: object) -> np.ndarray:
         return self.evaluate(completions, columns).reward
-
-
-def _region_overlap(regions: PredictedRegions, truth: GroundTruthBatch) -> tuple[np.ndarray, np.ndarray]:
-    """``(intersection, union)`` of the predicted and true regions per sample, from the flat columns.
-
-    The usual rows, one box on each side or no prediction against one true box, are computed in one vectorized
-    pass; the others (several boxes on a side) by :func:`~medground_eval.boxes.region_overlap_many`.
-    """
-    n_pred, n_true = regions.counts, truth.counts
-    pred_start, true_start = np.cumsum(n_pred) - n_pred, np.cumsum(n_true) - n_true
-    intersection, union = np.zeros(len(n_pred)), np.zeros(len(n_pred))
-    single = (n_pred == 1) & (n_true == 1)
-    if single.any():
-        pred, true = regions.flat[pred_start[single]], truth.flat[true_start[single]]
-        intersection[single], union[single] = geometry.region_overlap_many(pred, true)
-    missed = (n_pred == 0) & (n_true == 1)
-    union[missed] = geometry.box_area(truth.flat[true_start[missed]])
-    rest = np.flatnonzero(~single & ~missed)
-    if len(rest):
-        intersection[rest], union[rest] = geometry.region_overlap_many(
-            [regions.boxes[i] for i in rest], [truth.boxes[i] for i in rest]
-        )
-    return intersection, union
 
 
 def _safe_ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
