@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from medground_eval.encoders import CachedEncoder, SentenceTransformerEncoder
+from medground_eval.rewards.encoders import CachedEncoder, SentenceTransformerEncoder
 
 COLD_MAX_OVERHEAD = 0.10
 WARM_MIN_SPEEDUP = 100.0

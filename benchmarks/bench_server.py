@@ -29,8 +29,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from medground_eval.trainers.engines import load_reward
-from medground_eval.trainers.openrlhf import score_queries
+from medground_eval.integrations.engines import load_reward
+from medground_eval.integrations.openrlhf import score_queries
 
 PROMPT = (
     "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n<|vision_start|>{pads}"

@@ -1,13 +1,13 @@
 """medground-eval: Chain-of-Box parsing, coordinate frames, grounding rewards and metrics for medical VLMs.
 
 The core names are re-exported here; rewards live in :mod:`medground_eval.rewards`, loaders in
-:mod:`medground_eval.datasets`, trainer adapters in :mod:`medground_eval.trainers`.
+:mod:`medground_eval.datasets`, trainer adapters in :mod:`medground_eval.integrations`.
 """
 
 from medground_eval.frames import FRAME_PRESETS, Frame, get_frame, smart_resize
 from medground_eval.metrics import GroundingReport, SampleScores, grounding_report, score_samples
 from medground_eval.parsing import completion_text, parse_completion
-from medground_eval.types import ParsedBox, ParsedCompletion, Sample
+from medground_eval.structures import ParsedBox, ParsedCompletion, Sample
 
 __version__ = "0.1.0"
 

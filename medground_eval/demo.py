@@ -26,8 +26,8 @@ import numpy as np
 from medground_eval.datasets.base import LoadedDataset
 from medground_eval.frames import get_frame
 from medground_eval.parsing import format_box
-from medground_eval.scoring import ScoreResult, score_predictions
-from medground_eval.types import Sample
+from medground_eval.evaluation.scorer import ScoreResult, score_predictions
+from medground_eval.structures import Sample
 
 IMAGE_SIZES = ((2544, 3056), (3056, 2544), (1024, 1024), (4280, 3520), (3520, 4280))
 """(W, H): MIMIC-CXR-like portrait and landscape, NIH 1024 x 1024, and two above Qwen2.5-VL's 12.8 M pixel limit."""

@@ -40,7 +40,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from medground_eval.types import ParsedBox, ParsedCompletion
+from medground_eval.structures import ParsedBox, ParsedCompletion
 
 __all__ = ["canonical_boxes", "canonical_label", "fast_parse"]
 

@@ -7,7 +7,7 @@ A MedGround-R1 completion looks like::
     [{"bbox_2d": [135, 114, 200, 263], "label": "left apical pneumothorax"}]
     ```</answer>
 
-:func:`parse_completion` returns a :class:`~medground_eval.types.ParsedCompletion`: the think and answer text,
+:func:`parse_completion` returns a :class:`~medground_eval.structures.ParsedCompletion`: the think and answer text,
 the answer boxes with their labels, the boxes written inside ``<think>`` (the Chain-of-Box steps, in order),
 ``strict_format`` and a human-readable reason for every problem.
 
@@ -63,7 +63,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from medground_eval.types import ParsedBox, ParsedCompletion
+from medground_eval.structures import ParsedBox, ParsedCompletion
 
 __all__ = [
     "ANSWER_TAGS", "FORMAT_DIALECTS", "MAX_BOXES", "completion_text", "format_box", "parse_completion",

@@ -26,7 +26,7 @@ import numpy as np
 from medground_eval.fastparse import canonical_boxes, fast_parse
 from medground_eval.frames import Frame, get_frame
 from medground_eval.parsing import ANSWER_TAGS, completion_text, parse_completion
-from medground_eval.types import ParsedCompletion
+from medground_eval.structures import ParsedCompletion
 
 PARSE_CACHE_SIZE = 65_536
 """Completion texts whose full parse is remembered (texts of the canonical shape are not cached: reading is cheap)."""

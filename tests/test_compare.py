@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from medground_eval.cli import app
-from medground_eval.compare import compare_runs, comparison_markdown
+from medground_eval.evaluation.compare import compare_runs, comparison_markdown
 from medground_eval.metrics import SampleScores, mcnemar, paired_bootstrap
-from medground_eval.scoring import score_files
+from medground_eval.evaluation.scorer import score_files
 
 
 def scores(ids, iou, pointing=None, failed=None) -> SampleScores:

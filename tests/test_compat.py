@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from medground_eval.compat import get_compat, vlm_r1_extract, vlm_r1_iou
+from medground_eval.evaluation.compat import get_compat, vlm_r1_extract, vlm_r1_iou
 from medground_eval.datasets import DataError, LoadedDataset
-from medground_eval.scoring import score_predictions
-from medground_eval.types import Sample
+from medground_eval.evaluation.scorer import score_predictions
+from medground_eval.structures import Sample
 
 
 def their_extract(content: str) -> list[int]:

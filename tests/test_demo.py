@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from medground_eval.cli import app
 from medground_eval.demo import demo_dataset, run_demo
-from medground_eval.scoring import score_files
+from medground_eval.evaluation.scorer import score_files
 
 
 def test_demo_is_deterministic_and_tells_the_frame_story():

@@ -1,4 +1,4 @@
-"""Tests for medground_eval.encoders: text encoders, the LRU cache, the CLIP region encoder, calibration."""
+"""Tests for medground_eval.rewards.encoders: text encoders, the LRU cache, the CLIP region encoder, calibration."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from medground_eval.encoders import (
+from medground_eval.rewards.encoders import (
     CachedEncoder,
     CacheInfo,
     CallableEncoder,
@@ -57,7 +57,7 @@ def unit_or_zero(emb: np.ndarray) -> bool:
 
 def test_import_pulls_no_heavy_library() -> None:
     code = (
-        "import sys, medground_eval.encoders; "
+        "import sys, medground_eval.rewards.encoders; "
         "heavy = {'torch', 'transformers', 'sentence_transformers', 'sklearn', 'PIL'} & set(sys.modules); "
         "assert not heavy, heavy"
     )

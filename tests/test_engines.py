@@ -14,18 +14,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from medground_eval.rewards import SpatialSemanticReward
-from medground_eval.trainers import easyr1, engines, verl
-from medground_eval.trainers.engines import (
+from medground_eval.integrations import easyr1, engines, verl
+from medground_eval.integrations.engines import (
     REWARD_CONFIG_ENV,
     engine_command,
     launch_engine,
     load_reward,
     reward_from_env,
 )
-from medground_eval.trainers.labels import LabelError, label_columns, read_label, sample_label
-from medground_eval.trainers.openrlhf import response_text
-from medground_eval.trainers.options import TrainOptions
-from medground_eval.types import Sample
+from medground_eval.integrations.labels import LabelError, label_columns, read_label, sample_label
+from medground_eval.integrations.openrlhf import response_text
+from medground_eval.integrations.options import TrainOptions
+from medground_eval.structures import Sample
 
 COMPLETIONS = [
     '<think>The left base [100, 500, 300, 700] is dense.</think>'

@@ -15,7 +15,7 @@ from medground_eval.parsing import parse_completion
 from medground_eval.regions import parse_batch, parse_many, predicted_regions
 from medground_eval.rewards import FormatReward, SpatialReward, format_reward, predicted_label, spatial_reward
 from medground_eval.rewards.combined import _predicted_labels
-from medground_eval.types import ParsedBox, ParsedCompletion
+from medground_eval.structures import ParsedBox, ParsedCompletion
 
 FIELDS = ("text", "think", "answer", "answer_boxes", "think_boxes", "strict_format", "problems")
 CANONICAL = (

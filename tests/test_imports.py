@@ -11,8 +11,8 @@ HEAVY = ("torch", "transformers", "sentence_transformers", "sklearn", "trl", "ma
 def test_core_modules_import_no_heavy_dependency():
     code = (
         "import sys\n"
-        "import medground_eval, medground_eval.rewards, medground_eval.scoring, medground_eval.metrics\n"
-        "import medground_eval.datasets, medground_eval.demo, medground_eval.compat, medground_eval.cli\n"
+        "import medground_eval, medground_eval.rewards, medground_eval.evaluation.scorer, medground_eval.metrics\n"
+        "import medground_eval.datasets, medground_eval.demo, medground_eval.evaluation.compat, medground_eval.cli\n"
         f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

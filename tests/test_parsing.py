@@ -18,7 +18,7 @@ from medground_eval.parsing import (
     parse_completion,
 )
 from medground_eval.regions import parse_batch, parse_many
-from medground_eval.types import ParsedBox
+from medground_eval.structures import ParsedBox
 
 NO_BOX = "no box in <answer>"
 QWEN25 = '```json\n[\n\t{"bbox_2d": [135, 114, 200, 263], "label": "left apical pneumothorax"}\n]\n```'

@@ -19,13 +19,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
-from medground_eval import report as rp
-from medground_eval.compat import get_compat
+from medground_eval.evaluation import report as rp
+from medground_eval.evaluation.compat import get_compat
 from medground_eval.datasets.base import LoadedDataset
 from medground_eval.frames import get_frame
 from medground_eval.metrics import SampleScores, grounding_report
-from medground_eval.scoring import ScoreResult, score_files, score_predictions
-from medground_eval.types import Sample
+from medground_eval.evaluation.scorer import ScoreResult, score_files, score_predictions
+from medground_eval.structures import Sample
 
 
 def cob(think: str, answer: str) -> str:
@@ -267,7 +267,7 @@ def test_empty_run_writes_tables_without_plots(tmp_path):
 
 
 def test_importing_the_report_module_does_not_import_matplotlib_or_pillow():
-    code = "import sys, medground_eval.report; print('matplotlib' in sys.modules, 'PIL' in sys.modules)"
+    code = "import sys, medground_eval.evaluation.report; print('matplotlib' in sys.modules, 'PIL' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
 

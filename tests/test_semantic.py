@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from medground_eval.encoders import get_text_encoder
+from medground_eval.rewards.encoders import get_text_encoder
 from medground_eval.parsing import parse_completion
 from medground_eval.rewards import RewardInputError, SemanticReward, SpatialSemanticReward, predicted_label
 
@@ -228,7 +228,7 @@ def test_text_encoder_is_built_once_under_concurrent_first_calls(monkeypatch: py
 
 
 def test_reward_with_an_encoder_object_pickles(tiny_clip: Path):
-    from medground_eval.encoders import ClipRegionEncoder, SentenceTransformerEncoder
+    from medground_eval.rewards.encoders import ClipRegionEncoder, SentenceTransformerEncoder
 
     reward = SemanticReward(encoder=SentenceTransformerEncoder("minilm"))
     reward([answer("left pleural effusion")], phrase=["left pleural effusion"])  # loads the model

@@ -15,9 +15,9 @@ import pytest
 import uvicorn
 
 from medground_eval.rewards import SpatialSemanticReward
-from medground_eval.server import create_app
-from medground_eval.trainers.labels import label_columns, read_label
-from medground_eval.trainers.openrlhf import response_text
+from medground_eval.integrations.server import create_app
+from medground_eval.integrations.labels import label_columns, read_label
+from medground_eval.integrations.openrlhf import response_text
 
 LIMIT = 4096
 LABELS = [
@@ -172,8 +172,8 @@ def test_serve_command_rejects_bad_config(tmp_path):
 def test_serve_checks_the_environment_config_before_starting_workers(tmp_path, monkeypatch):
     """With --workers > 1 a broken $MEDGROUND_REWARD_CONFIG killed each worker at start and uvicorn restarted them
     forever; the parent must refuse it first, as it does for --reward-config."""
-    from medground_eval.server import serve
-    from medground_eval.trainers.engines import REWARD_CONFIG_ENV
+    from medground_eval.integrations.server import serve
+    from medground_eval.integrations.engines import REWARD_CONFIG_ENV
 
     started = []
     monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: started.append(kwargs))

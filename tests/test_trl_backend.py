@@ -18,12 +18,12 @@ from typer.testing import CliRunner  # noqa: E402
 
 from medground_eval.cli import app  # noqa: E402
 from medground_eval.frames import get_frame, smart_resize  # noqa: E402
-from medground_eval.predict import load_processor, model_frame  # noqa: E402
+from medground_eval.inference import load_processor, model_frame  # noqa: E402
 from medground_eval.rewards import SpatialReward, SpatialSemanticReward  # noqa: E402
-from medground_eval.trainers.hf_data import MissingImageError, build_dataset  # noqa: E402
-from medground_eval.trainers.options import load_options  # noqa: E402
-from medground_eval.trainers.trl import SpatialTRLReward, grpo_config, reward_functions  # noqa: E402
-from medground_eval.types import Sample  # noqa: E402
+from medground_eval.integrations.hf_data import MissingImageError, build_dataset  # noqa: E402
+from medground_eval.integrations.options import load_options  # noqa: E402
+from medground_eval.integrations.trl import SpatialTRLReward, grpo_config, reward_functions  # noqa: E402
+from medground_eval.structures import Sample  # noqa: E402
 from tiny_qwen import MAX_PIXELS, MIN_PIXELS, build_tiny_qwen  # noqa: E402
 
 runner = CliRunner()
@@ -222,7 +222,7 @@ def test_train_trl_end_to_end(tiny_model, data, tmp_path):
     changed = [name for name in before if not np.array_equal(before[name], after[name])]
     assert len(changed) > len(before) // 2, changed
 
-    from medground_eval.predict import load_model_and_processor
+    from medground_eval.inference import load_model_and_processor
 
     model, processor = load_model_and_processor(output_dir / "checkpoint-2")
     reloaded = {k: v.detach().numpy() for k, v in model.state_dict().items()}
@@ -334,7 +334,7 @@ def test_predict_writes_what_score_reads(tiny_model, data, tmp_path):
         assert record["frame"] == "resized" and record["image_size"] == [56, 56] and record["input_size"] == [56, 56]
         assert isinstance(record["completion"], str)
 
-    from medground_eval.scoring import score_files
+    from medground_eval.evaluation.scorer import score_files
 
     scored = score_files(output, dataset="jsonl", annotations=data.annotations, split="test")
     assert scored.to_dict()["n"] == 2

@@ -2,7 +2,7 @@
 
 The tokenizer is a byte-level BPE without merges (one token per byte) plus the Qwen special tokens, with a small
 chat template in the Qwen layout; the image processor is the PIL Qwen2-VL one. ``build_tiny_qwen(path)`` writes a
-directory that :func:`medground_eval.predict.load_model_and_processor` reads like a real checkpoint.
+directory that :func:`medground_eval.inference.load_model_and_processor` reads like a real checkpoint.
 
 ``text_hash_reward`` is a reward test double: random-weight completions score 0 on every grounding reward, which gives
 GRPO zero advantages and so zero policy gradient; this reward varies with the completion text, so a training step

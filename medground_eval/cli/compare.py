@@ -39,9 +39,9 @@ def compare_command(
     from rich.console import Console
     from rich.table import Table
 
-    from medground_eval.compare import compare_runs, comparison_markdown
-    from medground_eval.report import read_samples
-    from medground_eval.scoring import join_notes, score_files
+    from medground_eval.evaluation.compare import compare_runs, comparison_markdown
+    from medground_eval.evaluation.report import read_samples
+    from medground_eval.evaluation.scorer import join_notes, score_files
 
     options = dict(dataset=dataset, annotations=annotations, split=split, frame=frame, compat=compat,
                    on_error=on_error, thresholds=_thresholds(thresholds), inclusive=inclusive,

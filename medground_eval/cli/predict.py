@@ -31,7 +31,7 @@ def predict_command(
 ) -> None:
     """Generate one completion per sample and write {"id", "completion", "frame", "image_size", "input_size"} lines."""
     from medground_eval.datasets import get_loader
-    from medground_eval.predict import default_device, load_model_and_processor, predict_samples
+    from medground_eval.inference import default_device, load_model_and_processor, predict_samples
 
     try:
         samples = get_loader(dataset)(data_dir, split=split).samples

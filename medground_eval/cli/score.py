@@ -24,11 +24,11 @@ def _thresholds(text: str) -> list[float]:
 
 
 def print_report(result: object, title: str) -> None:
-    """A rich table of a :class:`~medground_eval.scoring.ScoreResult`'s metrics, then the run's configuration."""
+    """A rich table of a :class:`~medground_eval.evaluation.scorer.ScoreResult`'s metrics, then the run's configuration."""
     from rich.console import Console
     from rich.table import Table
 
-    from medground_eval.scoring import join_notes
+    from medground_eval.evaluation.scorer import join_notes
 
     report, config = result.report, result.config
     table = Table(title=title)
@@ -82,7 +82,7 @@ def score_command(
     """Score predictions: Acc@IoU, mIoU, cIoU, pointing, parse failures, with bootstrap intervals."""
     from rich.progress import Progress
 
-    from medground_eval.scoring import score_files
+    from medground_eval.evaluation.scorer import score_files
 
     if image_root is not None and report is None:
         typer.echo("error: --image-root is used by --report (it adds box overlays to the report); give --report DIR "
@@ -111,7 +111,7 @@ def score_command(
     if per_sample is not None:
         result.write_per_sample(per_sample)
     if report is not None:
-        from medground_eval.report import score_report
+        from medground_eval.evaluation.report import score_report
 
         files = score_report(result, report, predictions, dataset=dataset, annotations=annotations, split=split,
                              frame=frame, image_root=image_root, title=f"{predictions.name} vs {dataset}")

@@ -22,7 +22,7 @@ def serve_command(
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Serve the MedGround reward at POST /get_reward (OpenRLHF's remote reward protocol) and GET /health."""
-    from medground_eval.server import serve
+    from medground_eval.integrations.server import serve
 
     try:
         serve(host=host, port=port, workers=workers, reward_config=reward_config,

@@ -66,7 +66,7 @@ def train_command(
 ) -> None:
     """Train a vision-language model with GRPO on a grounding data set, then score the held-out split."""
     flags = {k: v for k, v in locals().items() if k not in ("backend", "config", "no_eval", "dry_run")}
-    from medground_eval.trainers.options import load_options
+    from medground_eval.integrations.options import load_options
 
     if backend not in BACKENDS:
         typer.echo(f"error: --backend {backend!r}: expected one of {', '.join(BACKENDS)}", err=True)
@@ -77,10 +77,10 @@ def train_command(
         if no_eval:
             options.eval_split = None
         if backend != "trl":
-            from medground_eval.trainers.engines import launch_engine
+            from medground_eval.integrations.engines import launch_engine
 
             raise typer.Exit(launch_engine(backend, options, dry_run=dry_run))
-        from medground_eval.trainers import trl
+        from medground_eval.integrations import trl
 
         if dry_run:
             typer.echo(json.dumps(trl.check_run(options), indent=2))

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from medground_eval.datasets.base import DataError, RowErrors, SkippedRow
-from medground_eval.types import Sample
+from medground_eval.structures import Sample
 
 EDGE_TOLERANCE = 1e-6
 """Pixels a box may pass the image edge by: float round-off of ``x + w`` in files that store x, y, w, h."""

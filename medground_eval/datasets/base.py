@@ -1,6 +1,6 @@
 """What every data set loader returns, the error it raises, and the registry of loaders by name.
 
-A loader reads release files into :class:`~medground_eval.types.Sample` objects. A bad row raises
+A loader reads release files into :class:`~medground_eval.structures.Sample` objects. A bad row raises
 :class:`DataError` naming the file, line, field and value, unless the caller asked ``on_error="skip"``:
 then the row is recorded in ``LoadedDataset.skipped`` (never silently dropped).
 """
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from medground_eval.types import Sample
+from medground_eval.structures import Sample
 
 OnError = Literal["raise", "skip"]
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from medground_eval.datasets._rows import BoxRow, SampleGroups, box_problem, parse_number
 from medground_eval.datasets.base import DataError, LoadedDataset, OnError, RowErrors, register_dataset
-from medground_eval.types import Sample
+from medground_eval.structures import Sample
 
 IMAGE_SIZE = (1024, 1024)
 FIELDS = ("Image Index", "Finding Label", "x", "y", "w", "h")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from medground_eval.datasets._rows import box_problem, filter_split, parse_size
 from medground_eval.datasets.base import DataError, LoadedDataset, OnError, RowErrors, register_dataset
-from medground_eval.types import Sample
+from medground_eval.structures import Sample
 
 KNOWN_FIELDS = ("id", "phrase", "boxes", "image_size", "category", "image", "split")
 

@@ -8,7 +8,7 @@ Release layout (``data_dir``)::
     s0000/mask.nii.gz   one label volume per case; a row's region is ``mask == Mask_ID``
     s0000/text.json     {"<mask id>": "<description of that region>", ...}
 
-One CSV row gives one :class:`~medground_eval.types.Sample`:
+One CSV row gives one :class:`~medground_eval.structures.Sample`:
 
 - ``id``: ``"{case}/{Mask_ID}/{h}"`` where ``case`` is the folder of ``Mask`` (``s0000``) and ``h`` the first
   8 hex digits of the SHA-1 of ``Question``; the id is therefore the same in the ``all`` and in the
@@ -45,7 +45,7 @@ from typing import Literal
 import numpy as np
 
 from medground_eval.datasets.base import DataError, LoadedDataset, OnError, RowErrors, register_dataset
-from medground_eval.types import Sample
+from medground_eval.structures import Sample
 
 COLUMNS = ("Image", "Mask", "Mask_ID", "Question_Type", "Question", "Answer")
 SPLITS = ("train", "test", "all")

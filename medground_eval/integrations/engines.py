@@ -38,9 +38,9 @@ from inspect import signature
 from pathlib import Path
 from typing import Literal
 
-from medground_eval.predict import NORM1000_MODEL_TYPES, RESIZED_MODEL_TYPES
+from medground_eval.inference import NORM1000_MODEL_TYPES, RESIZED_MODEL_TYPES
 from medground_eval.rewards import SpatialSemanticReward
-from medground_eval.trainers.options import TrainOptions
+from medground_eval.integrations.options import TrainOptions
 
 Backend = Literal["openrlhf", "verl"]
 
@@ -122,7 +122,7 @@ def reward_settings(options: TrainOptions) -> dict[str, object]:
 def model_frame_name(options: TrainOptions) -> str:
     """The frame preset the model answers in: ``qwen2.5-vl`` or ``norm1000`` (Qwen2-VL, Qwen3-VL) from the
     ``model_type`` in ``<model>/config.json`` of a local checkpoint, else ``options.frame`` (a hub name, or a
-    model type not listed in :mod:`medground_eval.predict`)."""
+    model type not listed in :mod:`medground_eval.inference`)."""
     config = Path(options.model) / "config.json"
     if not config.is_file():
         return options.frame
@@ -260,7 +260,7 @@ def engine_command(backend: Backend, options: TrainOptions) -> list[str]:
 
 def _write_inputs(backend: Backend, options: TrainOptions) -> Path:
     """Convert the splits into the engine's files and write the reward config; returns the config path."""
-    from medground_eval.convert import convert_dataset
+    from medground_eval.integrations.convert import convert_dataset
     from medground_eval.datasets import get_loader
 
     if options.data_dir is None:

@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 
 from medground_eval.frames import get_frame
 from medground_eval.rewards import RewardBreakdown, SpatialSemanticReward
-from medground_eval.types import Sample
+from medground_eval.structures import Sample
 
 COMPONENTS = ("format", "iou", "spatial", "semantic")
 """The reward components every adapter reports next to the total."""

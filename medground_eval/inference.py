@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from medground_eval.frames import Frame, get_frame
-from medground_eval.types import Sample
+from medground_eval.structures import Sample
 
 RESIZED_MODEL_TYPES = frozenset({"qwen2_5_vl"})
 """Model types that write absolute pixels of their resized input (frame ``"resized"``)."""
@@ -211,7 +211,7 @@ def predict_samples(
 
     The frame is :func:`model_frame` of the model (``default_frame`` for a model type it does not know).
     """
-    from medground_eval.trainers.hf_data import build_dataset
+    from medground_eval.integrations.hf_data import build_dataset
 
     frame = model_frame(model.config.model_type, processor.image_processor, default_frame)
     dataset = build_dataset(samples, image_root=image_root, frame=frame, template=template)

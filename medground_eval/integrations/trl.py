@@ -4,14 +4,14 @@
   :mod:`medground_eval.rewards`, weighted by ``GRPOConfig.reward_weights``; TRL logs ``rewards/<name>/mean``. The
   spatial one also logs ``grounding/mean_iou``, ``grounding/parse_failure_rate`` and
   ``grounding/out_of_frame_rate`` through TRL's ``log_metric`` callback. A component of weight 0 is left out.
-- Frame: the model's own (:func:`medground_eval.predict.model_frame`): Qwen2.5-VL boxes are read in its resized input
+- Frame: the model's own (:func:`medground_eval.inference.model_frame`): Qwen2.5-VL boxes are read in its resized input
   (the processor's pixel limits), Qwen2-VL / Qwen3-VL in 0-1000; rewards compare boxes in original pixels.
-- Options: :class:`~medground_eval.trainers.options.TrainOptions`; its ``extra`` table holds the keys of
+- Options: :class:`~medground_eval.integrations.options.TrainOptions`; its ``extra`` table holds the keys of
   :data:`EXTRA_KEYS` and any other ``GRPOConfig`` field (passed through, e.g. ``report_to``, ``gradient_checkpointing``,
   ``deepspeed``).
 - The run (:func:`train`): loads the split(s), checks every image, trains (resumable), saves the final model in
   ``output_dir`` (LoRA merged into the weights), then predicts the held-out split and scores it with
-  :func:`medground_eval.scoring.score_files`: ``output_dir/eval_predictions.jsonl`` and ``eval_metrics.json``.
+  :func:`medground_eval.evaluation.scorer.score_files`: ``output_dir/eval_predictions.jsonl`` and ``eval_metrics.json``.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from pathlib import Path
 from medground_eval.datasets import get_loader
 from medground_eval.frames import Frame
 from medground_eval.rewards import FormatReward, SemanticReward, SpatialReward
-from medground_eval.trainers.options import TrainOptions
-from medground_eval.types import Sample
+from medground_eval.integrations.options import TrainOptions
+from medground_eval.structures import Sample
 
 EXTRA_KEYS = {
     "extra_rewards": 'reward functions added to the three components, as "module:attribute" import paths (weight 1)',
@@ -179,7 +179,7 @@ def _setup(options: TrainOptions) -> _Setup:
     """Check the options, load the split(s) and check every image (train and held-out) before any weights load."""
     import torch
 
-    from medground_eval.trainers.hf_data import image_file_size, image_path
+    from medground_eval.integrations.hf_data import image_file_size, image_path
 
     if not options.model:
         raise ValueError("--model is required: a local checkpoint directory of Qwen2-VL, Qwen2.5-VL or Qwen3-VL")
@@ -197,7 +197,7 @@ def check_run(options: TrainOptions) -> dict[str, object]:
     config and processor, the rewards and the ``GRPOConfig``. Returns the plan as a JSON-ready dict."""
     from transformers import AutoConfig
 
-    from medground_eval.predict import load_processor, model_frame
+    from medground_eval.inference import load_processor, model_frame
 
     setup = _setup(options)
     model_type = AutoConfig.from_pretrained(options.model).model_type
@@ -227,12 +227,12 @@ def train(options: TrainOptions) -> TrainResult:
     """Run GRPO on ``options`` (see the module docstring); returns where the outputs are."""
     from trl import GRPOTrainer
 
-    from medground_eval.predict import load_model_and_processor, model_frame
-    from medground_eval.trainers.hf_data import build_dataset
+    from medground_eval.inference import load_model_and_processor, model_frame
+    from medground_eval.integrations.hf_data import build_dataset
 
     setup = _setup(options)
     if setup.eval_samples is not None:
-        from medground_eval.scoring import score_files  # fail before training if the scorer cannot load
+        from medground_eval.evaluation.scorer import score_files  # fail before training if the scorer cannot load
 
     model, processor = load_model_and_processor(
         options.model, bf16=setup.bf16, min_pixels=setup.extra.get("min_pixels"),
@@ -265,7 +265,7 @@ def train(options: TrainOptions) -> TrainResult:
     if setup.eval_samples is not None and zero3:
         logger.warning("ZeRO-3 shards the weights, no evaluation here: run `medground-eval predict` on %s", output_dir)
     if setup.eval_samples is not None and trainer.accelerator.is_main_process and not zero3:
-        from medground_eval.predict import predict_samples
+        from medground_eval.inference import predict_samples
 
         predictions = predict_samples(
             trainer.accelerator.unwrap_model(final), processor, setup.eval_samples,

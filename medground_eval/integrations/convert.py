@@ -1,7 +1,7 @@
 """`medground-eval convert`: turn a loaded data set into the training file each engine reads.
 
 Every record carries the Chain-of-Box prompt (or another template) for the sample's phrase, the image path, and the
-label of :mod:`medground_eval.trainers.labels` (a JSON string wherever an engine hands it to the reward unchanged).
+label of :mod:`medground_eval.integrations.labels` (a JSON string wherever an engine hands it to the reward unchanged).
 The image path is ``image_root / sample.image`` (``sample.image`` as written when ``image_root`` is None); a sample
 without an image is an error naming its id.
 
@@ -34,9 +34,9 @@ from typing import Literal
 from medground_eval.datasets import LoadedDataset
 from medground_eval.frames import get_frame
 from medground_eval.prompts import chat_prompt, render_prompt
-from medground_eval.trainers.hf_data import image_file_size
-from medground_eval.trainers.labels import sample_label
-from medground_eval.types import Sample
+from medground_eval.integrations.hf_data import image_file_size
+from medground_eval.integrations.labels import sample_label
+from medground_eval.structures import Sample
 
 Format = Literal["trl", "openrlhf", "verl", "easyr1"]
 FORMATS: tuple[str, ...] = ("trl", "openrlhf", "verl", "easyr1")

@@ -5,7 +5,7 @@ similarity of two texts is the dot product of their rows. A row that is all zero
 zero, so its similarity with anything is 0.
 
 Heavy libraries (torch, sentence-transformers, transformers, scikit-learn, PIL) are imported only inside the
-functions that need them: ``import medground_eval.encoders`` imports numpy alone.
+functions that need them: ``import medground_eval.rewards.encoders`` imports numpy alone.
 
 Example::
 

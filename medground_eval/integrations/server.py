@@ -2,10 +2,10 @@
 
 ``POST /get_reward`` (the path of OpenRLHF's reference server; pass ``--reward.remote_url http://HOST:PORT/get_reward``)
 with JSON ``{"query": [...], "prompts": [...], "labels": [...]}``: one query (prompt plus response, special tokens
-kept), prompt and label (the JSON label of :mod:`medground_eval.trainers.labels`) per sample; ``prompts`` may be
+kept), prompt and label (the JSON label of :mod:`medground_eval.integrations.labels`) per sample; ``prompts`` may be
 omitted. The answer is ``{"rewards": [...], "scores": [...], "extra_logs": {"format": [...], "iou": [...],
 "spatial": [...], "semantic": [...]}}``, computed exactly as the OpenRLHF reward file does
-(:func:`medground_eval.trainers.openrlhf.score_queries`). ``GET /health`` answers ``{"status": "ok"}``.
+(:func:`medground_eval.integrations.openrlhf.score_queries`). ``GET /health`` answers ``{"status": "ok"}``.
 
 Errors: a body that is not JSON is a 400; a request with missing, mistyped or mismatched fields, or a label the
 reward cannot read, a 422; a body over ``max_request_bytes`` (by its Content-Length, or counted while reading a
@@ -23,9 +23,9 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from medground_eval.rewards import RewardInputError, SpatialSemanticReward
-from medground_eval.trainers.engines import REWARD_CONFIG_ENV, load_reward, reward_from_env
-from medground_eval.trainers.labels import LabelError
-from medground_eval.trainers.openrlhf import score_queries
+from medground_eval.integrations.engines import REWARD_CONFIG_ENV, load_reward, reward_from_env
+from medground_eval.integrations.labels import LabelError
+from medground_eval.integrations.openrlhf import score_queries
 
 DEFAULT_MAX_REQUEST_BYTES = 64 * 2**20
 """64 MiB: a Qwen2.5-VL query with an expanded 1024x1024 image is about 20 kB, so some 3000 queries a request."""
@@ -128,5 +128,5 @@ def serve(
         load_reward(config)
         os.environ[REWARD_CONFIG_ENV] = str(Path(config).resolve())
     os.environ[MAX_BYTES_ENV] = str(max_request_bytes)
-    uvicorn.run("medground_eval.server:create_app_from_env", factory=True, host=host, port=port, workers=workers,
+    uvicorn.run("medground_eval.integrations.server:create_app_from_env", factory=True, host=host, port=port, workers=workers,
                 log_level=log_level)

@@ -2,17 +2,17 @@
 
 EasyR1 reads :data:`REWARD_TYPE` and, for ``"batch"``, calls ``compute_score(reward_inputs)`` with one dict per
 response: ``response`` (decoded text), ``response_length`` and ``ground_truth`` (the data set's ``answer`` column:
-the JSON label of :mod:`medground_eval.trainers.labels`). Returns one dict per input with ``overall`` (the weighted
+the JSON label of :mod:`medground_eval.integrations.labels`). Returns one dict per input with ``overall`` (the weighted
 total) and the components ``format``, ``iou``, ``spatial``, ``semantic``. The whole batch is scored in one core call.
-The reward comes from ``$MEDGROUND_REWARD_CONFIG`` (see :mod:`medground_eval.trainers.engines`).
+The reward comes from ``$MEDGROUND_REWARD_CONFIG`` (see :mod:`medground_eval.integrations.engines`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from medground_eval.trainers.engines import reward_from_env
-from medground_eval.trainers.labels import COMPONENTS, score_labels
+from medground_eval.integrations.engines import reward_from_env
+from medground_eval.integrations.labels import COMPONENTS, score_labels
 
 REWARD_TYPE = "batch"
 

@@ -39,8 +39,8 @@ from medground_eval.datasets.jsonl import sample_from_record
 from medground_eval.frames import Frame, get_frame
 from medground_eval.metrics import GroundingReport, SampleScores
 from medground_eval.regions import boxes_to_pixels, parse_many
-from medground_eval.scoring import join_notes
-from medground_eval.types import ParsedCompletion, Sample
+from medground_eval.evaluation.scorer import join_notes
+from medground_eval.structures import ParsedCompletion, Sample
 
 FIGURE_SIZE = (6.4, 4.0)
 """Plot size in inches; at :data:`DPI` a plot PNG is 640 x 400 pixels (the category plot grows with categories)."""
@@ -61,7 +61,7 @@ Block = tuple
 
 
 class ScoredRun(Protocol):
-    """What the report needs from a scored run; ``medground_eval.scoring.ScoreResult`` has it: ``problems[i]`` is
+    """What the report needs from a scored run; ``medground_eval.evaluation.scorer.ScoreResult`` has it: ``problems[i]`` is
     the parser's problems with sample i's prediction, joined by "; " ("" when none); ``config`` the run's settings
     and join counts (``ScoreResult.config``; the report's "Run" section shows them)."""
 
@@ -159,7 +159,7 @@ def score_report(
     examples_per_group: int = 3,
 ) -> ReportFiles:
     """The report of ``medground-eval score --report DIR``: :func:`write_report` of a
-    :func:`medground_eval.scoring.score_files` result, called with the same ``dataset``, ``annotations``, ``split``
+    :func:`medground_eval.evaluation.scorer.score_files` result, called with the same ``dataset``, ``annotations``, ``split``
     and ``frame``.
 
     With ``image_root``, the samples :func:`example_ids` picks are read again (ground truth by :func:`read_samples`,

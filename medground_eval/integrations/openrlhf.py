@@ -8,14 +8,14 @@ calls ``reward_func(queries, prompts, labels)`` in a thread, one sample at a tim
   the text after the last assistant header (:data:`ASSISTANT_HEADERS`), with trailing end-of-turn and padding
   tokens (:data:`END_TOKENS`) removed. Without any header, the text after ``prompt`` when the query starts with it,
   else the whole query.
-- ``labels[i]``: the data set's ``label`` column unchanged: the JSON label of :mod:`medground_eval.trainers.labels`.
+- ``labels[i]``: the data set's ``label`` column unchanged: the JSON label of :mod:`medground_eval.integrations.labels`.
 
 Returns ``{"rewards", "scores", "extra_logs"}``, one value per query: ``rewards`` and ``scores`` are both the
 weighted total (OpenRLHF uses ``rewards`` for advantages, ``scores`` for dynamic filtering), ``extra_logs`` holds
 the components ``format``, ``iou``, ``spatial``, ``semantic``. They are float32 torch tensors, as in OpenRLHF's
 own examples: 0.11 wraps each sample's value as ``torch.tensor([value])``, which gives the expected shape ``(1,)``
 for a tensor but ``(1, 1)`` for a list. torch is imported inside the call (it is already loaded in any OpenRLHF
-worker). The reward comes from ``$MEDGROUND_REWARD_CONFIG`` (see :mod:`medground_eval.trainers.engines`).
+worker). The reward comes from ``$MEDGROUND_REWARD_CONFIG`` (see :mod:`medground_eval.integrations.engines`).
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from medground_eval.rewards import SpatialSemanticReward
-from medground_eval.trainers.engines import reward_from_env
-from medground_eval.trainers.labels import COMPONENTS, score_labels
+from medground_eval.integrations.engines import reward_from_env
+from medground_eval.integrations.labels import COMPONENTS, score_labels
 
 ASSISTANT_HEADERS = (
     "<|im_start|>assistant\n",  # Qwen2/2.5/3-VL, InternVL

@@ -10,7 +10,7 @@ One row per sample, columns:
   size, so an image stored smaller than the annotated original is still converted right);
 - ``phrase``, ``id``.
 
-These are the ground-truth columns the rewards read (see ``medground_eval.rewards.ground_truth``). Every image is
+These are the ground-truth columns the rewards read (see ``medground_eval.rewards.columns``). Every image is
 checked (exists, readable header) before training starts: a missing one raises :class:`MissingImageError` naming the
 sample id and the path.
 """
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from medground_eval.frames import Frame
 from medground_eval.prompts import chat_prompt
-from medground_eval.types import Sample
+from medground_eval.structures import Sample
 
 
 class MissingImageError(FileNotFoundError):

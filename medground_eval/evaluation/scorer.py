@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 
 from medground_eval import boxes as geometry
-from medground_eval.compat import (
+from medground_eval.evaluation.compat import (
     CompatPreset,
     enclosing_box,
     get_compat,
@@ -65,7 +65,7 @@ from medground_eval.frames import FRAME_PRESETS, get_frame
 from medground_eval.metrics import DEFAULT_THRESHOLDS, GroundingReport, SampleScores, grounding_report, iou_hits
 from medground_eval.parsing import ANSWER_TAGS, completion_text
 from medground_eval.regions import boxes_to_pixels, parse_batch, parse_many
-from medground_eval.types import Sample
+from medground_eval.structures import Sample
 
 DEFAULT_PARSE_RULES = (
     "medground-eval Chain-of-Box parser: <think>/<answer> read leniently (missing closing tags tolerated), every "
@@ -712,7 +712,7 @@ def score_files(
     ``dataset="jsonl"`` reads ``annotations`` as jsonl ground truth, or, when it is None, the ground-truth fields
     of the prediction lines themselves; other data sets need ``annotations`` (their loader's path). ``frame`` is
     the default frame of the predictions (a :data:`~medground_eval.frames.FRAME_PRESETS` name); ``compat`` a
-    :mod:`medground_eval.compat` preset name, which then decides parsing, IoU and the hit rule (``inclusive`` is
+    :mod:`medground_eval.evaluation.compat` preset name, which then decides parsing, IoU and the hit rule (``inclusive`` is
     ignored). Lines are decoded and parsed by ``workers`` processes (default: one per CPU, up to 8, for files of
     :data:`PARALLEL_MIN_BYTES` or more); results do not depend on it. ``progress`` is called with the bytes of
     prediction lines read. ``view`` picks the target of 3D samples (``volume``, ``slice``, ``projection``; see the
