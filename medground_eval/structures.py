@@ -34,10 +34,14 @@ class ParsedBox:
     ``coords`` has 4 numbers (2D corners) or 6 (3D corners), already ordered so that each lower
     corner is <= the upper one (a swapped pair is reordered and reported by the parser).
     ``label`` is what the model named the box (JSON ``label``, ``<ref>`` or object-ref text), or None.
+    ``axes`` is the axis order the dialect documents: ``"xy"`` (x first, nearly every model) or ``"yx"``
+    (Gemini's ``box_2d``, PaliGemma's ``<locYYYY><locXXXX>`` tokens). The parser never swaps; a y-first frame
+    preset does, once.
     """
 
     coords: tuple[float, ...]
     label: str | None = None
+    axes: str = "xy"
 
 
 class ParsedCompletion:
