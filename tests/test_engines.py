@@ -320,7 +320,8 @@ def test_launch_without_engine_writes_files_and_says_what_to_install(tmp_path, c
     assert len(train) == 3 and len((tmp_path / "run/data/openrlhf/test.jsonl").read_text().splitlines()) == 2
     assert read_label(json.loads(train[0])["label"])["frame"] == "qwen2.5-vl"
     config = json.loads((tmp_path / "run/reward_config.json").read_text())
-    assert config == {"weights": [1.0, 1.0, 1.0], "spatial_mode": "iou", "encoder": "minilm", "frame": "qwen2.5-vl"}
+    assert config == {"weights": [1.0, 1.0, 1.0], "spatial_mode": "iou", "encoder": "minilm", "anatomy_weight": 0.5,
+                      "frame": "qwen2.5-vl"}
     assert load_reward(tmp_path / "run/reward_config.json").weights == (1.0, 1.0, 1.0)
 
 

@@ -79,7 +79,7 @@ def test_get_reward_matches_core(url, reward):
     expected = reward.breakdown(RESPONSES, **label_columns([read_label(l) for l in LABELS]))
     assert body["rewards"] == pytest.approx(expected.total.tolist())
     assert body["scores"] == body["rewards"]
-    assert set(body["extra_logs"]) == {"format", "iou", "spatial", "semantic"}
+    assert set(body["extra_logs"]) == {"format", "iou", "spatial", "semantic", "anatomy"}
     assert body["extra_logs"]["iou"] == pytest.approx(expected.iou.tolist())
     assert expected.format[0] == 1.0 and response_text(query(RESPONSES[0]), PROMPT) == RESPONSES[0]
 

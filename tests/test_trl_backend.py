@@ -73,14 +73,15 @@ def test_reward_functions_are_the_core_components_weighted_and_logged():
     options = load_options(None, semantic_encoder="lexical", reward_weights=(1.0, 2.0, 0.5))
     frame = get_frame("pixel")
     functions, weights = reward_functions(options, frame)
-    assert [f.__name__ for f in functions] == ["format", "spatial", "semantic"]
-    assert weights == [1.0, 2.0, 0.5]
+    assert [f.__name__ for f in functions] == ["format", "spatial", "semantic", "anatomy"]
+    assert weights == [1.0, 2.0, 0.5, 0.5]
     logged: dict[str, float] = {}
     values = {f.__name__: f(COMPLETIONS, log_metric=logged.__setitem__, trainer_state=None, **COLUMNS) for f in functions}
     core = SpatialSemanticReward(encoder="lexical", frame=frame).breakdown(COMPLETIONS, **COLUMNS)
     np.testing.assert_allclose(values["format"], core.format)
     np.testing.assert_allclose(values["spatial"], core.spatial)
     np.testing.assert_allclose(values["semantic"], core.semantic)
+    np.testing.assert_allclose(values["anatomy"], core.anatomy)
     assert values["spatial"][0] == 1.0 and values["spatial"][2] == 0.0
     assert logged["grounding/mean_iou"] == pytest.approx(float(core.iou.mean()))
     assert logged["grounding/parse_failure_rate"] == 0.25  # "no box at all"
@@ -92,10 +93,11 @@ def test_reward_functions_are_the_core_components_weighted_and_logged():
 
 
 def test_zero_weight_components_are_left_out_and_all_zero_is_an_error():
-    functions, weights = reward_functions(load_options(None, reward_weights=(1.0, 1.0, 0.0)), get_frame("pixel"))
+    options = load_options(None, reward_weights=(1.0, 1.0, 0.0), anatomy_weight=0.0)
+    functions, weights = reward_functions(options, get_frame("pixel"))
     assert [f.__name__ for f in functions] == ["format", "spatial"] and weights == [1.0, 1.0]
     with pytest.raises(ValueError, match="at least one positive weight"):
-        reward_functions(load_options(None, reward_weights=(0.0, 0.0, 0.0)), get_frame("pixel"))
+        reward_functions(load_options(None, reward_weights=(0.0, 0.0, 0.0), anatomy_weight=0.0), get_frame("pixel"))
 
 
 def test_spatial_reward_reads_boxes_in_the_models_frame():
@@ -265,7 +267,7 @@ def test_train_dry_run_checks_the_setup_without_training(tiny_model, data, tmp_p
     plan = json.loads(result.stdout)
     assert plan["samples"] == {"train": 4, "test": 2}
     assert plan["frame"]["kind"] == "resized" and plan["frame"]["max_pixels"] == MAX_PIXELS
-    assert plan["rewards"] == {"format": 1.0, "spatial": 1.0, "semantic": 1.0, "text_hash_reward": 1.0}
+    assert plan["rewards"] == {"format": 1.0, "spatial": 1.0, "semantic": 1.0, "anatomy": 0.5, "text_hash_reward": 1.0}
     assert plan["grpo"]["num_generations"] == 4  # the flag overrides the file
     assert not (tmp_path / "run").exists()
 

@@ -115,6 +115,7 @@ def reward_settings(options: TrainOptions) -> dict[str, object]:
         "weights": list(options.reward_weights),
         "spatial_mode": options.spatial_mode,
         "encoder": options.semantic_encoder,
+        "anatomy_weight": options.anatomy_weight,
         "frame": options.frame,
     }
 

@@ -28,7 +28,7 @@ from medground_eval.frames import get_frame
 from medground_eval.rewards import RewardBreakdown, SpatialSemanticReward
 from medground_eval.structures import Sample
 
-COMPONENTS = ("format", "iou", "spatial", "semantic")
+COMPONENTS = ("format", "iou", "spatial", "semantic", "anatomy")
 """The reward components every adapter reports next to the total."""
 
 _EXPECTED = "a JSON object with 'solution' (list of boxes) and 'phrase', optionally 'image_size', 'frame', 'id'"

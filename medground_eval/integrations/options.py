@@ -40,6 +40,7 @@ class TrainOptions:
     reward_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
     spatial_mode: str = "iou"
     semantic_encoder: str = "minilm"
+    anatomy_weight: float = 0.5
     use_lora: bool = False
     lora_r: int = 16
     lora_alpha: int = 32

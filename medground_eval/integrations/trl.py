@@ -26,7 +26,7 @@ from pathlib import Path
 
 from medground_eval.datasets import get_loader
 from medground_eval.frames import Frame
-from medground_eval.rewards import FormatReward, SemanticReward, SpatialReward
+from medground_eval.rewards import AnatomyReward, FormatReward, SemanticReward, SpatialReward
 from medground_eval.integrations.options import TrainOptions
 from medground_eval.structures import Sample
 
@@ -77,12 +77,14 @@ def _import_reward(spec: str) -> Callable:
 
 
 def reward_functions(options: TrainOptions, frame: Frame) -> tuple[list[Callable], list[float]]:
-    """The reward functions and their weights: format, spatial, semantic (weight > 0 only), then extra rewards."""
+    """The reward functions and their weights: format, spatial, semantic, anatomy (weight > 0 only), then extra
+    rewards."""
     w_format, w_spatial, w_semantic = options.reward_weights
     candidates = [
         (FormatReward(name="format"), w_format),
         (SpatialTRLReward(SpatialReward(mode=options.spatial_mode, frame=frame)), w_spatial),
         (SemanticReward(encoder=options.semantic_encoder, frame=frame, name="semantic"), w_semantic),
+        (AnatomyReward(frame=frame, name="anatomy"), options.anatomy_weight),
     ]
     candidates += [(_import_reward(spec), 1.0) for spec in options.extra.get("extra_rewards", [])]
     kept = [(function, weight) for function, weight in candidates if weight > 0]

@@ -4,6 +4,7 @@
 configured, picklable instances. Definitions and defaults: docs/rewards.md.
 """
 
+from medground_eval.rewards.anatomy import AnatomyReward, anatomy_reward
 from medground_eval.rewards.base import Reward
 from medground_eval.rewards.combined import RewardBreakdown, SpatialSemanticReward, spatial_semantic_reward
 from medground_eval.rewards.format import FormatReward, format_reward
@@ -12,6 +13,7 @@ from medground_eval.rewards.semantic import SemanticReward, predicted_label, sem
 from medground_eval.rewards.spatial import SpatialReward, spatial_reward
 
 __all__ = [
+    "AnatomyReward",
     "FormatReward",
     "Reward",
     "RewardBreakdown",
@@ -19,6 +21,7 @@ __all__ = [
     "SemanticReward",
     "SpatialReward",
     "SpatialSemanticReward",
+    "anatomy_reward",
     "format_reward",
     "predicted_label",
     "semantic_reward",

@@ -1,9 +1,11 @@
-"""The combined MedGround-R1 reward: ``R = w_format * R_format + w_spatial * R_spatial + w_semantic * R_semantic``."""
+"""The combined MedGround-R1 reward: ``R = w_format * R_format + w_spatial * R_spatial + w_semantic * R_semantic
++ w_anatomy * R_anatomy`` (the anatomy term: :mod:`medground_eval.rewards.anatomy`)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+import warnings
 from typing import Literal
 
 import numpy as np
@@ -11,6 +13,7 @@ import numpy as np
 from medground_eval.fastparse import canonical_label
 from medground_eval.frames import Frame
 from medground_eval.regions import ParsedBatch
+from medground_eval.rewards.anatomy import AnatomyReward
 from medground_eval.rewards.base import Reward
 from medground_eval.rewards.format import FormatReward
 from medground_eval.rewards.semantic import (
@@ -30,8 +33,8 @@ SemanticPolicy = Literal["all", "negative"]
 class RewardBreakdown:
     """Per completion, each component and the weighted total (arrays of equal length).
 
-    ``iou`` is the raw IoU with the true region; ``spatial``, ``format`` and ``semantic`` are the component
-    rewards in [0, 1]; ``total`` is their weighted sum. ``labels`` is what the model named its region (or None;
+    ``iou`` is the raw IoU with the true region; ``spatial``, ``format``, ``semantic`` and ``anatomy`` are the
+    component rewards in [0, 1] (``anatomy`` all 0 when its weight is 0); ``total`` is their weighted sum. ``labels`` is what the model named its region (or None;
     all None when the semantic weight is 0, as labels are then not read).
     """
 
@@ -39,13 +42,14 @@ class RewardBreakdown:
     iou: np.ndarray
     spatial: np.ndarray
     semantic: np.ndarray
+    anatomy: np.ndarray
     total: np.ndarray
     parse_failed: np.ndarray
     out_of_frame: np.ndarray
     labels: list[str | None]
 
     def as_dict(self) -> dict[str, np.ndarray]:
-        return {k: getattr(self, k) for k in ("format", "iou", "spatial", "semantic", "total")}
+        return {k: getattr(self, k) for k in ("format", "iou", "spatial", "semantic", "anatomy", "total")}
 
     def summary(self) -> dict[str, float]:
         """Batch means, for a trainer's log: component means plus parse-failure and out-of-frame rates."""
@@ -65,10 +69,16 @@ class SpatialSemanticReward(Reward):
       without ever ranking a hit below a miss.
     - ``spatial_*`` and ``frame`` configure the :class:`SpatialReward`; ``encoder``, ``floor``, ``ceil`` the
       :class:`SemanticReward`; ``require_think_box`` the :class:`FormatReward`.
-    - ``dims``: 2 for image boxes, 3 for volume boxes (all three terms; region mode is 2D only).
+    - ``anatomy``: ``"gate"`` zeroes the semantic credit of a label naming the other side or zone than the phrase,
+      ``"ignore"`` keeps the plain embedding score (:class:`SemanticReward`); ``anatomy_weight`` weighs the anatomy
+      term (side and zone of the predicted region, :class:`~medground_eval.rewards.anatomy.AnatomyReward`;
+      ``convention`` its default side convention). The anatomy term needs the ``image_size`` column: a batch
+      without it gets anatomy 0 and one warning.
+    - ``dims``: 2 for image boxes, 3 for volume boxes (all terms; region mode is 2D only).
 
-    Default (``spatial_semantic_reward``): weights (1, 1, 1), continuous IoU, union regions, pixel frame, MiniLM
-    text encoder, calibration floor 0.3 / ceil 0.9, semantic term on every completion.
+    Default (``spatial_semantic_reward``): weights (1, 1, 1), anatomy gate on, anatomy weight 0.5, continuous IoU,
+    union regions, pixel frame, MiniLM text encoder, calibration floor 0.3 / ceil 0.9, semantic term on every
+    completion. ``max_total`` is the largest total (the sum of the weights).
     """
 
     def __init__(
@@ -88,6 +98,9 @@ class SpatialSemanticReward(Reward):
         semantic_policy: SemanticPolicy = "all",
         negative_below: float = 0.5,
         require_think_box: bool = False,
+        anatomy: Literal["gate", "ignore"] = "gate",
+        anatomy_weight: float = 0.5,
+        convention: str = "radiological",
         dims: int = 2,
         name: str = "spatial_semantic_reward",
     ):
@@ -98,7 +111,10 @@ class SpatialSemanticReward(Reward):
             raise ValueError(f"semantic_policy = {semantic_policy!r}: expected 'all' or 'negative'")
         if not 0.0 <= negative_below <= 1.0:
             raise ValueError(f"negative_below = {negative_below!r}: expected an IoU in [0, 1]")
+        if not (np.isfinite(anatomy_weight) and anatomy_weight >= 0):
+            raise ValueError(f"anatomy_weight = {anatomy_weight!r}: expected a non-negative number")
         self.weights = weights
+        self.anatomy_weight = float(anatomy_weight)
         self.semantic_policy = semantic_policy
         self.negative_below = float(negative_below)
         self.format = FormatReward(require_think_box=require_think_box, dims=dims)
@@ -108,19 +124,27 @@ class SpatialSemanticReward(Reward):
         )
         self.semantic = SemanticReward(
             mode=semantic_mode, encoder=encoder, floor=floor, ceil=ceil, region_model=region_model, frame=frame,
-            dims=dims,
+            dims=dims, anatomy=anatomy,
         )
+        self.anatomy = AnatomyReward(frame=frame, convention=convention, dims=dims)
         self.__name__ = name
+        self._warned_no_size = False
+
+    @property
+    def max_total(self) -> float:
+        """The largest total a completion can get: the sum of the weights (anatomy included)."""
+        return float(sum(self.weights) + self.anatomy_weight)
 
     @classmethod
     def paper(cls, **overrides: object) -> SpatialSemanticReward:
         """The released MedGround-R1 setting: binary spatial reward (IoU > 0.5), strict format, equal weights.
 
-        The semantic term here reads the prediction (the released code does not; see docs/rewards.md).
+        The semantic term here reads the prediction (the released code does not; see docs/rewards.md). The paper has
+        no anatomy: the plain embedding score (``anatomy="ignore"``) and no anatomy term (``anatomy_weight=0``).
         """
         settings: dict[str, object] = dict(
             weights=(1.0, 1.0, 1.0), spatial_mode="threshold", spatial_threshold=0.5, spatial_inclusive=False,
-            name="medground_r1_reward",
+            anatomy="ignore", anatomy_weight=0.0, name="medground_r1_reward",
         )
         settings.update(overrides)
         return cls(**settings)
@@ -142,9 +166,21 @@ class SpatialSemanticReward(Reward):
                 semantic_reward = np.where(active, semantic_reward, 1.0)
         else:
             semantic_reward, labels = np.zeros(len(completions)), [None] * len(completions)
+        anatomy = np.zeros(len(completions))
+        if self.anatomy_weight > 0:
+            if columns.get("image_size") is None:
+                if not self._warned_no_size:
+                    warnings.warn("the anatomy reward needs the 'image_size' column (the midline is half the width): "
+                                  "without it the anatomy term is 0; pass image_size, or anatomy_weight=0",
+                                  stacklevel=2)
+                    self._warned_no_size = True
+            else:
+                anatomy = self.anatomy.evaluate(completions, columns, regions=spatial.regions)
         total = w_format * fmt + w_spatial * spatial.reward + w_semantic * semantic_reward
+        total = total + self.anatomy_weight * anatomy
         return RewardBreakdown(
-            format=fmt, iou=spatial.iou, spatial=spatial.reward, semantic=semantic_reward, total=total,
+            format=fmt, iou=spatial.iou, spatial=spatial.reward, semantic=semantic_reward, anatomy=anatomy,
+            total=total,
             parse_failed=spatial.parse_failed, out_of_frame=spatial.out_of_frame, labels=labels,
         )
 

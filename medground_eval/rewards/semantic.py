@@ -12,6 +12,12 @@ cosine similarity of the normalised embeddings is mapped to [0, 1] by :func:`~me
    last sentence of ``<think>`` that writes any box with as many numbers, with the box text removed;
 3. none found: the completion scores 0 (so do completions with no valid answer box).
 
+Anatomy (``anatomy="gate"``, the default, text mode): the calibrated score is multiplied by
+:func:`medground_eval.anatomy.label_agreement` of the label with the report text, so a label that names the other
+side (or another zone) than the phrase gets 0 whatever its embedding similarity, and "bilateral" against one side
+half (embeddings barely see laterality: "small right pleural effusion" scores 1.0 for "small left pleural effusion"
+without the gate). ``anatomy="ignore"`` gives the plain embedding score.
+
 Region mode (the paper's variant): the image crop of the predicted region (the box enclosing the predicted boxes,
 original pixels) is compared with the report text by a CLIP-style dual encoder from a local path; needs the images
 (column ``image``: a PIL image or a path, or ``images``: a list whose first item is used).
@@ -35,6 +41,7 @@ from medground_eval.rewards.encoders import (
     calibrate,
     get_text_encoder,
 )
+from medground_eval.anatomy import label_agreement
 from medground_eval.frames import Frame, get_frame
 from medground_eval.parsing import parse_completion
 from medground_eval.regions import PredictedRegions, parse_many, predicted_regions
@@ -43,6 +50,7 @@ from medground_eval.rewards.columns import RewardInputError, read_ground_truth
 from medground_eval.structures import ParsedCompletion
 
 SemanticMode = Literal["text", "region"]
+AnatomyPolicy = Literal["gate", "ignore"]
 EncoderSpec = str | TextEncoder | Callable[[list[str]], np.ndarray]
 
 _SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|\n+")
@@ -87,11 +95,13 @@ def predicted_label(parsed: ParsedCompletion) -> str | None:
 
 @dataclass(frozen=True)
 class SemanticResult:
-    """Per completion: the label read (None if none), the raw cosine similarity (NaN if not computed), the reward."""
+    """Per completion: the label read (None if none), the raw cosine similarity (NaN if not computed), the
+    anatomy factor applied (1 where no gate applies) and the reward."""
 
     labels: list[str | None]
     similarity: np.ndarray
     reward: np.ndarray
+    agreement: np.ndarray
 
 
 class SemanticReward(Reward):
@@ -103,7 +113,8 @@ class SemanticReward(Reward):
     once, lazily, on the first call, and its embeddings are cached by text (``cache_size`` entries, LRU).
     ``mode="region"`` needs ``region_model`` (a local CLIP-style checkpoint; a directory that does not exist fails
     here, the model loads on the first call) and the frame of the boxes; it is 2D only. ``dims`` is 2 for image
-    boxes, 3 for volume boxes (``image_size`` then ``[W, H, D]``).
+    boxes, 3 for volume boxes (``image_size`` then ``[W, H, D]``). ``anatomy``: ``"gate"`` (default) multiplies
+    the text-mode score by the side / zone agreement of label and phrase, ``"ignore"`` does not (module docstring).
     """
 
     def __init__(
@@ -117,8 +128,11 @@ class SemanticReward(Reward):
         region_model: str | None = None,
         frame: str | Frame = "pixel",
         dims: int = 2,
+        anatomy: AnatomyPolicy = "gate",
         name: str = "semantic_reward",
     ):
+        if anatomy not in ("gate", "ignore"):
+            raise ValueError(f"anatomy = {anatomy!r}: expected 'gate' or 'ignore'")
         if mode not in ("text", "region"):
             raise ValueError(f"mode = {mode!r}: expected 'text' or 'region'")
         if not ceil > floor:
@@ -135,6 +149,7 @@ class SemanticReward(Reward):
         self.region_model = region_model
         self.frame = get_frame(frame)
         self.dims = dims
+        self.anatomy = anatomy
         self.__name__ = name
         self._text_encoder: CachedEncoder | None = None
         self._lock = threading.Lock()
@@ -198,7 +213,11 @@ class SemanticReward(Reward):
             else:
                 similarity[index] = self._region_similarity(images, columns, parsed, regions, index, phrases)
         reward = np.where(todo, calibrate(np.nan_to_num(similarity), self.floor, self.ceil), 0.0)
-        return SemanticResult(labels, similarity, reward)
+        agreement = np.ones(n)
+        if self.mode == "text" and self.anatomy == "gate" and todo.any():
+            agreement[index] = _agreements([truth.phrases[i] for i in index], [labels[i] for i in index])
+            reward = reward * agreement
+        return SemanticResult(labels, similarity, reward, agreement)
 
     def _region_similarity(
         self,
@@ -219,6 +238,18 @@ class SemanticReward(Reward):
 
     def scores(self, completions: Sequence[object], **columns: object) -> np.ndarray:
         return self.evaluate(completions, columns).reward
+
+
+def _agreements(phrases: list[str], labels: list[str | None]) -> np.ndarray:
+    """:func:`~medground_eval.anatomy.label_agreement` per pair, computed once per distinct (phrase, label)."""
+    seen: dict[tuple[str, str | None], float] = {}
+    out = np.empty(len(phrases))
+    for i, pair in enumerate(zip(phrases, labels)):
+        value = seen.get(pair)
+        if value is None:
+            value = seen[pair] = label_agreement(*pair)
+        out[i] = value
+    return out
 
 
 def _images_column(columns: Mapping[str, object], n: int) -> list[object]:

@@ -1,0 +1,184 @@
+"""Anatomical qualifiers (side, zone) of phrases, labels and regions, and the rewards that respect them.
+
+Phrases are synthetic, in the style of MS-CXR label_text and ChestX-ray8 findings (never real MS-CXR rows).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from medground_eval.anatomy import (
+    BILATERAL_CREDIT,
+    Qualifiers,
+    label_agreement,
+    patient_left_on_image_right,
+    read_qualifiers,
+    region_agreement,
+    region_qualifiers,
+    sample_left_on_right,
+)
+from medground_eval.rewards import AnatomyReward, SemanticReward, SpatialSemanticReward
+
+L, R = frozenset({"left"}), frozenset({"right"})
+BOTH = L | R
+
+
+@pytest.mark.parametrize("phrase, sides, zones", [
+    ("small left apical pneumothorax", L, {"upper"}),
+    ("Right lower lobe consolidation", R, {"lower"}),
+    ("left-sided pleural effusion", L, set()),
+    ("bibasilar atelectasis", BOTH, {"lower"}),
+    ("bilateral perihilar opacities", BOTH, {"mid"}),
+    ("retrocardiac opacity", L, {"lower"}),
+    ("opacity in the lingula", L, {"mid", "lower"}),
+    ("RML pneumonia", R, {"mid"}),
+    ("LUL nodule", L, {"upper"}),
+    ("R costophrenic angle blunting", R, {"lower"}),
+    ("L basilar opacity", L, {"lower"}),
+    ("elevated right hemidiaphragm", R, {"lower"}),
+    ("opacities in both lung bases", BOTH, {"lower"}),
+    ("mid and lower zone opacities on the right", R, {"mid", "lower"}),
+    ("Cardiomegaly", frozenset(), set()),
+    ("Pneumothorax", frozenset(), set()),
+    ("", frozenset(), set()),
+])
+def test_qualifiers_of_report_style_phrases(phrase, sides, zones):
+    q = read_qualifiers(phrase)
+    assert q.sides == sides and q.zones == zones
+
+
+def test_single_letters_are_sides_only_in_capitals():
+    assert read_qualifiers("R effusion").side == "right"
+    assert read_qualifiers("the r in a word: ralph").side is None
+    assert read_qualifiers("lul").sides == frozenset()  # lobe codes are written in capitals
+
+
+words = st.sampled_from(["left", "right", "bilateral", "apical", "basilar", "opacity", "effusion", "R", "L", "RLL",
+                         "mid", "retrocardiac", "the", "perihilar", "x", "LUL"])
+
+
+@given(st.lists(words, max_size=12), st.lists(words, max_size=12))
+def test_qualifiers_of_two_texts_joined_are_the_union(a, b):
+    qa, qb = read_qualifiers(" ".join(a)), read_qualifiers(" ".join(b))
+    joined = read_qualifiers(" ".join(a) + " " + " ".join(b))
+    assert joined == Qualifiers(qa.sides | qb.sides, qa.zones | qb.zones)
+
+
+def test_label_agreement_rules():
+    phrase = "small left pleural effusion"
+    assert label_agreement(phrase, "small left pleural effusion") == 1.0
+    assert label_agreement(phrase, "right pleural effusion") == 0.0
+    assert label_agreement(phrase, "bilateral pleural effusions") == BILATERAL_CREDIT
+    assert label_agreement("bilateral effusions", "left effusion") == BILATERAL_CREDIT
+    assert label_agreement(phrase, "pleural effusion") == 1.0  # the label names no side: nothing contradicts
+    assert label_agreement("left apical pneumothorax", "left basilar pneumothorax") == 0.0  # another zone
+    assert label_agreement("left upper lobe opacity", "left apical opacity") == 1.0  # apical lies in the upper zone
+
+
+def test_region_sides_follow_the_convention():
+    box = np.array([[700.0, 100.0, 900.0, 300.0]])  # image right, upper band
+    assert region_qualifiers(box, (1000, 1000)) == Qualifiers(L, frozenset({"upper"}))
+    assert region_qualifiers(box, (1000, 1000), left_on_right=False).sides == R
+    wide = np.array([[100.0, 600.0, 900.0, 900.0]])  # past the midline by far on both sides
+    assert region_qualifiers(wide, (1000, 1000)).sides == BOTH
+    two = np.array([[100.0, 700.0, 300.0, 900.0], [700.0, 700.0, 900.0, 900.0]])
+    assert region_qualifiers(two, (1000, 1000)) == Qualifiers(BOTH, frozenset({"lower"}))
+    assert region_qualifiers(np.zeros((0, 4)), (1000, 1000)) == Qualifiers()
+
+
+def test_volume_orientation_codes_decide_the_side():
+    assert patient_left_on_image_right(axcodes=("L", "P", "S")) is True
+    assert patient_left_on_image_right(axcodes=("R", "A", "S")) is False
+    assert patient_left_on_image_right("neurological") is False
+    assert sample_left_on_right({"axcodes": ("R", "A", "S")}) is False
+    assert sample_left_on_right({"view": "AP"}) is True
+    assert sample_left_on_right({"laterality_convention": "neurological"}) is False
+    with pytest.raises(ValueError, match="radiological"):
+        patient_left_on_image_right("sideways")
+
+
+def test_region_agreement_never_rewards_the_wrong_side():
+    phrase = read_qualifiers("left lower lobe opacity")
+    assert region_agreement(phrase, Qualifiers(R, frozenset({"lower"}))) == 0.0
+    assert region_agreement(phrase, Qualifiers(L, frozenset({"lower"}))) == 1.0
+    assert region_agreement(phrase, Qualifiers(L, frozenset({"upper"}))) == 0.5
+    assert region_agreement(read_qualifiers("cardiomegaly"), Qualifiers(R, frozenset({"mid"}))) == 1.0
+    assert region_agreement(phrase, Qualifiers()) == 0.0
+
+
+def _answer(box, label):
+    return f'<think>x</think><answer>{{"bbox_2d": {box}, "label": "{label}"}}</answer>'
+
+
+def test_the_issue_table_with_minilm_wrong_side_gets_no_semantic_credit():
+    # The table of issue 19, rerun with the default semantic reward (all-MiniLM-L6-v2).
+    labels = ["small left pleural effusion", "small right pleural effusion", "right pleural effusion",
+              "bilateral pleural effusions", "left apical pneumothorax", "enlarged cardiac silhouette"]
+    completions = [_answer([10, 10, 50, 50], label) for label in labels]
+    columns = dict(phrase=["small left pleural effusion"] * 6, solution=[[10, 10, 50, 50]] * 6)
+    gated = np.array(SemanticReward()(completions, **columns))
+    plain = np.array(SemanticReward(anatomy="ignore")(completions, **columns))
+    assert plain[1] > 0.9 and plain[2] > 0.9  # what the embedding alone gives the wrong side
+    assert gated[1] == 0.0 and gated[2] == 0.0
+    assert gated[0] == pytest.approx(plain[0]) and gated[0] > 0.9
+    assert gated[3] == pytest.approx(BILATERAL_CREDIT * plain[3]) and 0 < gated[3] < plain[3]
+    assert gated[4] == pytest.approx(plain[4]) and gated[5] == pytest.approx(plain[5])
+
+
+def test_anatomy_reward_and_its_place_in_the_combined_reward():
+    left_box, mirrored = [700, 500, 900, 800], [100, 500, 300, 800]  # radiological: image right = patient left
+    completions = [_answer(left_box, "left lower lobe opacity"), _answer(mirrored, "left lower lobe opacity"),
+                   "<think>x</think><answer>no box</answer>"]
+    columns = dict(phrase=["left lower lobe opacity"] * 3, solution=[left_box] * 3, image_size=[[1000, 1000]] * 3)
+    assert AnatomyReward()(completions, **columns) == [1.0, 0.0, 0.0]
+    assert AnatomyReward(convention="neurological")(completions, **columns) == [0.0, 1.0, 0.0]
+    per_row = dict(columns, view=["PA", "PA", "PA"], axcodes=[None, ("R", "A", "S"), None])
+    assert AnatomyReward()(completions, **per_row) == [1.0, 1.0, 0.0]  # the volume's codes decide row 1
+
+    reward = SpatialSemanticReward(encoder="lexical")
+    parts = reward.breakdown(completions, **columns)
+    assert parts.anatomy.tolist() == [1.0, 0.0, 0.0]
+    expected = parts.format + parts.spatial + parts.semantic + 0.5 * parts.anatomy
+    np.testing.assert_allclose(parts.total, expected)
+    assert reward.max_total == 3.5
+
+    paper = SpatialSemanticReward.paper(encoder="lexical")
+    assert paper.anatomy_weight == 0.0 and paper.semantic.anatomy == "ignore"
+    assert paper.breakdown(completions, **columns).anatomy.tolist() == [0.0, 0.0, 0.0]
+
+
+def test_combined_reward_without_image_size_warns_once_and_scores_no_anatomy():
+    reward = SpatialSemanticReward(encoder="lexical")
+    columns = dict(phrase=["left effusion"], solution=[[0, 0, 10, 10]])
+    with pytest.warns(UserWarning, match="image_size"):
+        parts = reward.breakdown([_answer([0, 0, 10, 10], "left effusion")], **columns)
+    assert parts.anatomy.tolist() == [0.0]
+
+
+def test_anatomy_options_are_checked():
+    with pytest.raises(ValueError, match="anatomy"):
+        SemanticReward(anatomy="strict")
+    with pytest.raises(ValueError, match="anatomy_weight"):
+        SpatialSemanticReward(anatomy_weight=float("nan"))
+    with pytest.raises(ValueError, match="convention"):
+        AnatomyReward(convention="upside-down")
+
+
+def test_worked_example_of_docs_rewards_md_anatomy():
+    phrase = "left lower lobe consolidation"
+    completions = [
+        "<think>x</think><answer>" + '[{"bbox_2d": [620, 600, 880, 860], "label": "left lower lobe consolidation"}]'
+        + "</answer>",
+        "<think>x</think><answer>" + '[{"bbox_2d": [120, 600, 380, 860], "label": "right lower lobe consolidation"}]'
+        + "</answer>",
+        "<think>x</think><answer>" + '[{"bbox_2d": [620, 150, 880, 400], "label": "left lower lobe consolidation"}]'
+        + "</answer>",
+    ]
+    columns = dict(phrase=[phrase] * 3, solution=[[620, 600, 880, 860]] * 3, image_size=[[1000, 1000]] * 3)
+    parts = SpatialSemanticReward(encoder="lexical").breakdown(completions, **columns)
+    np.testing.assert_allclose(parts.iou, [1, 0, 0])
+    np.testing.assert_allclose(parts.semantic, [1, 0, 1])
+    np.testing.assert_allclose(parts.anatomy, [1, 0, 0.5])
