@@ -29,14 +29,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+
+from medground_eval.boxes import region_iou
 
 LEFT, RIGHT = "left", "right"
 UPPER, MID, LOWER = "upper", "mid", "lower"
 BILATERAL_CREDIT = 0.5
 """Agreement of "bilateral" with one side (either way round): the side named is half of what the other names."""
+MIRROR_IOU = 0.1
+"""A wrong-side prediction *mirrors* the truth when its left-right mirror image has at least this IoU with it."""
 MIDLINE_MARGIN = 0.125
 """A box covers both sides when it extends past the midline by more than this share of the width on each side."""
 ZONE_BOUNDS = (0.35, 0.6)
@@ -95,8 +100,9 @@ def read_qualifiers(text: str | None) -> Qualifiers:
 
     >>> read_qualifiers("R pleural effusion").side
     'right'
-    >>> read_qualifiers("bibasilar atelectasis")
-    Qualifiers(sides=frozenset({'left', 'right'}), zones=frozenset({'lower'}))
+    >>> q = read_qualifiers("bibasilar atelectasis")
+    >>> q.side, sorted(q.zones)
+    ('bilateral', ['lower'])
     >>> read_qualifiers("cardiomegaly")
     Qualifiers(sides=frozenset(), zones=frozenset())
     """
@@ -259,3 +265,116 @@ def sample_left_on_right(extra: Mapping[str, object] | None, convention: str = "
     if isinstance(view, str) and view.strip().lower() in _CONVENTION_ALIASES:
         return convention_name(view) == "radiological"
     return convention_name(convention) == "radiological"
+
+
+def mirror_boxes(boxes: np.ndarray, width: float) -> np.ndarray:
+    """The boxes mirrored left-right in an image (or volume) of the given width: ``x -> width - x``.
+
+    >>> mirror_boxes(np.array([[100.0, 5.0, 300.0, 9.0]]), 1000).tolist()
+    [[700.0, 5.0, 900.0, 9.0]]
+    """
+    boxes = np.array(boxes, dtype=np.float64, copy=True)
+    d = boxes.shape[1] // 2
+    boxes[:, 0], boxes[:, d] = width - boxes[:, d], width - boxes[:, 0].copy()
+    return boxes
+
+
+@dataclass(frozen=True)
+class LateralityReport:
+    """Laterality and zone metrics of a run (definitions in docs/metrics.md, "Anatomy").
+
+    - ``laterality_accuracy``: among samples whose phrase names a side (left, right or bilateral), the share whose
+      predicted region covers exactly the sides named (no prediction counts as not on the side);
+    - ``wrong_side_rate``: among samples whose phrase names one side, the share whose predicted region lies only on
+      the other side; ``mirrored``: how many of those mirror the truth (:data:`MIRROR_IOU`);
+    - ``zone_agreement``: among samples whose phrase names a zone, the share whose predicted region has a box
+      centre in one of the zones named;
+    - ``truth_laterality_accuracy``: ``laterality_accuracy`` of the true regions themselves, a check of the side
+      convention (well below 1: the images or the convention are not what the run assumes);
+    - ``n_sided``, ``n_one_sided``, ``n_zoned``: the denominators; ``n_no_size``: samples naming a side or zone that
+      could not be placed (no image size), left out and counted. Rates are None when their denominator is 0.
+    """
+
+    n_sided: int
+    n_one_sided: int
+    n_zoned: int
+    n_no_size: int
+    laterality_accuracy: float | None
+    wrong_side_rate: float | None
+    zone_agreement: float | None
+    truth_laterality_accuracy: float | None
+    wrong_side: int
+    mirrored: int
+    per_category: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+def _rate(hits: np.ndarray, mask: np.ndarray) -> float | None:
+    return float(hits[mask].mean()) if mask.any() else None
+
+
+def laterality_report(
+    phrases: Sequence[str],
+    pred_boxes: Sequence[np.ndarray],
+    true_boxes: Sequence[np.ndarray],
+    image_sizes: Sequence[Sequence[float] | None],
+    *,
+    left_on_right: Sequence[bool] | bool = True,
+    categories: Sequence[str | None] | None = None,
+) -> LateralityReport:
+    """Laterality accuracy, wrong-side rate and zone agreement of predicted regions against their phrases.
+
+    ``pred_boxes[i]`` / ``true_boxes[i]``: (K, 2d) boxes in original pixels (an empty array: no prediction);
+    ``image_sizes[i]``: ``(W, H[, D])`` or None; ``left_on_right``: per sample or for all, whether the patient's
+    left lies towards larger x (:func:`sample_left_on_right`).
+
+    >>> r = laterality_report(["left effusion", "right effusion"], [np.array([[100, 0, 300, 9]])] * 2,
+    ...                       [np.array([[700, 0, 900, 9]]), np.array([[100, 0, 300, 9]])], [(1000, 1000)] * 2)
+    >>> r.laterality_accuracy, r.wrong_side_rate, r.mirrored
+    (0.5, 0.5, 1)
+    """
+    n = len(phrases)
+    conventions = np.broadcast_to(np.asarray(left_on_right, dtype=bool), (n,))
+    sided, one_sided, zoned, no_size = (np.zeros(n, dtype=bool) for _ in range(4))
+    on_side, wrong, in_zone, truth_on_side, mirrored = (np.zeros(n, dtype=bool) for _ in range(5))
+    for i, phrase in enumerate(phrases):
+        expected = read_qualifiers(phrase)
+        if not expected.sides and not expected.zones:
+            continue
+        size = image_sizes[i]
+        if size is None:
+            no_size[i] = True
+            continue
+        sided[i], one_sided[i], zoned[i] = bool(expected.sides), len(expected.sides) == 1, bool(expected.zones)
+        pred = np.asarray(pred_boxes[i], dtype=np.float64)
+        region = region_qualifiers(pred, size, left_on_right=bool(conventions[i]))
+        truth = region_qualifiers(np.asarray(true_boxes[i], dtype=np.float64), size,
+                                  left_on_right=bool(conventions[i]))
+        on_side[i] = bool(region.sides) and region.sides == expected.sides
+        truth_on_side[i] = truth.sides == expected.sides
+        wrong[i] = one_sided[i] and bool(region.sides) and not region.sides & expected.sides
+        in_zone[i] = bool(region.zones & expected.zones)
+        if wrong[i] and len(true_boxes[i]):
+            mirrored[i] = region_iou(mirror_boxes(pred, float(size[0])), true_boxes[i]) >= MIRROR_IOU
+
+    def rates(mask: np.ndarray) -> dict[str, Any]:
+        return {
+            "n_sided": int((sided & mask).sum()), "n_one_sided": int((one_sided & mask).sum()),
+            "n_zoned": int((zoned & mask).sum()),
+            "laterality_accuracy": _rate(on_side, sided & mask), "wrong_side_rate": _rate(wrong, one_sided & mask),
+            "zone_agreement": _rate(in_zone, zoned & mask),
+        }
+
+    per_category: dict[str, dict[str, Any]] = {}
+    if categories is not None:
+        names = np.array([str(c) if c is not None else "" for c in categories], dtype=object)
+        for name in sorted(set(names) - {""}):
+            per_category[name] = rates(names == name)
+    return LateralityReport(
+        n_sided=int(sided.sum()), n_one_sided=int(one_sided.sum()), n_zoned=int(zoned.sum()),
+        n_no_size=int(no_size.sum()), laterality_accuracy=_rate(on_side, sided), wrong_side_rate=_rate(wrong, one_sided),
+        zone_agreement=_rate(in_zone, zoned), truth_laterality_accuracy=_rate(truth_on_side, sided),
+        wrong_side=int(wrong.sum()), mirrored=int(mirrored.sum()), per_category=per_category,
+    )

@@ -182,3 +182,68 @@ def test_worked_example_of_docs_rewards_md_anatomy():
     np.testing.assert_allclose(parts.iou, [1, 0, 0])
     np.testing.assert_allclose(parts.semantic, [1, 0, 1])
     np.testing.assert_allclose(parts.anatomy, [1, 0, 0.5])
+
+
+# ------------------------------------------------------------------------------------------- laterality metrics
+from medground_eval.anatomy import laterality_report, mirror_boxes  # noqa: E402
+
+MSCXR_HEADER = ["dicom_id", "category_name", "label_text", "path", "x", "y", "w", "h", "image_width", "image_height"]
+SIDED_FINDINGS = [  # (category, phrase, x, y, w, h) on a 2000 x 2500 frontal radiograph, PA: patient left = image right
+    ("Pleural effusion", "small left pleural effusion", 1300, 1700, 500, 450),
+    ("Pneumothorax", "right apical pneumothorax", 250, 300, 500, 400),
+    ("Consolidation", "left lower lobe consolidation", 1150, 1500, 600, 500),
+    ("Atelectasis", "right basilar atelectasis", 300, 1650, 550, 400),
+    ("Pneumonia", "patchy opacity in the left mid lung", 1200, 1050, 450, 400),
+    ("Pneumothorax", "small left apical pneumothorax", 1350, 280, 400, 350),
+    ("Consolidation", "RLL consolidation", 280, 1550, 600, 500),
+    ("Edema", "bilateral perihilar opacities", 300, 1000, 1400, 500),
+]
+
+
+def synthetic_mscxr(tmp_path):
+    import csv
+
+    from medground_eval.datasets.mscxr import load_mscxr
+
+    path = tmp_path / "MS_CXR_Local_Alignment_v1.1.0.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(MSCXR_HEADER)
+        for k in range(5):  # five images, the same findings on each
+            for category, phrase, x, y, w, h in SIDED_FINDINGS:
+                writer.writerow([f"synthetic{k}", category, phrase, f"files/p{k}/img.jpg", x + 7 * k, y, w, h,
+                                 2000, 2500])
+    return load_mscxr(path)
+
+
+def test_mirrored_answers_are_all_on_the_wrong_side_and_correct_ones_never(tmp_path):
+    samples = synthetic_mscxr(tmp_path).samples
+    phrases = [s.phrase for s in samples]
+    truth = [s.boxes for s in samples]
+    sizes = [s.image_size for s in samples]
+    categories = [s.category for s in samples]
+    correct = laterality_report(phrases, truth, truth, sizes, categories=categories)
+    assert correct.wrong_side_rate == 0.0 and correct.laterality_accuracy == 1.0 and correct.zone_agreement == 1.0
+    assert correct.truth_laterality_accuracy == 1.0  # the synthetic boxes follow the PA convention
+    assert correct.n_sided == len(samples) and correct.n_one_sided == len(samples) - 5
+
+    flipped = [mirror_boxes(s.boxes, s.image_size[0]) for s in samples]
+    mirrored = laterality_report(phrases, flipped, truth, sizes, categories=categories)
+    assert mirrored.wrong_side_rate == 1.0 and mirrored.mirrored == mirrored.wrong_side == mirrored.n_one_sided
+    assert mirrored.laterality_accuracy == pytest.approx(5 / 40)  # only the bilateral phrase stays right
+    assert mirrored.zone_agreement == 1.0  # a left-right mirror keeps the zone
+    assert mirrored.per_category["Pneumothorax"]["wrong_side_rate"] == 1.0
+    assert mirrored.per_category["Edema"]["wrong_side_rate"] is None  # no one-sided phrase in that category
+
+    # The same truth read under the neurological convention contradicts its phrases: the convention check says so.
+    neurological = laterality_report(phrases, truth, truth, sizes, left_on_right=False)
+    assert neurological.truth_laterality_accuracy == pytest.approx(5 / 40)
+
+
+def test_laterality_report_counts_what_it_cannot_place():
+    report = laterality_report(["left effusion", "cardiomegaly"], [np.zeros((0, 4))] * 2, [np.zeros((0, 4))] * 2,
+                               [None, None])
+    assert report.n_no_size == 1 and report.n_sided == 0 and report.laterality_accuracy is None
+    no_answer = laterality_report(["left effusion"], [np.zeros((0, 4))], [np.array([[700, 0, 900, 9]])],
+                                  [(1000, 1000)])
+    assert no_answer.laterality_accuracy == 0.0 and no_answer.wrong_side_rate == 0.0  # a miss, not the wrong side
