@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from medground_eval.evaluation import predictions
 from medground_eval.evaluation import scorer as scoring
 from medground_eval.datasets import DataError, LoadedDataset, get_loader
 from medground_eval.datasets.mscxr import mscxr_sample_id
@@ -137,15 +138,14 @@ def test_ground_truth_carried_in_prediction_lines_with_split(tmp_path):
     assert score_files(bad, dataset="jsonl", on_error="skip", n_bootstrap=0).report.n == 1
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_carried_ground_truth_with_a_bad_prediction_is_a_miss(tmp_path, monkeypatch, workers):
+def test_carried_ground_truth_with_a_bad_prediction_is_a_miss(tmp_path, monkeypatch):
     """Under skip, a line with valid ground truth and a bad prediction keeps its sample, as a separate file would."""
-    monkeypatch.setattr(scoring, "CHUNK_BYTES", 300)  # several blocks, so the bulk path meets the bad lines too
+    monkeypatch.setattr(predictions, "CHUNK_BYTES", 300)  # several blocks
     preds = [{"id": gt["id"], "completion": answer(gt["boxes"][0])} for gt in GT]
     preds[1] = {"id": "b", "pred_boxes": "bad"}
     preds[2] = {"id": "c", "completion": answer([0, 400, 100, 500]), "frame": "no such frame"}
     carried = write_jsonl(tmp_path / "carried.jsonl", [{**gt, **p} for gt, p in zip(GT, preds)])
-    result = score_files(carried, dataset="jsonl", on_error="skip", n_bootstrap=0, workers=workers)
+    result = score_files(carried, dataset="jsonl", on_error="skip", n_bootstrap=0)
     assert result.per_sample.ids.tolist() == ["a", "b", "c"] and result.per_sample.iou.tolist() == [1.0, 0.0, 0.0]
     assert result.problems[1:] == ["no prediction", "no prediction"]
     assert (result.config["skipped_lines"], result.config["missing_predictions"]) == (2, 2)
@@ -156,7 +156,7 @@ def test_carried_ground_truth_with_a_bad_prediction_is_a_miss(tmp_path, monkeypa
         score_files(carried, dataset="jsonl")
     no_size = write_jsonl(tmp_path / "no_size.jsonl", [{"id": "d", "phrase": "p", "boxes": [[0, 0, 10, 10]],
                                                         "completion": answer([0, 0, 10, 10]), "frame": "norm1000"}])
-    result = score_files(no_size, dataset="jsonl", on_error="skip", n_bootstrap=0, workers=workers)
+    result = score_files(no_size, dataset="jsonl", on_error="skip", n_bootstrap=0)
     assert (result.report.n, result.config["skipped_lines"], result.config["missing_predictions"]) == (1, 1, 1)
 
 
@@ -171,8 +171,7 @@ def test_annotation_errors_and_split(tmp_path):
         score_files(preds, dataset="jsonl", annotations=write_jsonl(tmp_path / "g2.jsonl", GT), split="test")
 
 
-def test_workers_do_not_change_results_or_the_first_error(tmp_path, truth, monkeypatch):
-    monkeypatch.setattr(scoring, "CHUNK_BYTES", 200)  # many blocks
+def test_block_size_does_not_change_results_or_the_first_error(tmp_path, truth, monkeypatch):
     rng = np.random.default_rng(0)
     gt_lines, pred_lines = [], []
     for i in range(60):
@@ -183,13 +182,13 @@ def test_workers_do_not_change_results_or_the_first_error(tmp_path, truth, monke
     pred_lines[40] = {"id": "s3", "completion": "x"}
     gt = write_jsonl(tmp_path / "g.jsonl", gt_lines)
     preds = write_jsonl(tmp_path / "p.jsonl", pred_lines + ["", "{broken"])
-    serial = score_files(preds, dataset="jsonl", annotations=gt, on_error="skip", workers=1)
-    parallel = score_files(preds, dataset="jsonl", annotations=gt, on_error="skip", workers=2)
-    assert serial.to_dict() == parallel.to_dict()
-    assert serial.config["skipped_lines"] == 3 and serial.config["missing_examples"] == ["s17", "s40"]
-    for workers in (1, 2):
-        with pytest.raises(DataError, match=r"p.jsonl:18: field 'completion'"):
-            score_files(preds, dataset="jsonl", annotations=gt, workers=workers)
+    whole = score_files(preds, dataset="jsonl", annotations=gt, on_error="skip")
+    monkeypatch.setattr(predictions, "CHUNK_BYTES", 200)  # many blocks
+    blocks = score_files(preds, dataset="jsonl", annotations=gt, on_error="skip")
+    assert whole.to_dict() == blocks.to_dict()
+    assert whole.config["skipped_lines"] == 3 and whole.config["missing_examples"] == ["s17", "s40"]
+    with pytest.raises(DataError, match=r"p.jsonl:18: field 'completion'"):
+        score_files(preds, dataset="jsonl", annotations=gt)
 
 
 box_strategy = st.tuples(*[st.integers(0, 60)] * 4).map(lambda b: [min(b[0], b[2]), min(b[1], b[3]),
@@ -354,18 +353,17 @@ def untagged(box: list[float], dialect: str = "qwen2.5-json") -> str:
     return f"[{format_box(box, 'x', dialect)}]" if dialect == "qwen2.5-json" else format_box(box, "x", dialect)
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_answer_tag_optional_scores_untagged_completions(tmp_path, truth, monkeypatch, workers):
-    monkeypatch.setattr(scoring, "CHUNK_BYTES", 100)  # several blocks, read by the worker processes too
+def test_answer_tag_optional_scores_untagged_completions(tmp_path, truth, monkeypatch):
+    monkeypatch.setattr(predictions, "CHUNK_BYTES", 100)  # several blocks
     preds = write_jsonl(tmp_path / "preds.jsonl", [
         {"id": "a", "completion": untagged([0, 0, 100, 100])},
         {"id": "b", "completion": "<think>round</think> " + untagged([100, 100, 200, 200], "ref-box")},
         {"id": "c", "completion": answer([0, 400, 100, 500])},
     ])
-    required = score_files(preds, dataset="jsonl", annotations=truth, n_bootstrap=0, workers=workers)
+    required = score_files(preds, dataset="jsonl", annotations=truth, n_bootstrap=0)
     assert required.per_sample.parse_failed.tolist() == [True, True, False]
     assert required.problems[0] == "missing <think>; missing <answer>"
-    optional = score_files(preds, dataset="jsonl", annotations=truth, n_bootstrap=0, workers=workers,
+    optional = score_files(preds, dataset="jsonl", annotations=truth, n_bootstrap=0,
                            answer_tag="optional")
     assert optional.per_sample.parse_failed.tolist() == [False, False, False]
     assert optional.per_sample.iou.tolist() == [1.0, 1.0, 0.5]
@@ -385,3 +383,28 @@ def test_answer_tag_in_memory_and_its_errors(truth):
     with pytest.raises(ValueError, match="--answer-tag 'maybe': expected one of required, optional"):
         score_predictions(records, dataset, answer_tag="maybe")
     assert score_predictions(records, dataset, compat="vlm-r1", n_bootstrap=0).config["answer_tag"] is None
+
+
+def test_each_completion_is_parsed_once(tmp_path, truth, monkeypatch):
+    """The scorer reads a text's boxes and its problems from one parse (it used to parse non-strict texts twice)."""
+    import medground_eval.regions as regions
+
+    calls: list[str] = []
+    real = regions.parse_completion
+    monkeypatch.setattr(regions, "parse_completion", lambda text, **kw: calls.append(text) or real(text, **kw))
+    texts = ["<answer>[0, 0, 100, 100]</answer>", "<think>t</think><answer>[100, 100, 200, 200]", answer([0, 0, 1, 1])]
+    preds = write_jsonl(tmp_path / "p.jsonl", [{"id": i, "completion": t} for i, t in zip("abc", texts)])
+    result = score_files(preds, dataset="jsonl", annotations=truth, n_bootstrap=0)
+    assert result.problems == ["missing <think>", "missing </answer>", ""]
+    assert sorted(calls) == sorted(texts[:2])  # the canonical third text is read by the fast path
+
+
+def test_lines_that_are_not_objects_or_not_utf8_are_errors_naming_the_line(tmp_path, truth):
+    preds = tmp_path / "p.jsonl"
+    preds.write_bytes(b'{"id": "a", "pred_boxes": [0, 0, 100, 100]}\nnull\n{"id": "b", "completion": "\xff"}\n')
+    with pytest.raises(DataError, match=r"p.jsonl:2: row = None: expected a JSON object"):
+        score_files(preds, dataset="jsonl", annotations=truth)
+    result = score_files(preds, dataset="jsonl", annotations=truth, on_error="skip", n_bootstrap=0)
+    assert result.config["skipped_lines"] == 2 and result.per_sample.iou.tolist() == [1.0, 0.0, 0.0]
+    assert "p.jsonl:3: row = b'{\"id\": \"b\", \"completion\": \"\\xff\"}': expected UTF-8 text" in \
+        result.config["skipped_examples"][1]

@@ -82,7 +82,7 @@ def score_command(
     """Score predictions: Acc@IoU, mIoU, cIoU, pointing, parse failures, with bootstrap intervals."""
     from rich.progress import Progress
 
-    from medground_eval.evaluation.scorer import score_files
+    from medground_eval.evaluation.scorer import progress_total, score_files
 
     if image_root is not None and report is None:
         typer.echo("error: --image-root is used by --report (it adds box overlays to the report); give --report DIR "
@@ -96,9 +96,10 @@ def score_command(
                    on_error=on_error, thresholds=_thresholds(thresholds), inclusive=inclusive,
                    n_bootstrap=bootstrap, seed=seed, view=view, answer_tag=answer_tag)
     try:
-        if predictions.is_file() and predictions.stat().st_size >= PROGRESS_MIN_BYTES:
+        total = progress_total(predictions, dataset=dataset, annotations=annotations) if predictions.is_file() else 0
+        if total >= PROGRESS_MIN_BYTES:
             with Progress(transient=True) as bar:
-                task = bar.add_task("scoring", total=predictions.stat().st_size)
+                task = bar.add_task("scoring", total=total)
                 result = score_files(predictions, progress=lambda n: bar.advance(task, n), **options)
         else:
             result = score_files(predictions, **options)

@@ -17,7 +17,10 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from medground_eval.datasets._rows import box_problem, filter_split, parse_size
 from medground_eval.datasets.base import DataError, LoadedDataset, OnError, RowErrors, register_dataset
@@ -27,7 +30,8 @@ KNOWN_FIELDS = ("id", "phrase", "boxes", "image_size", "category", "image", "spl
 
 
 def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return type(value) is int or type(value) is float or (isinstance(value, (int, float))
+                                                             and not isinstance(value, bool))
 
 
 def _optional_text(record: Mapping[str, object], name: str, path: str | Path | None, line: int | None) -> str | None:
@@ -39,32 +43,44 @@ def _optional_text(record: Mapping[str, object], name: str, path: str | Path | N
 
 def _parse_boxes(
     value: object, image_size: tuple[int, int] | None, path: str | Path | None, line: int | None
-) -> list[list[float]]:
-    """``boxes`` as a list of corner boxes: one box ``[x1, y1, x2, y2]`` or a non-empty list of them."""
+) -> tuple[list[float], int]:
+    """``boxes`` (one box ``[x1, y1, x2, y2]`` or a non-empty list of them) as flat float coordinates and a count."""
     if isinstance(value, list) and len(value) == 4 and all(_is_number(v) for v in value):
         value = [value]
     if not isinstance(value, list) or not value:
         raise DataError(path, line, "boxes", value, "a non-empty list of [x1, y1, x2, y2] boxes, or one such box")
-    boxes = []
+    coords: list[float] = []
     for index, box in enumerate(value):
-        name = f"boxes[{index}]"
         if not isinstance(box, list) or len(box) != 4 or not all(_is_number(v) for v in box):
-            raise DataError(path, line, name, box, "4 numbers [x1, y1, x2, y2]")
+            raise DataError(path, line, f"boxes[{index}]", box, "4 numbers [x1, y1, x2, y2]")
         if not all(math.isfinite(v) for v in box):
-            raise DataError(path, line, name, box, "finite numbers")
+            raise DataError(path, line, f"boxes[{index}]", box, "finite numbers")
         problem = box_problem(box, image_size)
         if problem is not None:
-            raise DataError(path, line, name, box, problem)
-        boxes.append([float(v) for v in box])
-    return boxes
+            raise DataError(path, line, f"boxes[{index}]", box, problem)
+        coords += box
+    return [float(v) for v in coords], len(value)
 
 
-def sample_from_record(record: object, *, path: str | Path | None, line: int | None) -> Sample:
-    """Build a :class:`Sample` from one JSON object with the fields of the module docstring.
+@dataclass(frozen=True, slots=True)
+class TruthRecord:
+    """The validated known fields of one ground-truth line: box coordinates flat (``count`` boxes of 4 numbers,
+    original pixels), the image size ``(W, H)`` or None."""
 
-    ``path`` and ``line`` only locate errors: any invalid field raises :class:`DataError` naming them,
-    the field and its value. Fields outside :data:`KNOWN_FIELDS` go to ``Sample.extra`` unchanged.
-    """
+    id: str
+    phrase: str
+    coords: list[float]
+    count: int
+    image_size: tuple[int, int] | None
+    category: str | None
+    image: str | None
+    split: str | None
+
+
+def read_truth_record(record: object, *, path: str | Path | None, line: int | None) -> TruthRecord:
+    """Validate one JSON object with the fields of the module docstring: the one rule for a jsonl ground-truth line
+    (the loader's and the scorer's). Any invalid field raises :class:`DataError` naming ``path``, ``line``, the field
+    and its value; fields outside :data:`KNOWN_FIELDS` are not looked at."""
     if not isinstance(record, Mapping):
         raise DataError(path, line, None, record, "a JSON object")
     sample_id = record.get("id")
@@ -78,21 +94,37 @@ def sample_from_record(record: object, *, path: str | Path | None, line: int | N
     if size is not None:
         if not isinstance(size, list) or len(size) != 2:
             raise DataError(path, line, "image_size", size, "[W, H] in pixels")
-        image_size = (
-            parse_size(size[0], path=path, line=line, field="image_size[0]"),
-            parse_size(size[1], path=path, line=line, field="image_size[1]"),
-        )
+        width, height = size
+        if type(width) is int and type(height) is int and width > 0 and height > 0:
+            image_size = (width, height)
+        else:
+            image_size = (parse_size(width, path=path, line=line, field="image_size[0]"),
+                          parse_size(height, path=path, line=line, field="image_size[1]"))
     if "boxes" not in record:
         raise DataError(path, line, "boxes", None, "a non-empty list of [x1, y1, x2, y2] boxes (field missing)")
-    boxes = _parse_boxes(record["boxes"], image_size, path, line)
+    coords, count = _parse_boxes(record["boxes"], image_size, path, line)
+    return TruthRecord(
+        str(sample_id), phrase, coords, count, image_size, _optional_text(record, "category", path, line),
+        _optional_text(record, "image", path, line), _optional_text(record, "split", path, line),
+    )
+
+
+def sample_from_record(record: object, *, path: str | Path | None, line: int | None) -> Sample:
+    """Build a :class:`Sample` from one JSON object with the fields of the module docstring.
+
+    ``path`` and ``line`` only locate errors: any invalid field raises :class:`DataError` naming them,
+    the field and its value (:func:`read_truth_record`). Fields outside :data:`KNOWN_FIELDS` go to ``Sample.extra``
+    unchanged.
+    """
+    row = read_truth_record(record, path=path, line=line)
     return Sample(
-        id=str(sample_id),
-        phrase=phrase,
-        boxes=boxes,
-        image_size=image_size,
-        category=_optional_text(record, "category", path, line),
-        image=_optional_text(record, "image", path, line),
-        split=_optional_text(record, "split", path, line),
+        id=row.id,
+        phrase=row.phrase,
+        boxes=np.asarray(row.coords, dtype=np.float64).reshape(row.count, 4),
+        image_size=row.image_size,
+        category=row.category,
+        image=row.image,
+        split=row.split,
         extra={name: value for name, value in record.items() if name not in KNOWN_FIELDS},
     )
 

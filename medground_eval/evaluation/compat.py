@@ -1,4 +1,10 @@
-"""Compatibility presets: score exactly as a published evaluation script does, to compare with reported numbers.
+"""Scoring rules as values: the default rules and the compatibility presets that score exactly as a published
+evaluation script does, to compare with reported numbers.
+
+A :class:`ScoringRules` value says which box is read from a completion, whether coordinates go through the frame
+(and are clipped), how a multi-box ground truth is compared, which overlap arithmetic and which hit rule apply. The
+scorer reads these fields and has no branch per preset: adding a preset is adding a value to
+:data:`COMPAT_PRESETS` (and, when its script reads boxes its own way, an extraction function).
 
 ``vlm-r1`` reproduces the REC evaluation of VLM-R1 (``om-ai-lab/VLM-R1``, ``src/eval/test_rec_r1.py``:
 ``extract_bbox_answer`` and ``iou``), which MedGround-R1 (``bio-mlhui/MedGround-R1``) reuses for its published
@@ -35,8 +41,9 @@ a zero (or negative) union, which raises ZeroDivisionError there, scores IoU 0; 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -48,66 +55,73 @@ VLM_R1_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 VLM_R1_BOX = re.compile(r"\{.*\[(\d+),\s*(\d+),\s*(\d+),\s*(\d+)]\s*.*\}", re.DOTALL)
 """``bbox_pattern`` of ``extract_bbox_answer`` in VLM-R1's ``src/eval/test_rec_r1.py``."""
 
+Extraction = tuple[tuple[float, ...] | None, str]
+"""What a preset's extraction reads from a completion text: its one box (None: a parse failure) and the reason
+for a failure ("" when a box was read)."""
+Overlap = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+"""Paired (k, 4) predicted and true boxes -> (intersection, union), in a preset's arithmetic."""
 
-@dataclass(frozen=True)
-class CompatPreset:
-    """A published evaluation's rules: its hit rule (``threshold``, ``inclusive``) and a description of its parser."""
-
-    name: str
-    threshold: float
-    inclusive: bool
-    parse_rules: str
-    source: str
-
-
-VLM_R1 = CompatPreset(
-    name="vlm-r1",
-    threshold=0.5,
-    inclusive=False,
-    parse_rules=(
-        "vlm-r1: first <answer>(.*?)</answer>; box = the 4 unsigned integers matched by "
-        r"\{.*\[(\d+),\s*(\d+),\s*(\d+),\s*(\d+)]\s*.*\} (greedy: the last such box); anything else is a parse "
-        "failure scored IoU 0; raw coordinates (no frame, no clipping); IoU with the -1/+1 pixel convention of "
-        "VLM-R1; hit when IoU > 0.5; multi-box ground truth compared as its enclosing box"
-    ),
-    source=(
-        "om-ai-lab/VLM-R1 src/eval/test_rec_r1.py; "
-        "bio-mlhui/MedGround-R1 open-r1-multimodal/src/open_r1/grpo_rec.py"
-    ),
+DEFAULT_PARSE_RULES = (
+    "medground-eval Chain-of-Box parser: <think>/<answer> read leniently (missing closing tags tolerated), every "
+    "valid box of the answer in JSON, list, Qwen2 token or <ref><box> dialects, swapped corners reordered; boxes "
+    "converted from the frame to original pixels and clipped; multi-box regions scored as unions"
 )
 
-COMPAT_PRESETS: dict[str, CompatPreset] = {VLM_R1.name: VLM_R1}
+
+@dataclass(frozen=True)
+class ScoringRules:
+    """How a run reads and compares boxes.
+
+    - ``name``: the preset name (``config["compat"]``), None for the default rules.
+    - ``extract``: None: the medground-eval parser (every answer box, ``answer_tag`` and ``pred_boxes`` lines
+      allowed); else the preset's own reading of one box per completion text (:data:`Extraction`); such a preset
+      takes completions only and has its own tag rules.
+    - ``raw_coordinates``: compare coordinates as written (no frame conversion, no clipping; the frame must be
+      ``pixel``); False: convert from the line's frame to original pixels and clip.
+    - ``truth_region``: ``"union"`` (several true boxes form one region) or ``"enclosing"`` (the one box around
+      them, for scripts whose ground truth is one box).
+    - ``overlap``: None: continuous region overlap (:func:`medground_eval.boxes.region_overlap_columns`); else the
+      preset's paired one-box arithmetic (:data:`Overlap`), a parse failure scored as ``failure_box``.
+    - ``inclusive``: the hit rule (IoU >= t when True, > t when False); None: the run's ``inclusive`` option.
+    - ``parse_rules`` / ``source``: what the run records in ``config`` (``source``: the script and its commit).
+    """
+
+    name: str | None
+    parse_rules: str
+    source: str
+    extract: Callable[[str], Extraction] | None = None
+    raw_coordinates: bool = False
+    truth_region: Literal["union", "enclosing"] = "union"
+    overlap: Overlap | None = None
+    failure_box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    inclusive: bool | None = None
+
+    @property
+    def own_parser(self) -> bool:
+        """The preset reads completions its own way (no ``--answer-tag``, no ``pred_boxes`` lines)."""
+        return self.extract is not None
 
 
-def get_compat(name: str) -> CompatPreset:
-    """The preset called ``name``; ValueError listing the known presets otherwise."""
-    try:
-        return COMPAT_PRESETS[name]
-    except KeyError:
-        raise ValueError(f"unknown compat preset {name!r}: expected one of {', '.join(COMPAT_PRESETS)}") from None
+def vlm_r1_read(text: str) -> Extraction:
+    """VLM-R1's ``extract_bbox_answer`` on a completion text: its box, or None (their ``[0, 0, 0, 0]``) and why."""
+    answer = VLM_R1_ANSWER.search(text)
+    if answer is None:
+        return None, "vlm-r1: no <answer>...</answer>"
+    box = VLM_R1_BOX.search(answer.group(1).strip())
+    if box is None:
+        return None, "vlm-r1: no {...[int, int, int, int]...} in the answer"
+    return tuple(int(box.group(i)) for i in range(1, 5)), ""
 
 
 def vlm_r1_extract(completion: object) -> tuple[int, int, int, int] | None:
     """The box VLM-R1's ``extract_bbox_answer`` reads from a completion (text or chat messages), or None where it
     falls back to ``[0, 0, 0, 0]`` (no closed answer, or no match of :data:`VLM_R1_BOX`)."""
-    answer = VLM_R1_ANSWER.search(completion_text(completion))
-    if answer is None:
-        return None
-    box = VLM_R1_BOX.search(answer.group(1).strip())
-    if box is None:
-        return None
-    x1, y1, x2, y2 = (int(box.group(i)) for i in range(1, 5))
-    return x1, y1, x2, y2
+    return vlm_r1_read(completion_text(completion))[0]
 
 
 def vlm_r1_problem(completion: object) -> str | None:
     """Why :func:`vlm_r1_extract` finds no box (for per-sample reports), or None when it finds one."""
-    text = completion_text(completion)
-    if VLM_R1_ANSWER.search(text) is None:
-        return "vlm-r1: no <answer>...</answer>"
-    if vlm_r1_extract(text) is None:
-        return "vlm-r1: no {...[int, int, int, int]...} in the answer"
-    return None
+    return vlm_r1_read(completion_text(completion))[1] or None
 
 
 def vlm_r1_overlap(pred: np.ndarray, true: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -142,3 +156,44 @@ def vlm_r1_iou(
 def enclosing_box(boxes: np.ndarray) -> np.ndarray:
     """The (4,) box enclosing (K, 4) corner boxes (how the compat preset reads a multi-box ground truth)."""
     return np.concatenate([boxes[:, :2].min(axis=0), boxes[:, 2:].max(axis=0)])
+
+
+DEFAULT_RULES = ScoringRules(name=None, parse_rules=DEFAULT_PARSE_RULES, source="medground-eval")
+"""The rules of a run without ``compat``: our parser, frames and clipping, union regions, the run's hit rule."""
+
+VLM_R1 = ScoringRules(
+    name="vlm-r1",
+    parse_rules=(
+        "vlm-r1: first <answer>(.*?)</answer>; box = the 4 unsigned integers matched by "
+        r"\{.*\[(\d+),\s*(\d+),\s*(\d+),\s*(\d+)]\s*.*\} (greedy: the last such box); anything else is a parse "
+        "failure scored IoU 0; raw coordinates (no frame, no clipping); IoU with the -1/+1 pixel convention of "
+        "VLM-R1; hit when IoU > 0.5; multi-box ground truth compared as its enclosing box"
+    ),
+    source=(
+        "om-ai-lab/VLM-R1 src/eval/test_rec_r1.py; "
+        "bio-mlhui/MedGround-R1 open-r1-multimodal/src/open_r1/grpo_rec.py"
+    ),
+    extract=vlm_r1_read,
+    raw_coordinates=True,
+    truth_region="enclosing",
+    overlap=vlm_r1_overlap,
+    inclusive=False,
+)
+
+CompatPreset = ScoringRules
+"""The former name of :class:`ScoringRules` (a compat preset is a rules value)."""
+
+COMPAT_PRESETS: dict[str, ScoringRules] = {VLM_R1.name: VLM_R1}
+
+
+def get_compat(name: str) -> ScoringRules:
+    """The preset called ``name``; ValueError listing the known presets otherwise."""
+    try:
+        return COMPAT_PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown compat preset {name!r}: expected one of {', '.join(COMPAT_PRESETS)}") from None
+
+
+def get_rules(compat: str | None) -> ScoringRules:
+    """The rules of a run: :data:`DEFAULT_RULES` without ``compat``, else the preset (ValueError when unknown)."""
+    return DEFAULT_RULES if compat is None else get_compat(compat)

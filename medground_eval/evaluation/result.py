@@ -1,0 +1,88 @@
+"""The result of a scored run: the report, the per-sample scores, each sample's problems and the run's config."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medground_eval.datasets.base import SkippedRow
+from medground_eval.evaluation.compat import ScoringRules
+from medground_eval.metrics import GroundingReport, SampleScores, iou_hits
+
+UNTAGGED_PARSE_RULES = (
+    "; --answer-tag optional: a completion without <answer> is read from its text after </think> (or its whole text) "
+    "by the same rules, and still has the problem 'missing <answer>'"
+)
+"""Appended to the default rules' ``parse_rules`` in a run scored with ``answer_tag="optional"``."""
+EXAMPLES_KEPT = 10
+"""Ids (or reasons) listed in ``config`` for unmatched predictions, missing predictions and skipped lines."""
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """A scored run: the summary ``report``, the ``per_sample`` scores (ground-truth order), each sample's parser
+    ``problems`` ("; "-joined, "no prediction" for a missing one) and the run's ``config``."""
+
+    report: GroundingReport
+    per_sample: SampleScores
+    problems: list[str]
+    config: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The metrics JSON: :meth:`GroundingReport.to_dict` keys plus ``config``."""
+        return {**self.report.to_dict(), "config": self.config}
+
+    def hits(self, threshold: float = 0.5) -> np.ndarray:
+        """Per sample, IoU >= threshold (or > under a strict rule such as the vlm-r1 preset)."""
+        iou = self.per_sample.iou
+        return iou_hits(iou, threshold, self.report.inclusive)
+
+    def write_per_sample(self, path: str | Path) -> None:
+        """CSV with columns id, iou, hit@0.5, pointing, parse_failed, out_of_frame, category, problems."""
+        import pandas as pd
+
+        scores = self.per_sample
+        frame = pd.DataFrame({
+            "id": scores.ids, "iou": scores.iou, "hit@0.5": self.hits(0.5), "pointing": scores.pointing,
+            "parse_failed": scores.parse_failed, "out_of_frame": scores.out_of_frame,
+            "category": scores.category, "problems": self.problems,
+        })
+        frame.to_csv(path, index=False)
+
+
+def join_notes(config: Mapping[str, Any]) -> list[str]:
+    """A run's non-zero join counts as sentences: unmatched and missing predictions, skipped lines."""
+    labels = (("unmatched_predictions", "predictions with an id not in the ground truth (left out)"),
+              ("missing_predictions", "ground-truth samples without a prediction (scored as misses)"),
+              ("skipped_lines", "lines skipped (--on-error skip)"))
+    return [f"{config[key]} {label}" for key, label in labels if config.get(key)]
+
+
+def run_config(*, dataset: str, annotations: str | Path | None, predictions: Path | None, split: str | None,
+               frame: str, rules: ScoringRules, thresholds: Iterable[float], inclusive: bool,
+               n_bootstrap: int, seed: int | None, on_error: str, skipped: list[SkippedRow],
+               view: str, answer_tag: str) -> dict[str, Any]:
+    """The run's settings; ``answer_tag`` is None under a preset with its own parser (its parse rules decide)."""
+    parse_rules = rules.parse_rules + (UNTAGGED_PARSE_RULES if answer_tag == "optional" else "")
+    return {
+        "dataset": dataset,
+        "annotations": None if annotations is None else str(annotations),
+        "predictions": None if predictions is None else str(predictions),
+        "split": split,
+        "view": view,
+        "frame": frame if not rules.raw_coordinates else f"{frame} (raw coordinates, no rescaling or clipping)",
+        "compat": rules.name,
+        "answer_tag": None if rules.own_parser else answer_tag,
+        "parse_rules": parse_rules,
+        "thresholds": [float(t) for t in thresholds],
+        "inclusive": inclusive if rules.inclusive is None else rules.inclusive,
+        "n_bootstrap": n_bootstrap,
+        "seed": seed,
+        "on_error": on_error,
+        "skipped_lines": len(skipped),
+        "skipped_examples": [row.reason for row in skipped[:EXAMPLES_KEPT]],
+    }
