@@ -3,7 +3,8 @@
 Each line of ``preds.jsonl`` is ``{"id", "completion", "frame", "image_size", "input_size"}``: the model's text, the
 coordinate frame it writes boxes in (``"resized"`` for Qwen2.5-VL, ``"norm1000"`` for Qwen2-VL / Qwen3-VL), the
 original image size ``[W, H]`` and, for ``"resized"``, the model input size ``[w, h]`` (else null). The frame comes
-from the model (its config's ``model_type`` and its image processor's pixel limits), never from a guess.
+from the model folder (its config's ``model_type`` and its processor's pixel limits:
+:func:`medground_eval.frames.resolve_model_frame`, the one resolver every backend uses), never from a guess.
 
 Generation is batched, greedy by default (``do_sample=True`` samples at ``temperature``), with transformers.
 """
@@ -14,12 +15,12 @@ import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from medground_eval.frames import Frame, get_frame
+from medground_eval.frames import MODEL_TYPE_FRAMES, Frame, get_frame
 from medground_eval.structures import Sample
 
-RESIZED_MODEL_TYPES = frozenset({"qwen2_5_vl"})
+RESIZED_MODEL_TYPES = frozenset(t for t, name in MODEL_TYPE_FRAMES.items() if get_frame(name).kind == "resized")
 """Model types that write absolute pixels of their resized input (frame ``"resized"``)."""
-NORM1000_MODEL_TYPES = frozenset({"qwen2_vl", "qwen3_vl", "qwen3_vl_moe"})
+NORM1000_MODEL_TYPES = frozenset(t for t, name in MODEL_TYPE_FRAMES.items() if get_frame(name).kind == "norm1000")
 """Model types that write coordinates in 0-1000 (frame ``"norm1000"``)."""
 QWEN_PROCESSORS = {
     "qwen2_vl": "Qwen2VLProcessor",
@@ -102,36 +103,6 @@ def default_device() -> tuple[str, bool]:
     return "cpu", False
 
 
-def _size_limit(image_processor: object, name: str, size_key: str) -> int | None:
-    """A pixel limit: the ``name`` attribute (older processors), else ``size[size_key]``, else None."""
-    value = getattr(image_processor, name, None)
-    size = getattr(image_processor, "size", None)
-    if value is None and size is not None:
-        value = size.get(size_key)
-    return None if value is None else int(value)
-
-
-def model_frame(model_type: str, image_processor: object, default: str | Frame = "pixel") -> Frame:
-    """The frame a model writes boxes in.
-
-    Qwen2.5-VL: ``"resized"`` with the image processor's own pixel limits (``min_pixels`` / ``max_pixels``
-    attributes, else ``size["shortest_edge"]`` / ``size["longest_edge"]``) and factor ``patch_size * merge_size``;
-    Qwen2-VL, Qwen3-VL: ``"norm1000"``; any other model type: ``default``.
-    """
-    if model_type in NORM1000_MODEL_TYPES:
-        return get_frame("norm1000")
-    if model_type not in RESIZED_MODEL_TYPES:
-        return get_frame(default)
-    overrides = {
-        "min_pixels": _size_limit(image_processor, "min_pixels", "shortest_edge"),
-        "max_pixels": _size_limit(image_processor, "max_pixels", "longest_edge"),
-    }
-    patch, merge = getattr(image_processor, "patch_size", None), getattr(image_processor, "merge_size", None)
-    if patch and merge:
-        overrides["factor"] = int(patch) * int(merge)
-    return get_frame("resized", **{k: v for k, v in overrides.items() if v is not None})
-
-
 def generate_completions(
     model,
     processor,
@@ -199,8 +170,8 @@ def predict_samples(
     output: str | Path,
     *,
     image_root: str | Path | None,
+    frame: Frame,
     template: str = "chain-of-box",
-    default_frame: str | Frame = "pixel",
     batch_size: int = 8,
     max_new_tokens: int = 256,
     do_sample: bool = False,
@@ -209,11 +180,11 @@ def predict_samples(
 ) -> Path:
     """Predict every sample with a loaded model and write ``output`` (JSON lines); returns its path.
 
-    The frame is :func:`model_frame` of the model (``default_frame`` for a model type it does not know).
+    ``frame`` is the model's, :func:`~medground_eval.frames.resolve_model_frame` of its folder with the pixel limits
+    the processor was loaded with.
     """
     from medground_eval.integrations.hf_data import build_dataset
 
-    frame = model_frame(model.config.model_type, processor.image_processor, default_frame)
     dataset = build_dataset(samples, image_root=image_root, frame=frame, template=template)
     completions = generate_completions(
         model, processor, dataset, batch_size=batch_size, max_new_tokens=max_new_tokens,

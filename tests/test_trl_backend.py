@@ -18,7 +18,7 @@ from typer.testing import CliRunner  # noqa: E402
 
 from medground_eval.cli import app  # noqa: E402
 from medground_eval.frames import get_frame, smart_resize  # noqa: E402
-from medground_eval.inference import load_processor, model_frame  # noqa: E402
+from medground_eval.inference import load_processor  # noqa: E402
 from medground_eval.rewards import SpatialReward, SpatialSemanticReward  # noqa: E402
 from medground_eval.integrations.hf_data import MissingImageError, build_dataset  # noqa: E402
 from medground_eval.integrations.options import load_options  # noqa: E402
@@ -111,15 +111,16 @@ def test_spatial_reward_reads_boxes_in_the_models_frame():
 
 # Frame and processor -------------------------------------------------------------------------------------------------
 
-def test_model_frame_follows_the_model_type_and_the_processor_pixel_limits():
-    new_style = SimpleNamespace(size={"shortest_edge": 1000, "longest_edge": 5000}, patch_size=16, merge_size=2)
-    frame = model_frame("qwen2_5_vl", new_style)
-    assert (frame.kind, frame.min_pixels, frame.max_pixels, frame.factor) == ("resized", 1000, 5000, 32)
-    old_style = SimpleNamespace(min_pixels=3136, max_pixels=12845056, patch_size=14, merge_size=2)
-    assert model_frame("qwen2_5_vl", old_style) == get_frame("qwen2.5-vl", min_pixels=3136, max_pixels=12845056)
-    for model_type in ("qwen2_vl", "qwen3_vl", "qwen3_vl_moe"):
-        assert model_frame(model_type, new_style).kind == "norm1000"
-    assert model_frame("llava", new_style, "norm1") == get_frame("norm1")
+def test_run_frame_is_the_checkpoints_with_the_runs_pixel_limits(tiny_model):
+    """The TRL run resolves its frame like every backend (frames.resolve_model_frame), extra limits overriding."""
+    from medground_eval.integrations.trl import model_frame
+
+    frame = model_frame(load_options(None, model=str(tiny_model)))
+    assert (frame.kind, frame.min_pixels, frame.max_pixels, frame.factor) == ("resized", MIN_PIXELS, MAX_PIXELS, 28)
+    wider = model_frame(load_options(None, model=str(tiny_model), extra={"max_pixels": 4 * MAX_PIXELS}))
+    assert wider.max_pixels == 4 * MAX_PIXELS
+    size = load_processor(tiny_model, max_pixels=4 * MAX_PIXELS).image_processor.size
+    assert (size["shortest_edge"], size["longest_edge"]) == (wider.min_pixels, wider.max_pixels)
 
 
 def test_processor_has_no_video_part_and_keeps_the_qwen_class_name(tiny_model, tmp_path):

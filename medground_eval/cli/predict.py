@@ -31,16 +31,18 @@ def predict_command(
 ) -> None:
     """Generate one completion per sample and write {"id", "completion", "frame", "image_size", "input_size"} lines."""
     from medground_eval.datasets import get_loader
+    from medground_eval.frames import resolve_model_frame
     from medground_eval.inference import default_device, load_model_and_processor, predict_samples
 
     try:
+        model_frame = resolve_model_frame(model, default=frame, min_pixels=min_pixels, max_pixels=max_pixels)
         samples = get_loader(dataset)(data_dir, split=split).samples
         device, bf16 = ("cpu", False) if use_cpu else default_device()
         loaded, processor = load_model_and_processor(
             model, device=device, bf16=bf16, min_pixels=min_pixels, max_pixels=max_pixels
         )
         written = predict_samples(
-            loaded, processor, samples, output, image_root=image_root, template=template, default_frame=frame,
+            loaded, processor, samples, output, image_root=image_root, template=template, frame=model_frame,
             batch_size=batch_size, max_new_tokens=max_new_tokens, do_sample=sample, temperature=temperature,
         )
     except (FileNotFoundError, ValueError) as error:

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Literal
 
 from medground_eval.datasets import LoadedDataset
-from medground_eval.frames import get_frame
+from medground_eval.frames import Frame, get_frame
 from medground_eval.prompts import chat_prompt, render_prompt
 from medground_eval.integrations.hf_data import image_file_size
 from medground_eval.integrations.labels import sample_label
@@ -104,11 +104,15 @@ def convert_records(
     fmt: Format,
     *,
     image_root: str | Path | None = None,
-    frame: str = "qwen2.5-vl",
+    frame: str | Frame = "qwen2.5-vl",
     template: str = "chain-of-box",
     split: str | None = None,
 ) -> list[dict]:
-    """One record per sample, in the engine's layout (see the module docstring)."""
+    """One record per sample, in the engine's layout (see the module docstring).
+
+    ``frame``: a preset name or the model's :class:`~medground_eval.frames.Frame`
+    (:func:`~medground_eval.frames.resolve_model_frame`), whose pixel limits give the labels' ``input_size``.
+    """
     if fmt not in RECORDS:
         raise ValueError(f"format = {fmt!r}: expected one of {list(FORMATS)}")
     if not dataset.samples:
@@ -136,7 +140,7 @@ def convert_dataset(
     output: str | Path,
     *,
     image_root: str | Path | None = None,
-    frame: str = "qwen2.5-vl",
+    frame: str | Frame = "qwen2.5-vl",
     template: str = "chain-of-box",
     split: str | None = None,
 ) -> Path:

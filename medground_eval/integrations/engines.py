@@ -18,7 +18,8 @@ the engine's command with the adapter plugged in and the options mapped onto the
 the engine is importable; otherwise it prints the command and what to install, and returns 2. Engine flags that
 have no :class:`TrainOptions` field (GPU counts, parallelism) go in ``options.extra["engine_args"]``, a list of
 strings appended to the command (for verl, an override of a key the command already sets replaces it).
-The frame written into the labels is the model's (:func:`model_frame_name`), as for the TRL backend.
+The frame written into the labels is the model's (:func:`model_frame`), as for the TRL backend: its preset name, and
+for a ``resized`` frame each label's ``input_size`` computed with the checkpoint's processor pixel limits.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from inspect import signature
 from pathlib import Path
 from typing import Literal
 
-from medground_eval.inference import NORM1000_MODEL_TYPES, RESIZED_MODEL_TYPES
+from medground_eval.frames import Frame, preset_name, resolve_model_frame
 from medground_eval.rewards import SpatialSemanticReward
 from medground_eval.integrations.options import TrainOptions
 
@@ -120,22 +121,11 @@ def reward_settings(options: TrainOptions) -> dict[str, object]:
     }
 
 
-def model_frame_name(options: TrainOptions) -> str:
-    """The frame preset the model answers in: ``qwen2.5-vl`` or ``norm1000`` (Qwen2-VL, Qwen3-VL) from the
-    ``model_type`` in ``<model>/config.json`` of a local checkpoint, else ``options.frame`` (a hub name, or a
-    model type not listed in :mod:`medground_eval.inference`)."""
-    config = Path(options.model) / "config.json"
-    if not config.is_file():
-        return options.frame
-    try:
-        model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type")
-    except (ValueError, AttributeError):
-        raise ValueError(f"model config {config}: expected a JSON object with 'model_type'") from None
-    if model_type in RESIZED_MODEL_TYPES:
-        return "qwen2.5-vl"
-    if model_type in NORM1000_MODEL_TYPES:
-        return "norm1000"
-    return options.frame
+def model_frame(options: TrainOptions) -> Frame:
+    """The frame the model answers in: :func:`~medground_eval.frames.resolve_model_frame` of ``options.model`` (its
+    ``config.json`` model type and ``preprocessor_config.json`` pixel limits, as the engine's processor reads them),
+    ``options.frame`` for a hub name or a model type not known there. The same resolver serves TRL and ``predict``."""
+    return resolve_model_frame(options.model, default=options.frame)
 
 
 def adapter_path(backend: str) -> Path:
@@ -259,8 +249,9 @@ def engine_command(backend: Backend, options: TrainOptions) -> list[str]:
     return [arg for arg in verl_command(options, train_file, eval_file) if arg.split("=", 1)[0] not in replaced] + extra
 
 
-def _write_inputs(backend: Backend, options: TrainOptions) -> Path:
-    """Convert the splits into the engine's files and write the reward config; returns the config path."""
+def _write_inputs(backend: Backend, options: TrainOptions, frame: Frame) -> Path:
+    """Convert the splits into the engine's files (labels in ``frame``) and write the reward config; returns the
+    config path."""
     from medground_eval.integrations.convert import convert_dataset
     from medground_eval.datasets import get_loader
 
@@ -271,7 +262,7 @@ def _write_inputs(backend: Backend, options: TrainOptions) -> Path:
         dataset = load(options.data_dir, split=split)
         convert_dataset(
             dataset, ENGINES[backend]["format"], _data_file(options, backend, split),
-            image_root=options.image_root, frame=options.frame, template=options.template, split=split,
+            image_root=options.image_root, frame=frame, template=options.template, split=split,
         )
     config = Path(options.output_dir) / "reward_config.json"
     config.write_text(json.dumps(reward_settings(options), indent=2) + "\n", encoding="utf-8")
@@ -301,7 +292,8 @@ def launch_engine(backend: Backend, options: TrainOptions, *, dry_run: bool = Fa
     ``dry_run``: print the command (and the files it reads), write nothing, return 0. Engine not installed: print
     the command and the install line to stderr, return 2. Otherwise the engine's own exit code.
     """
-    options = dataclasses.replace(options, frame=model_frame_name(options))
+    frame = model_frame(options)
+    options = dataclasses.replace(options, frame=preset_name(frame, hint=options.frame))
     command = engine_command(backend, options)
     config = Path(options.output_dir) / "reward_config.json"
     shown = f"{REWARD_CONFIG_ENV}={shlex.quote(str(config))} {shlex.join(command)}"
@@ -311,7 +303,7 @@ def launch_engine(backend: Backend, options: TrainOptions, *, dry_run: bool = Fa
     if dry_run:
         print(shown)
         return 0
-    _write_inputs(backend, options)
+    _write_inputs(backend, options, frame)
     if importlib.util.find_spec(ENGINES[backend]["module"]) is None:
         print(shown)
         print(

@@ -24,7 +24,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 
-from medground_eval.frames import get_frame
+from medground_eval.frames import Frame, get_frame, preset_name
 from medground_eval.rewards import RewardBreakdown, SpatialSemanticReward
 from medground_eval.structures import Sample
 
@@ -38,13 +38,15 @@ class LabelError(ValueError):
     """A label that is not valid JSON or misses / mistypes a field; the message names the field and value."""
 
 
-def sample_label(sample: Sample, frame: str = "pixel") -> dict:
-    """The label of ``sample`` for a model answering in ``frame`` (a frame preset name).
+def sample_label(sample: Sample, frame: str | Frame = "pixel") -> dict:
+    """The label of ``sample`` for a model answering in ``frame`` (a preset name, or the :class:`Frame` of
+    :func:`~medground_eval.frames.resolve_model_frame`, written as its preset name).
 
     Raises ValueError for an unknown frame, and :class:`LabelError` when the frame needs the image size and the
     sample has none.
     """
     spec = get_frame(frame)
+    frame = preset_name(spec, hint=frame if isinstance(frame, str) else None)
     if sample.image_size is None and spec.kind != "pixel":
         raise LabelError(
             f"sample {sample.id!r}: image_size is None: frame {frame!r} needs the image size [W, H]; "

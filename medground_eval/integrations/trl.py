@@ -4,7 +4,7 @@
   :mod:`medground_eval.rewards`, weighted by ``GRPOConfig.reward_weights``; TRL logs ``rewards/<name>/mean``. The
   spatial one also logs ``grounding/mean_iou``, ``grounding/parse_failure_rate`` and
   ``grounding/out_of_frame_rate`` through TRL's ``log_metric`` callback. A component of weight 0 is left out.
-- Frame: the model's own (:func:`medground_eval.inference.model_frame`): Qwen2.5-VL boxes are read in its resized input
+- Frame: the model's own (:func:`medground_eval.frames.resolve_model_frame`, as for every backend): Qwen2.5-VL boxes are read in its resized input
   (the processor's pixel limits), Qwen2-VL / Qwen3-VL in 0-1000; rewards compare boxes in original pixels.
 - Options: :class:`~medground_eval.integrations.options.TrainOptions`; its ``extra`` table holds the keys of
   :data:`EXTRA_KEYS` and any other ``GRPOConfig`` field (passed through, e.g. ``report_to``, ``gradient_checkpointing``,
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medground_eval.datasets import get_loader
-from medground_eval.frames import Frame
+from medground_eval.frames import Frame, resolve_model_frame
 from medground_eval.rewards import AnatomyReward, FormatReward, SemanticReward, SpatialReward
 from medground_eval.integrations.options import TrainOptions
 from medground_eval.structures import Sample
@@ -60,6 +60,15 @@ class SpatialTRLReward:
 
     def __repr__(self) -> str:
         return f"SpatialTRLReward({self.reward!r}, name={self.__name__!r})"
+
+
+def model_frame(options: TrainOptions) -> Frame:
+    """The frame of ``options.model`` with the run's pixel limits (``extra.min_pixels`` / ``extra.max_pixels``), the
+    same :func:`~medground_eval.frames.resolve_model_frame` the engine backends, ``predict`` and ``convert`` use."""
+    return resolve_model_frame(
+        options.model, default=options.frame,
+        min_pixels=options.extra.get("min_pixels"), max_pixels=options.extra.get("max_pixels"),
+    )
 
 
 def _import_reward(spec: str) -> Callable:
@@ -199,14 +208,12 @@ def check_run(options: TrainOptions) -> dict[str, object]:
     config and processor, the rewards and the ``GRPOConfig``. Returns the plan as a JSON-ready dict."""
     from transformers import AutoConfig
 
-    from medground_eval.inference import load_processor, model_frame
+    from medground_eval.inference import load_processor
 
     setup = _setup(options)
     model_type = AutoConfig.from_pretrained(options.model).model_type
-    processor = load_processor(
-        options.model, min_pixels=setup.extra.get("min_pixels"), max_pixels=setup.extra.get("max_pixels")
-    )
-    frame = model_frame(model_type, processor.image_processor, options.frame)
+    load_processor(options.model, min_pixels=setup.extra.get("min_pixels"), max_pixels=setup.extra.get("max_pixels"))
+    frame = model_frame(options)
     functions, weights = reward_functions(options, frame)
     args = grpo_config(options, weights, bf16=setup.bf16)
     samples = {str(options.split): len(setup.train_samples)}
@@ -229,7 +236,7 @@ def train(options: TrainOptions) -> TrainResult:
     """Run GRPO on ``options`` (see the module docstring); returns where the outputs are."""
     from trl import GRPOTrainer
 
-    from medground_eval.inference import load_model_and_processor, model_frame
+    from medground_eval.inference import load_model_and_processor
     from medground_eval.integrations.hf_data import build_dataset
 
     setup = _setup(options)
@@ -240,7 +247,7 @@ def train(options: TrainOptions) -> TrainResult:
         options.model, bf16=setup.bf16, min_pixels=setup.extra.get("min_pixels"),
         max_pixels=setup.extra.get("max_pixels"),
     )
-    frame = model_frame(model.config.model_type, processor.image_processor, options.frame)
+    frame = model_frame(options)
     train_dataset = build_dataset(
         setup.train_samples, image_root=options.image_root, frame=frame, template=options.template
     )
@@ -272,7 +279,7 @@ def train(options: TrainOptions) -> TrainResult:
         predictions = predict_samples(
             trainer.accelerator.unwrap_model(final), processor, setup.eval_samples,
             output_dir / "eval_predictions.jsonl",
-            image_root=options.image_root, template=options.template, default_frame=options.frame,
+            image_root=options.image_root, template=options.template, frame=frame,
             batch_size=int(setup.extra.get("eval_batch_size", 8)), max_new_tokens=options.max_completion_length,
         )
         result = score_files(
