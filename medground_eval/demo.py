@@ -25,6 +25,7 @@ import numpy as np
 
 from medground_eval.datasets.base import LoadedDataset
 from medground_eval.frames import get_frame
+from medground_eval.outputs import open_atomic
 from medground_eval.parsing import format_box
 from medground_eval.evaluation.scorer import ScoreResult, score_predictions
 from medground_eval.structures import Sample
@@ -164,7 +165,7 @@ def write_demo_files(output_dir: str | Path, dataset: LoadedDataset, rows: list[
     folder = Path(output_dir)
     folder.mkdir(parents=True, exist_ok=True)
     truth = folder / "truth.jsonl"
-    with truth.open("w", encoding="utf-8") as handle:
+    with open_atomic(truth) as handle:
         for sample in dataset.samples:
             handle.write(json.dumps({"id": sample.id, "phrase": sample.phrase, "boxes": sample.boxes.tolist(),
                                      "image_size": list(sample.image_size), "category": sample.category,
@@ -175,7 +176,7 @@ def write_demo_files(output_dir: str | Path, dataset: LoadedDataset, rows: list[
         key = id(row.run.records)
         if key not in written:
             written[key] = folder / f"preds_{row.run.name.replace('@', '_as_')}.jsonl"
-            with written[key].open("w", encoding="utf-8") as handle:
+            with open_atomic(written[key]) as handle:
                 handle.writelines(json.dumps(record) + "\n" for record in row.run.records)
         commands.append(f"medground-eval score {written[key]} --dataset jsonl --annotations {truth} "
                         f"--frame {row.run.frame}")

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from medground_eval.frames import MODEL_TYPE_FRAMES, Frame, get_frame
+from medground_eval.outputs import open_atomic
 from medground_eval.structures import Sample
 
 RESIZED_MODEL_TYPES = frozenset(t for t, name in MODEL_TYPE_FRAMES.items() if get_frame(name).kind == "resized")
@@ -154,10 +155,9 @@ def prediction_records(dataset, completions: Sequence[str], frame: Frame) -> lis
 
 
 def write_predictions(records: Iterable[dict], path: str | Path) -> Path:
-    """Write records as JSON lines (UTF-8), creating the parent folder."""
+    """Write records as JSON lines (UTF-8) atomically, creating the parent folder."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as handle:
+    with open_atomic(path) as handle:
         for record in records:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
     return path

@@ -173,3 +173,32 @@ def test_resized_frame_needs_the_image_file(annotations, tmp_path):
         convert_records(load(annotations), "verl", image_root=tmp_path)
     assert "input_size" not in read_label(convert_records(load(annotations), "verl", frame="norm1000")[0]
                                           ["reward_model"]["ground_truth"])
+
+
+@pytest.mark.parametrize("fmt", ["openrlhf", "verl", "trl"])
+def test_convert_failing_mid_write_leaves_no_file(annotations, images, tmp_path, monkeypatch, fmt):
+    """Issue 13 case 1: an interrupted convert used to leave a newline-terminated prefix of all.jsonl."""
+    import medground_eval.integrations.convert as convert
+
+    def failing_records(*args, **kwargs):
+        raise_at = 1
+        for k, row in enumerate(ROWS):
+            if k == raise_at:
+                raise KeyboardInterrupt
+            yield {"id": row["id"], "label": "x"}
+
+    monkeypatch.setattr(convert, "convert_records", lambda *a, **k: failing_records())
+    if fmt != "openrlhf":  # the table writers take the whole list: fail inside them instead
+        monkeypatch.setattr(convert, "convert_records", lambda *a, **k: [{"id": "p1"}])
+        import datasets
+        import pyarrow.parquet as pq
+
+        def boom(*args, **kwargs):
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(pq, "write_table", boom)
+        monkeypatch.setattr(datasets.Dataset, "save_to_disk", boom)
+    out = tmp_path / "o" / ("train" if fmt == "trl" else "train.x")
+    with pytest.raises(KeyboardInterrupt):
+        convert_dataset(load(annotations), fmt, out, image_root=images)
+    assert not out.exists() and list(out.parent.iterdir()) == []

@@ -10,6 +10,7 @@ import typer
 
 from medground_eval.cli import app
 from medground_eval.cli.score import ANSWER_TAG_HELP, _thresholds
+from medground_eval.outputs import atomic_write_text
 
 
 @app.command("compare")
@@ -84,7 +85,7 @@ def compare_command(
     if output is not None:
         document = {"a": str(predictions_a), "b": str(predictions_b), **comparison.to_dict(),
                     "metrics_a": result_a.to_dict(), "metrics_b": result_b.to_dict()}
-        output.write_text(json.dumps(document, indent=2) + "\n")
+        atomic_write_text(output, json.dumps(document, indent=2) + "\n")
     if markdown is not None:
         text = comparison_markdown(comparison, name_a=predictions_a.name, name_b=predictions_b.name)
-        markdown.write_text(text + "".join(f"\n{note}\n" for note in notes))
+        atomic_write_text(markdown, text + "".join(f"\n{note}\n" for note in notes))

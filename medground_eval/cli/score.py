@@ -83,6 +83,7 @@ def score_command(
     from rich.progress import Progress
 
     from medground_eval.evaluation.scorer import progress_total, score_files
+    from medground_eval.outputs import atomic_write_text
 
     if image_root is not None and report is None:
         typer.echo("error: --image-root is used by --report (it adds box overlays to the report); give --report DIR "
@@ -108,7 +109,7 @@ def score_command(
         raise typer.Exit(1) from None
     print_report(result, f"{predictions.name} vs {dataset}")
     if output is not None:
-        output.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+        atomic_write_text(output, json.dumps(result.to_dict(), indent=2) + "\n")
     if per_sample is not None:
         result.write_per_sample(per_sample)
     if report is not None:

@@ -12,6 +12,7 @@ import numpy as np
 from medground_eval.datasets.base import SkippedRow
 from medground_eval.evaluation.compat import ScoringRules
 from medground_eval.metrics import GroundingReport, SampleScores, iou_hits
+from medground_eval.outputs import open_atomic
 
 UNTAGGED_PARSE_RULES = (
     "; --answer-tag optional: a completion without <answer> is read from its text after </think> (or its whole text) "
@@ -42,7 +43,8 @@ class ScoreResult:
         return iou_hits(iou, threshold, self.report.inclusive)
 
     def write_per_sample(self, path: str | Path) -> None:
-        """CSV with columns id, iou, hit@0.5, pointing, parse_failed, out_of_frame, category, problems."""
+        """CSV with columns id, iou, hit@0.5, pointing, parse_failed, out_of_frame, category, problems; written
+        atomically ("-": standard output)."""
         import pandas as pd
 
         scores = self.per_sample
@@ -51,7 +53,8 @@ class ScoreResult:
             "parse_failed": scores.parse_failed, "out_of_frame": scores.out_of_frame,
             "category": scores.category, "problems": self.problems,
         })
-        frame.to_csv(path, index=False)
+        with open_atomic(path, "w", newline="") as handle:
+            frame.to_csv(handle, index=False)
 
 
 def join_notes(config: Mapping[str, Any]) -> list[str]:

@@ -36,6 +36,7 @@ from medground_eval.frames import Frame, get_frame
 from medground_eval.prompts import chat_prompt, render_prompt
 from medground_eval.integrations.hf_data import image_file_size
 from medground_eval.integrations.labels import sample_label
+from medground_eval.outputs import atomic_directory, open_atomic
 from medground_eval.structures import Sample
 
 Format = Literal["trl", "openrlhf", "verl", "easyr1"]
@@ -144,21 +145,23 @@ def convert_dataset(
     template: str = "chain-of-box",
     split: str | None = None,
 ) -> Path:
-    """Write the records of :func:`convert_records` to ``output`` (a file; a directory for ``trl``); returns it."""
+    """Write the records of :func:`convert_records` to ``output`` (a file; a directory for ``trl``), atomically (a
+    killed run leaves no partial file under ``output``); returns it."""
     records = convert_records(dataset, fmt, image_root=image_root, frame=frame, template=template, split=split)
     output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "trl":
         import datasets
 
-        datasets.Dataset.from_list(records).save_to_disk(str(output))
+        with atomic_directory(output) as folder:
+            datasets.Dataset.from_list(records).save_to_disk(str(folder))
     elif fmt == "verl":
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        pq.write_table(pa.Table.from_pylist(records), output)
+        with open_atomic(output, "wb") as handle:
+            pq.write_table(pa.Table.from_pylist(records), handle)
     else:
-        with output.open("w", encoding="utf-8") as handle:
+        with open_atomic(output) as handle:
             handle.writelines(json.dumps(record) + "\n" for record in records)
     return output
 

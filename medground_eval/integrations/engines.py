@@ -42,6 +42,7 @@ from typing import Literal
 from medground_eval.frames import Frame, preset_name, resolve_model_frame
 from medground_eval.rewards import SpatialSemanticReward
 from medground_eval.integrations.options import TrainOptions
+from medground_eval.outputs import atomic_write_text
 
 Backend = Literal["openrlhf", "verl"]
 
@@ -265,7 +266,7 @@ def _write_inputs(backend: Backend, options: TrainOptions, frame: Frame) -> Path
             image_root=options.image_root, frame=frame, template=options.template, split=split,
         )
     config = Path(options.output_dir) / "reward_config.json"
-    config.write_text(json.dumps(reward_settings(options), indent=2) + "\n", encoding="utf-8")
+    atomic_write_text(config, json.dumps(reward_settings(options), indent=2) + "\n")
     return config
 
 

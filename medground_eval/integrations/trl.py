@@ -28,6 +28,7 @@ from medground_eval.datasets import get_loader
 from medground_eval.frames import Frame, resolve_model_frame
 from medground_eval.rewards import AnatomyReward, FormatReward, SemanticReward, SpatialReward
 from medground_eval.integrations.options import TrainOptions
+from medground_eval.outputs import atomic_write_text
 from medground_eval.structures import Sample
 
 EXTRA_KEYS = {
@@ -286,6 +287,6 @@ def train(options: TrainOptions) -> TrainResult:
             predictions, dataset=options.dataset, annotations=options.data_dir, split=options.eval_split
         )
         metrics = output_dir / "eval_metrics.json"
-        metrics.write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
+        atomic_write_text(metrics, json.dumps(result.to_dict(), indent=2) + "\n")
     trainer.accelerator.wait_for_everyone()
     return TrainResult(output_dir, predictions, metrics, trainer.state.global_step)

@@ -41,6 +41,7 @@ from medground_eval.evaluation.report.plots import (
 )
 from medground_eval.evaluation.scorer import join_notes
 from medground_eval.metrics import GroundingReport, SampleScores
+from medground_eval.outputs import atomic_directory
 
 Block = tuple
 """A report element, rendered to Markdown and HTML: ("h1" | "h2" | "h3" | "p", text), ("table", header, rows) or
@@ -101,49 +102,55 @@ def write_report(
     title: str = "Grounding report",
     examples_per_group: int = 3,
 ) -> ReportFiles:
-    """Write the report of a scored run into ``out_dir`` (created if needed; files of the same name are replaced).
+    """Write the report of a scored run into the folder ``out_dir``, atomically: it is built under a temporary name
+    and appears whole or not at all (:func:`medground_eval.outputs.atomic_directory`; an existing ``out_dir`` is
+    replaced when it is empty or an earlier report, else FileExistsError).
 
     Parse-failure reasons come from ``result.problems``. ``views`` (from :func:`sample_views`; at least the samples
     :func:`example_ids` picks) give the overlay boxes; overlays are drawn when ``image_root`` is given too, for
     samples whose ``image`` file exists under it (2D only). A chosen sample
     without an image, a missing file or 3D boxes is listed in the report and in ``ReportFiles.skipped_overlays``.
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    report, per_sample = result.report, result.per_sample
-    metrics_path = out / "metrics.json"
-    metrics = {**report.to_dict(), "config": dict(result.config)}
-    metrics_path.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    final = Path(out_dir)
+    with atomic_directory(final) as out:
+        report, per_sample = result.report, result.per_sample
+        metrics_path = out / "metrics.json"
+        metrics = {**report.to_dict(), "config": dict(result.config)}
+        metrics_path.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
 
-    blocks: list[Block] = [("h1", title), ("p", _summary_line(report))] + _run_blocks(result.config)
-    blocks += [("h2", "Metrics"), ("table", ["metric", "value", f"{report.confidence:.0%} interval"],
-                                   [[name, _fmt(value), _fmt_interval(ci)] for name, value, ci in report.rows()])]
-    images: list[Path] = []
-    skipped: list[tuple[str, str]] = []
-    if report.n:
-        images.append(plot_accuracy_curve(report, per_sample, out / "acc_curve.png"))
-        images.append(plot_iou_histogram(per_sample, out / "iou_histogram.png"))
-        blocks += [("h2", "Accuracy vs IoU threshold"), ("image", "acc_curve.png", "Acc vs IoU threshold", ""),
-                   ("h2", "IoU distribution"), ("image", "iou_histogram.png", "IoU histogram", "")]
-    if report.per_category:
-        key = headline_threshold(report)
-        rows = [[name, str(s["n"]), _fmt(s["acc"][key]), _fmt(s["miou"]), _fmt(s["ciou"]), _fmt(s["pointing"])]
-                for name, s in report.per_category.items()]
-        images.append(plot_categories(report, out / "categories.png"))
-        blocks += [("h2", "Per category"), ("table", ["category", "n", f"acc@{key}", "miou", "ciou", "pointing"], rows),
-                   ("image", "categories.png", "Per-category Acc and mIoU", "")]
-    blocks += _failure_blocks(per_sample, result.problems)
-    if views is not None and image_root is not None and report.n:
-        overlay_blocks, overlay_images, skipped = _overlays(per_sample, views, Path(image_root), out,
-                                                            examples_per_group)
-        blocks += overlay_blocks
-        images += overlay_images
+        blocks: list[Block] = [("h1", title), ("p", _summary_line(report))] + _run_blocks(result.config)
+        blocks += [("h2", "Metrics"), ("table", ["metric", "value", f"{report.confidence:.0%} interval"],
+                                       [[name, _fmt(value), _fmt_interval(ci)]
+                                        for name, value, ci in report.rows()])]
+        images: list[Path] = []
+        skipped: list[tuple[str, str]] = []
+        if report.n:
+            images.append(plot_accuracy_curve(report, per_sample, out / "acc_curve.png"))
+            images.append(plot_iou_histogram(per_sample, out / "iou_histogram.png"))
+            blocks += [("h2", "Accuracy vs IoU threshold"), ("image", "acc_curve.png", "Acc vs IoU threshold", ""),
+                       ("h2", "IoU distribution"), ("image", "iou_histogram.png", "IoU histogram", "")]
+        if report.per_category:
+            key = headline_threshold(report)
+            rows = [[name, str(s["n"]), _fmt(s["acc"][key]), _fmt(s["miou"]), _fmt(s["ciou"]),
+                     _fmt(s["pointing"])] for name, s in report.per_category.items()]
+            images.append(plot_categories(report, out / "categories.png"))
+            blocks += [("h2", "Per category"),
+                       ("table", ["category", "n", f"acc@{key}", "miou", "ciou", "pointing"], rows),
+                       ("image", "categories.png", "Per-category Acc and mIoU", "")]
+        blocks += _failure_blocks(per_sample, result.problems)
+        if views is not None and image_root is not None and report.n:
+            overlay_blocks, overlay_images, skipped = _overlays(per_sample, views, Path(image_root), out,
+                                                                examples_per_group)
+            blocks += overlay_blocks
+            images += overlay_images
 
-    markdown = out / "report.md"
-    markdown.write_text(_markdown(blocks), encoding="utf-8")
-    page = out / "report.html"
-    page.write_text(_html(blocks, out, title), encoding="utf-8")
-    return ReportFiles(markdown, page, metrics_path, tuple(images), tuple(skipped))
+        markdown = out / "report.md"
+        markdown.write_text(_markdown(blocks), encoding="utf-8")
+        page = out / "report.html"
+        page.write_text(_html(blocks, out, title), encoding="utf-8")
+    moved = [final / path.name for path in images]
+    return ReportFiles(final / "report.md", final / "report.html", final / "metrics.json", tuple(moved),
+                       tuple(skipped))
 
 
 def _summary_line(report: GroundingReport) -> str:
@@ -208,9 +215,18 @@ def _overlay_problem(view: SampleView | None, image_root: Path) -> str | None:
         return "the sample names no image"
     if view.true_boxes.shape[1] != 4:
         return "3D sample"
+    if not _inside(image_root, view.image):
+        return f"image path {view.image!r} is outside --image-root {str(image_root)!r}"
     if not (image_root / view.image).is_file():
         return f"image file {image_root / view.image} not found"
     return None
+
+
+def _inside(root: Path, relative: str | Path) -> bool:
+    """True when ``root / relative`` (symbolic links and ``..`` resolved) lies inside ``root``: a carried image path
+    that is absolute or climbs out of ``--image-root`` is never read into a report."""
+    base = root.resolve()
+    return (base / relative).resolve().is_relative_to(base)
 
 
 def _fmt(value: object) -> str:
