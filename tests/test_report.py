@@ -345,3 +345,36 @@ def test_report_names_the_compat_preset_and_its_parse_rules(tmp_path):
     assert "| compat | vlm-r1 |" in markdown and "| dataset | jsonl |" in markdown
     assert html.escape(get_compat("vlm-r1").parse_rules) in files.html.read_text()
     assert json.loads(files.metrics.read_text())["config"]["compat"] == "vlm-r1"
+
+
+def test_report_images_are_confined_to_the_image_root(tmp_path):
+    """Issue 13 case 10: an absolute path or '..' in a carried image field was read from outside --image-root."""
+    import dataclasses
+
+    outside = tmp_path / "secret"
+    make_images(outside, {"x.png": (200, 160)})
+    root = tmp_path / "data"
+    make_images(root, {s.image: s.image_size for s in SAMPLES if s.image})
+    samples = [dataclasses.replace(SAMPLES[0], image=str(outside / "x.png")),
+               dataclasses.replace(SAMPLES[1], image="../secret/x.png")] + SAMPLES[2:]
+    run, views = scored(samples=samples)
+    files = rp.write_report(run, tmp_path / "out", views=views, image_root=root, examples_per_group=2)
+    reasons = dict(files.skipped_overlays)
+    assert reasons["a"] == f"image path {str(outside / 'x.png')!r} is outside --image-root {str(root)!r}"
+    assert reasons["b"] == f"image path '../secret/x.png' is outside --image-root {str(root)!r}"
+    drawn = {p.name for p in files.images if p.name.startswith("overlay_")}
+    assert len(drawn) == 3  # c, d, e (f names no image)
+
+
+def test_report_folder_appears_whole_or_not_at_all(tmp_path, monkeypatch):
+    """Issue 13 case 1: a killed --report left a folder with metrics.json and one plot."""
+    from medground_eval.evaluation.report import render
+
+    def failing_plot(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    run, views = scored()
+    monkeypatch.setattr(render, "plot_iou_histogram", failing_plot)
+    with pytest.raises(KeyboardInterrupt):
+        rp.write_report(run, tmp_path / "out", views=views)
+    assert list(tmp_path.iterdir()) == []
