@@ -4,22 +4,20 @@ This is the one place where parsed boxes meet coordinate frames; rewards and the
 the conversion rules (frame, clipping, out-of-frame counting) hold everywhere.
 
 - :func:`parse_batch` parses a batch of completions into columns (:class:`ParsedBatch`: flat answer boxes, counts,
-  strict-format flags), the ParsedCompletion objects made only when asked for. Texts of the canonical Qwen2.5-VL
-  shape are read by :mod:`medground_eval.fastparse` (same result as the parser, proven by tests), the rest by
-  :func:`~medground_eval.parsing.parse_completion` with a bounded cache keyed by text, ``dims`` and ``answer_tag``.
-  The last few batches are remembered: in GRPO the format, spatial and semantic rewards see the same completions,
-  and each batch is parsed once. :func:`parse_many` is the same as a list of ParsedCompletion.
+  strict-format flags), the ParsedCompletion objects made only when asked for. Texts of the (near-)canonical
+  Qwen2.5-VL shapes are read by :mod:`medground_eval.fastparse` (same result as the parser, proven by tests), the
+  rest by :func:`~medground_eval.parsing.parse_completion`. Nothing is cached between calls: a caller that wants
+  several rewards to share one parse (the combined reward) passes the batch to them.
+  :func:`parse_many` is the same as a list of ParsedCompletion.
 - :func:`predicted_regions` converts every parsed answer box of a batch into original pixels in one vectorized call
   per distinct frame, clips it to the image and flags boxes that lay outside their declared frame.
 """
 
 from __future__ import annotations
 
-import threading
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import cached_property
 
 import numpy as np
 
@@ -27,16 +25,6 @@ from medground_eval.fastparse import canonical_boxes, fast_parse
 from medground_eval.frames import Frame, get_frame
 from medground_eval.parsing import ANSWER_TAGS, completion_text, parse_completion
 from medground_eval.structures import ParsedCompletion
-
-PARSE_CACHE_SIZE = 65_536
-"""Completion texts whose full parse is remembered (texts of the canonical shape are not cached: reading is cheap)."""
-RECENT_BATCHES = 2
-"""Parsed batches remembered, matched by their texts (the rewards of one GRPO step share one batch)."""
-
-
-@lru_cache(maxsize=PARSE_CACHE_SIZE)
-def _parse_text(text: str, dims: int | None, answer_tag: str) -> ParsedCompletion:
-    return parse_completion(text, dims=dims, answer_tag=answer_tag)
 
 
 @dataclass(frozen=True, eq=False)
@@ -48,7 +36,10 @@ class ParsedBatch:
       ``ParsedCompletion.boxes(box_dims)``: boxes of another width are left out); ``counts[i]`` of them are text i's.
     - ``strict_format[i]``: ``parsed[i].strict_format``.
     - ``canonical[i]``: text i was read by the fast path (:func:`~medground_eval.fastparse.fast_parse`); the others
-      by the parser, with ``answer_tag`` (a canonical text has its ``<answer>`` tag: both settings read it alike).
+      by the parser, with ``answer_tag`` (a text of the fast path has its ``<answer>`` tag: both settings read it
+      alike).
+    - ``fast_labels[i]``: the label of text i's one answer box as the fast path read it (None when blank, and for the
+      texts of the parser).
     """
 
     texts: list[str]
@@ -58,6 +49,8 @@ class ParsedBatch:
     counts: np.ndarray
     strict_format: np.ndarray
     canonical: np.ndarray
+    fast_labels: list[str | None]
+    _fast_problems: dict[int, tuple[str, ...]]
     _full: dict[int, ParsedCompletion]
 
     @property
@@ -67,6 +60,12 @@ class ParsedBatch:
     def completion(self, i: int) -> ParsedCompletion:
         """``parsed[i]``, made alone (a hot path that needs a few rows need not make them all)."""
         return fast_parse(self.texts[i], self.dims) if self.canonical[i] else self._full[i]
+
+    def problems(self, i: int) -> tuple[str, ...]:
+        """``parsed[i].problems``, without making the ParsedCompletion of a text of the fast path."""
+        if self.canonical[i]:
+            return self._fast_problems.get(i, ())
+        return self._full[i].problems
 
     @cached_property
     def parsed(self) -> list[ParsedCompletion]:
@@ -78,44 +77,43 @@ class ParsedBatch:
         return np.fromiter((bool(p.think_boxes) for p in self.parsed), dtype=bool, count=len(self.texts))
 
 
-_recent: deque[ParsedBatch] = deque(maxlen=RECENT_BATCHES)
-_recent_lock = threading.Lock()
-
-
-def _texts(completions: Sequence[object]) -> list[str]:
+def completion_texts(completions: Sequence[object]) -> list[str]:
+    """The text of each completion (strings as they are, chat messages by
+    :func:`~medground_eval.parsing.completion_text`)."""
     if all(type(c) is str for c in completions):
         return list(completions)
     return [completion_text(c) for c in completions]
-
-
-def _remembered(texts: list[str], dims: int | None, answer_tag: str) -> ParsedBatch | None:
-    with _recent_lock:
-        return next((b for b in _recent if b.dims == dims and b.answer_tag == answer_tag and b.texts == texts), None)
 
 
 def parse_batch(completions: Sequence[object], dims: int | None = 2, *, answer_tag: str = "required") -> ParsedBatch:
     """Parse each completion (string or chat messages) into a :class:`ParsedBatch`; never raises on a completion.
 
     ``answer_tag`` is :func:`~medground_eval.parsing.parse_completion`'s (ValueError when not in ``ANSWER_TAGS``).
-    A batch whose texts equal one of the last :data:`RECENT_BATCHES` batches (same ``dims`` and ``answer_tag``) is
-    returned from memory.
     """
     if answer_tag not in ANSWER_TAGS:
         raise ValueError(f"parse_batch: answer_tag must be one of {', '.join(ANSWER_TAGS)}, got {answer_tag!r}")
-    # Compared as texts only: a list equality with other items (a numpy array) could raise.
-    texts = _texts(completions)
-    remembered = _remembered(texts, dims, answer_tag)
-    if remembered is not None:
-        return remembered
+    texts = completion_texts(completions)
     n = len(texts)
     width = 2 * (dims or 2)
-    fast_index, fast_boxes = canonical_boxes(texts) if width == 4 else (np.zeros(0, np.int64), np.zeros((0, width)))
     canonical = np.zeros(n, dtype=bool)
+    fast_labels: list[str | None] = [None] * n
+    fast_problems: dict[int, tuple[str, ...]] = {}
+    if width == 4:
+        fast = canonical_boxes(texts)
+        fast_index, fast_boxes = fast.index, fast.boxes
+        for i, label, problems in zip(fast_index.tolist(), fast.labels, fast.problems):
+            fast_labels[i] = label
+            if problems:
+                fast_problems[i] = problems
+    else:
+        fast_index, fast_boxes = np.zeros(0, np.int64), np.zeros((0, width))
     canonical[fast_index] = True
-    full = {int(i): _parse_text(texts[i], dims, answer_tag) for i in np.flatnonzero(~canonical)}
+    full = {int(i): parse_completion(texts[i], dims=dims, answer_tag=answer_tag) for i in np.flatnonzero(~canonical)}
     full_boxes = {i: p.boxes(width // 2) for i, p in full.items()}
     counts = canonical.astype(np.int64)
     strict = canonical.copy()
+    if fast_problems:
+        strict[list(fast_problems)] = False
     for i, p in full.items():
         counts[i] = len(full_boxes[i])
         strict[i] = p.strict_format
@@ -128,10 +126,7 @@ def parse_batch(completions: Sequence[object], dims: int | None = 2, *, answer_t
             flat[starts[i] : starts[i] + len(boxes)] = boxes
     for array in (flat, counts, strict, canonical):
         array.setflags(write=False)
-    batch = ParsedBatch(texts, dims, answer_tag, flat, counts, strict, canonical, full)
-    with _recent_lock:
-        _recent.append(batch)
-    return batch
+    return ParsedBatch(texts, dims, answer_tag, flat, counts, strict, canonical, fast_labels, fast_problems, full)
 
 
 def parse_many(

@@ -198,7 +198,7 @@ def _read_texts(records: list[PredictionRecord], texts: list[str], task: ReadTas
         record.coords, record.count = flat[offset:end], count
         # strict_format means "no problem" (parsing.py); the others' reasons are in the batch's one parse.
         if not strict:
-            record.problems = "; ".join(batch.completion(i).problems)
+            record.problems = "; ".join(batch.problems(i))
         offset = end
 
 

@@ -10,9 +10,8 @@ from typing import Literal
 
 import numpy as np
 
-from medground_eval.fastparse import canonical_label
 from medground_eval.frames import Frame
-from medground_eval.regions import ParsedBatch
+from medground_eval.regions import ParsedBatch, parse_batch
 from medground_eval.rewards.anatomy import AnatomyReward
 from medground_eval.rewards.base import Reward
 from medground_eval.rewards.format import FormatReward
@@ -151,15 +150,19 @@ class SpatialSemanticReward(Reward):
 
     def breakdown(self, completions: Sequence[object], **columns: object) -> RewardBreakdown:
         """Every component per completion, for adapters that log them separately."""
-        spatial = self.spatial.evaluate(completions, columns)
-        fmt = self.format.scores(completions)
+        # One text extraction and one parse for every term.
+        batch = parse_batch(completions, self.spatial.dims)
+        completions = batch.texts
+        spatial = self.spatial.evaluate(completions, columns, batch=batch)
+        fmt = self.format.score_batch(batch)
         active = None
         if self.semantic_policy == "negative":
             active = spatial.iou < self.negative_below
         w_format, w_spatial, w_semantic = self.weights
         if w_semantic > 0:
             semantic = self.semantic.evaluate(
-                completions, columns, regions=spatial.regions, active=active, labels=_predicted_labels(spatial.batch)
+                completions, columns, regions=spatial.regions, active=active, labels=_predicted_labels(batch),
+                parsed=batch.parsed if self.semantic.mode == "region" else None,
             )
             semantic_reward, labels = semantic.reward, semantic.labels
             if active is not None:
@@ -191,12 +194,12 @@ class SpatialSemanticReward(Reward):
 def _predicted_labels(batch: ParsedBatch) -> list[str | None]:
     """:func:`~medground_eval.rewards.semantic.predicted_label` of every completion of the batch.
 
-    A canonical completion's one box label is that function's answer when it is not blank (rule 1, one label); it is
-    read without making the ParsedCompletion, which in a 100k batch would cost more than the whole semantic step.
+    A fast-path completion's one box label is that function's answer when it is not blank (rule 1, one label); it is
+    taken from the batch (the fast path read it), without making the ParsedCompletion, which in a 100k batch would
+    cost more than the whole semantic step.
     """
     labels: list[str | None] = []
-    for i, text in enumerate(batch.texts):
-        label = canonical_label(text) if batch.canonical[i] else None
+    for i, label in enumerate(batch.fast_labels):
         labels.append(label[:MAX_LABEL_CHARS] if label is not None else predicted_label(batch.completion(i)))
     return labels
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from medground_eval.regions import parse_batch
+from medground_eval.regions import ParsedBatch, parse_batch
 from medground_eval.rewards.base import Reward
 
 
@@ -28,7 +28,10 @@ class FormatReward(Reward):
         self.__name__ = name
 
     def scores(self, completions: Sequence[object], **columns: object) -> np.ndarray:
-        batch = parse_batch(completions, self.dims)
+        return self.score_batch(parse_batch(completions, self.dims))
+
+    def score_batch(self, batch: ParsedBatch) -> np.ndarray:
+        """The reward of an already parsed batch (a combined reward shares one parse between its terms)."""
         ok = batch.strict_format & batch.has_think_box if self.require_think_box else batch.strict_format
         return ok.astype(np.float64)
 

@@ -83,12 +83,15 @@ class SpatialReward(Reward):
         self.dims = dims
         self.__name__ = name or "spatial_reward"
 
-    def evaluate(self, completions: Sequence[object], columns: Mapping[str, object]) -> SpatialResult:
-        """Parse, convert and compare a batch; the breakdown behind :meth:`scores`."""
+    def evaluate(self, completions: Sequence[object], columns: Mapping[str, object], *,
+                 batch: ParsedBatch | None = None) -> SpatialResult:
+        """Parse, convert and compare a batch; the breakdown behind :meth:`scores`. ``batch``, when given, is the
+        completions' parse (a combined reward shares one parse between its terms)."""
         truth = read_ground_truth(
             len(completions), columns, dims=self.dims, need_image_size=self.frame.kind != "pixel"
         )
-        batch = parse_batch(completions, self.dims)
+        if batch is None:
+            batch = parse_batch(completions, self.dims)
         regions = predicted_regions(
             batch,
             frames=truth.frames or self.frame,
