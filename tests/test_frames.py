@@ -133,6 +133,7 @@ def test_invalid_image_sizes_name_the_value(size: tuple[float, float]) -> None:
 def test_presets_and_get_frame() -> None:
     names = {"pixel", "norm1000", "norm1", "resized", "qwen2-vl", "qwen2.5-vl", "qwen3-vl", "internvl"}
     names |= {"voxel", "m3d-npy"}  # 3D presets
+    names |= {"gemini", "norm1024", "paligemma", "bins1000", "florence-2"}  # y-first and binned families
     assert set(FRAME_PRESETS) == names
     for name in ("qwen2-vl", "qwen3-vl", "internvl"):
         assert get_frame(name).kind == "norm1000"
@@ -156,3 +157,45 @@ def test_empty_and_nan_boxes() -> None:
         assert result.boxes.shape == (0, 4) and result.out_of_frame.shape == (0,)
     result = get_frame("norm1000").to_pixels([[0, 0, np.nan, 10]], (640, 480))
     assert result.out_of_frame.tolist() == [True]
+
+
+def test_y_first_presets_swap_once_in_the_frame() -> None:
+    # Gemini's box_2d is [ymin, xmin, ymax, xmax] on 0-1000 (Gemini API docs, "Object detection");
+    # PaliGemma's <locYYYY><locXXXX>.. are y first, v / 1024 of the side (big_vision paligemma README).
+    size = (2048, 1024)
+    truth = np.array([[512.0, 256.0, 1536.0, 768.0]])
+    gemini = get_frame("gemini")
+    np.testing.assert_allclose(gemini.to_pixels([[250, 250, 750, 750]], size).boxes, truth)
+    np.testing.assert_allclose(gemini.from_pixels(truth, size), [[250, 250, 750, 750]])
+    paligemma = get_frame("paligemma")
+    np.testing.assert_allclose(paligemma.to_pixels([[256, 256, 768, 768]], size).boxes, truth)
+    np.testing.assert_array_equal(paligemma.to_pixels([[0, 0, 1023, 1024]], size).out_of_frame, [False])
+    np.testing.assert_array_equal(paligemma.to_pixels([[0, 0, 1023, 1025]], size).out_of_frame, [True])
+    # Gemini's numbers read x first are another box.
+    assert not np.allclose(get_frame("norm1000").to_pixels([[100, 250, 900, 750]], size).boxes,
+                           gemini.to_pixels([[100, 250, 900, 750]], size).boxes)
+    with pytest.raises(ValueError, match="2D only"):
+        gemini.to_pixels([[0, 0, 0, 1, 1, 1]], (10, 10, 10))
+
+
+def test_florence_bins_are_dequantized_at_the_bin_centre() -> None:
+    # Florence-2 processing_florence2.py BoxQuantizer: floor into 1000 bins, dequantize (bin + 0.5) * size / bins.
+    florence = get_frame("florence-2")
+    result = florence.to_pixels([[0, 100, 499, 999], [0, 0, 1000, 10]], (2000, 1000))
+    np.testing.assert_allclose(result.boxes, [[1, 100.5, 999, 999.5], [1, 0.5, 2000, 10.5]])
+    np.testing.assert_array_equal(result.out_of_frame, [False, True])
+    np.testing.assert_allclose(florence.from_pixels(result.boxes[:1], (2000, 1000)), [[0, 100, 499, 999]])
+
+
+def test_frame_spec_round_trips_through_get_frame() -> None:
+    for name in FRAME_PRESETS:
+        assert get_frame(get_frame(name).spec) == get_frame(name)
+    limited = get_frame("qwen2.5-vl", max_pixels=1003520, min_pixels=3136)
+    assert limited.spec == "resized:max_pixels=1003520"
+    assert get_frame("resized:max_pixels=1003520") == limited
+    assert get_frame("norm1:axes=yx") == Frame("norm1", axes="yx")
+    for bad in ("resized:max_pixels=abc", "resized:colour=1", "resized:max_pixels"):
+        with pytest.raises(ValueError, match="frame"):
+            get_frame(bad)
+    with pytest.raises(ValueError, match="axes"):
+        Frame("norm1000", axes="zx")

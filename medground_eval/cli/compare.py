@@ -9,7 +9,14 @@ from typing import Annotated
 import typer
 
 from medground_eval.cli import app
-from medground_eval.cli.score import ANSWER_TAG_HELP, _thresholds
+from medground_eval.cli.frame_options import (
+    MaxPixelsOption,
+    MinPixelsOption,
+    ModelOption,
+    ProcessorOption,
+    cli_frame,
+)
+from medground_eval.cli.score import ALLOW_PARTIAL_HELP, ANSWER_TAG_HELP, _thresholds
 from medground_eval.outputs import atomic_write_text
 
 
@@ -35,21 +42,36 @@ def compare_command(
     seed: Annotated[int, typer.Option(help="Seed of the bootstraps.")] = 0,
     output: Annotated[Path | None, typer.Option(help="Write the comparison JSON here.")] = None,
     markdown: Annotated[Path | None, typer.Option(help="Write the comparison as Markdown tables here.")] = None,
+    model: ModelOption = None,
+    processor: ProcessorOption = None,
+    min_pixels: MinPixelsOption = None,
+    max_pixels: MaxPixelsOption = None,
+    allow_partial: Annotated[bool, typer.Option(help=ALLOW_PARTIAL_HELP)] = False,
 ) -> None:
-    """Compare run B with run A: B - A with paired bootstrap intervals, McNemar on Acc@0.5, largest IoU gaps."""
+    """Compare run B with run A: B - A with paired bootstrap intervals, McNemar on Acc@0.5, largest IoU gaps.
+
+    Each run gets the frame diagnosis of `score` (a warning when another frame fits it clearly better)."""
     from rich.console import Console
     from rich.table import Table
 
     from medground_eval.evaluation.compare import compare_runs, comparison_markdown
+    from medground_eval.evaluation.diagnosis import JoinError, check_join
     from medground_eval.evaluation.report import read_samples
     from medground_eval.evaluation.scorer import join_notes, score_files
 
-    options = dict(dataset=dataset, annotations=annotations, split=split, frame=frame, compat=compat,
+    run_frame = cli_frame(frame, model, processor, min_pixels, max_pixels)
+    options = dict(dataset=dataset, annotations=annotations, split=split, frame=run_frame, compat=compat,
                    on_error=on_error, thresholds=_thresholds(thresholds), inclusive=inclusive,
                    n_bootstrap=bootstrap, seed=seed, answer_tag=answer_tag)
     try:
         result_a = score_files(predictions_a, **options)
         result_b = score_files(predictions_b, **options)
+        for path, result in ((predictions_a, result_a), (predictions_b, result_b)):
+            try:
+                check_join(result, allow_partial)
+            except JoinError as error:
+                typer.echo(f"error: {path}: {error}", err=True)
+                raise typer.Exit(2) from None
         comparison = compare_runs(result_a.per_sample, result_b.per_sample, thresholds=result_a.report.thresholds,
                                   inclusive=result_a.report.inclusive, mcnemar_threshold=mcnemar_threshold, top=top,
                                   n_bootstrap=bootstrap, seed=seed)
@@ -60,8 +82,10 @@ def compare_command(
         raise typer.Exit(1) from None
     comparison = comparison.with_phrases({i: s.phrase for i, s in samples.items()})
 
-    notes = [f"{label} ({path.name}): {note}" for label, path, result in
-             (("A", predictions_a, result_a), ("B", predictions_b, result_b)) for note in join_notes(result.config)]
+    runs = (("A", predictions_a, result_a), ("B", predictions_b, result_b))
+    notes = [f"{label} ({path.name}): {note}" for label, path, result in runs for note in join_notes(result.config)]
+    notes += [f"{label} ({path.name}): warning: {f['title']}. {f['advice']}"
+              for label, path, result in runs for f in result.config["diagnosis"]["findings"]]
     console = Console()
     level = f"{comparison.confidence:.0%}"
     table = Table(title=f"B - A on {comparison.n} samples (A = {predictions_a.name}, B = {predictions_b.name})")

@@ -9,9 +9,18 @@ from typing import Annotated
 import typer
 
 from medground_eval.cli import app
+from medground_eval.cli.frame_options import (
+    MaxPixelsOption,
+    MinPixelsOption,
+    ModelOption,
+    ProcessorOption,
+    cli_frame,
+)
 
 PROGRESS_MIN_BYTES = 50 * 1024 * 1024
 """Prediction files at least this large get a progress bar."""
+ALLOW_PARTIAL_HELP = ("Score even when fewer than half of the predictions (or of the ground-truth samples) match an "
+                      "id; unmatched samples count as misses. Without it such a run stops with exit 2.")
 ANSWER_TAG_HELP = ("required: a completion without <answer> is a parse failure; optional: read its boxes from the "
                    "text after </think> (or the whole text), for zero-shot baselines. Not with --compat.")
 
@@ -42,11 +51,29 @@ def print_report(result: object, title: str) -> None:
     rule = "IoU >= t" if config["inclusive"] else "IoU > t (strict)"
     view = "" if config["view"] == "volume" else f", view {config['view']}"
     tag = "" if config["answer_tag"] in (None, "required") else f", answer tag {config['answer_tag']}"
-    console.print(f"dataset {config['dataset']}{view}, frame {config['frame']}, hit rule {rule}, "
-                  f"compat {config['compat'] or 'none'}{tag}")
+    console.print(f"dataset {config['dataset']}{view}, {frame_text(config)}, hit rule {rule}, "
+                  f"compat {config['compat'] or 'none'}{tag}", markup=False)
     console.print(f"parse rules: {config['parse_rules']}", style="dim", markup=False)
     for note in join_notes(config):
         console.print(note, style="yellow", markup=False)
+    for finding in config.get("diagnosis", {}).get("findings", []):
+        console.print(f"warning: {finding['title']}. {finding['advice']}", style="bold yellow", markup=False)
+
+
+def frame_text(config: dict) -> str:
+    """The frames really applied: ``frame X`` when every matched line used the run's frame, else each frame with
+    its line count and where it came from (a line's own ``frame`` field or the run's)."""
+    from medground_eval.frames import get_frame
+
+    used = config.get("frames_used") or {}
+    if config["compat"] is not None:
+        return f"frame {config['frame']}"
+    run = get_frame(config["frame"]).spec
+    if not used or list(used) == [run]:
+        return f"frame {config['frame']}"
+    parts = [f"{spec} on {count} lines ({'the run frame' if spec == run else 'the lines own frame field'})"
+             for spec, count in used.items()]
+    return "frames " + ", ".join(parts) + ("" if run in used else f" (run frame {config['frame']} applied to none)")
 
 
 @app.command("score")
@@ -78,10 +105,20 @@ def score_command(
     = None,
     image_root: Annotated[Path | None, typer.Option(
         help="Folder the data set's image paths are relative to: adds box overlays to --report.")] = None,
+    model: ModelOption = None,
+    processor: ProcessorOption = None,
+    min_pixels: MinPixelsOption = None,
+    max_pixels: MaxPixelsOption = None,
+    allow_partial: Annotated[bool, typer.Option(help=ALLOW_PARTIAL_HELP)] = False,
 ) -> None:
-    """Score predictions: Acc@IoU, mIoU, cIoU, pointing, parse failures, with bootstrap intervals."""
+    """Score predictions: Acc@IoU, mIoU, cIoU, pointing, parse failures, with bootstrap intervals.
+
+    After scoring, the frame diagnosis re-scores the same boxes under the other plausible frames and warns when one
+    fits clearly better (docs/frames.md); it never changes the score.
+    """
     from rich.progress import Progress
 
+    from medground_eval.evaluation.diagnosis import JoinError, check_join
     from medground_eval.evaluation.scorer import progress_total, score_files
     from medground_eval.outputs import atomic_write_text
 
@@ -93,7 +130,8 @@ def score_command(
         typer.echo("error: --image-root draws 2D overlays; m3d-refseg images are CT volumes, so drop --image-root "
                    "(the report's plots and tables work without it)", err=True)
         raise typer.Exit(1)
-    options = dict(dataset=dataset, annotations=annotations, split=split, frame=frame, compat=compat,
+    run_frame = cli_frame(frame, model, processor, min_pixels, max_pixels)
+    options = dict(dataset=dataset, annotations=annotations, split=split, frame=run_frame, compat=compat,
                    on_error=on_error, thresholds=_thresholds(thresholds), inclusive=inclusive,
                    n_bootstrap=bootstrap, seed=seed, view=view, answer_tag=answer_tag)
     try:
@@ -104,6 +142,10 @@ def score_command(
                 result = score_files(predictions, progress=lambda n: bar.advance(task, n), **options)
         else:
             result = score_files(predictions, **options)
+        check_join(result, allow_partial)
+    except JoinError as error:
+        typer.echo(f"error: {predictions}: {error}", err=True)
+        raise typer.Exit(2) from None
     except (FileNotFoundError, ValueError) as error:  # DataError is a ValueError: file, line, field, value
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from None
@@ -116,5 +158,5 @@ def score_command(
         from medground_eval.evaluation.report import score_report
 
         files = score_report(result, report, predictions, dataset=dataset, annotations=annotations, split=split,
-                             frame=frame, image_root=image_root, title=f"{predictions.name} vs {dataset}")
+                             frame=run_frame, image_root=image_root, title=f"{predictions.name} vs {dataset}")
         typer.echo(f"report: {files.markdown} and {files.html}")

@@ -18,7 +18,7 @@ from medground_eval.datasets.base import DataError, LoadedDataset, RowErrors
 from medground_eval.datasets.jsonl import TruthRecord
 from medground_eval.datasets.m3d_refseg import view_sample
 from medground_eval.evaluation.predictions import Line, PredictionRecord
-from medground_eval.frames import FRAME_PRESETS
+from medground_eval.frames import get_frame
 from medground_eval.structures import Sample
 
 
@@ -125,7 +125,7 @@ class PredictionTable:
             self.seen[sample_id] = line
             self.unmatched.append(sample_id)
             return
-        kind = FRAME_PRESETS[row.frame].kind
+        kind = get_frame(row.frame).kind
         if kind != "pixel" and row.image_size is None and truth.sizes[index] is None:
             raise DataError(path, line, "image_size", None, f"the original image size (frame {row.frame!r} needs it "
                             f"and the ground truth of id {sample_id!r} has none)")

@@ -14,8 +14,9 @@ import numpy as np
 
 from medground_eval import boxes as geometry
 from medground_eval.evaluation.compat import ScoringRules
+from medground_eval.evaluation.diagnosis import MatchedBoxes
 from medground_eval.evaluation.join import PredictionTable, TruthTable
-from medground_eval.frames import FRAME_PRESETS
+from medground_eval.frames import get_frame
 from medground_eval.metrics import SampleScores
 from medground_eval.regions import boxes_to_pixels
 
@@ -23,11 +24,13 @@ from medground_eval.regions import boxes_to_pixels
 @dataclass(frozen=True)
 class ScoredSamples:
     """Per ground-truth sample: its scores, its parser problems ("no prediction" for a missing one) and whether it
-    had no prediction."""
+    had no prediction; ``matched``: the matched predictions' raw answers for the frame diagnosis (2D runs whose
+    boxes are converted from a frame; None otherwise)."""
 
     scores: SampleScores
     problems: list[str]
     missing: np.ndarray
+    matched: MatchedBoxes | None = None
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,8 @@ def score_samples(truth: TruthTable, preds: PredictionTable, rules: ScoringRules
     rows = np.asarray(preds.truth_rows, dtype=np.int64)
     no_prediction = np.zeros((0, 2 * dims)), np.zeros(n, dtype=np.int64)
     true_areas = geometry.region_overlap_columns(*no_prediction, true.flat, true.counts)[1]
-    iou, inter, union, pointing, failed, out = _score_matched(truth, preds, rows, true, sizes, rules)
+    matched: list = [None]
+    iou, inter, union, pointing, failed, out = _score_matched(truth, preds, rows, true, sizes, rules, matched)
 
     all_iou, all_inter = np.zeros(n), np.zeros(n)
     all_union = true_areas.copy()
@@ -82,12 +86,13 @@ def score_samples(truth: TruthTable, preds: PredictionTable, rules: ScoringRules
     scores = SampleScores(ids=np.asarray(truth.ids, dtype=str), iou=all_iou, intersection=all_inter, union=all_union,
                           pointing=all_pointing, parse_failed=all_failed, out_of_frame=all_out,
                           category=truth.categories)
-    return ScoredSamples(scores, problems, missing)
+    return ScoredSamples(scores, problems, missing, matched[0])
 
 
 def _score_matched(truth: TruthTable, preds: PredictionTable, rows: np.ndarray, true: _TrueBoxes,
-                   sizes: np.ndarray, rules: ScoringRules) -> tuple[np.ndarray, ...]:
-    """Per matched prediction: iou, intersection, union, pointing, parse_failed, out_of_frame."""
+                   sizes: np.ndarray, rules: ScoringRules, matched: list) -> tuple[np.ndarray, ...]:
+    """Per matched prediction: iou, intersection, union, pointing, parse_failed, out_of_frame; sets ``matched[0]``
+    (see :class:`ScoredSamples`)."""
     k, dims = len(rows), truth.dims or 2
     counts = np.asarray(preds.counts, dtype=np.int64)
     flat = np.asarray(preds.flat, dtype=np.float64).reshape(-1, 2 * dims)
@@ -110,6 +115,9 @@ def _score_matched(truth: TruthTable, preds: PredictionTable, rows: np.ndarray, 
     if rules.overlap is None:
         inter, union = geometry.region_overlap_columns(converted, counts, true_rows_flat, t_counts)
         iou = np.clip(np.divide(inter, union, out=np.zeros(k), where=union > 0), 0.0, 1.0)
+        if dims == 2 and not rules.raw_coordinates:
+            matched[0] = MatchedBoxes([truth.ids[r] for r in rows.tolist()], flat, counts, preds.frames, row_sizes,
+                                      _input_sizes(truth, preds, dims), true_rows_flat, t_counts, iou)
         return iou, inter, union, pointing, failed, out
     # A preset's one-box arithmetic: one box per parsed prediction, its failure box otherwise.
     pred = np.tile(np.asarray(rules.failure_box, dtype=np.float64), (k, 1))
@@ -163,7 +171,7 @@ def _input_sizes(truth: TruthTable, preds: PredictionTable, dims: int) -> np.nda
         if all(s is None for s in preds.input_sizes):
             return None
         return np.asarray([s if s is not None else [np.nan] * 2 for s in preds.input_sizes], dtype=np.float64)
-    npy = [FRAME_PRESETS[f].kind == "m3d-npy" for f in preds.frames]
+    npy = [get_frame(f).kind == "m3d-npy" for f in preds.frames]
     if not any(npy):
         return None
     return np.asarray([(s if s is not None else truth.crops[row]) if is_npy else [np.nan] * 6

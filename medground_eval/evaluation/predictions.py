@@ -24,7 +24,7 @@ from typing import Literal
 from medground_eval.datasets.base import DataError
 from medground_eval.datasets.jsonl import TruthRecord, read_truth_record
 from medground_eval.evaluation.compat import ScoringRules
-from medground_eval.frames import FRAME_PRESETS
+from medground_eval.frames import FRAME_PRESETS, get_frame
 from medground_eval.parsing import completion_text
 from medground_eval.regions import parse_batch
 
@@ -84,11 +84,12 @@ def is_number(value: object) -> bool:
 
 def frame_dims_problem(frame: str, dims: int) -> str | None:
     """Why the preset ``frame`` cannot write ``dims``-D boxes, or None."""
-    kind = FRAME_PRESETS[frame].kind
-    if kind == "m3d-npy" and dims != 3:
+    spec = get_frame(frame)
+    if spec.kind == "m3d-npy" and dims != 3:
         return "a 2D frame ('m3d-npy' is 3D only: M3D's preprocessed volumes, with --view volume)"
-    if kind == "resized" and dims != 2:
-        return "a 3D frame ('resized' is 2D only): voxel, norm1000, norm1 or m3d-npy"
+    if (spec.kind in ("resized", "norm1024", "bins1000") or spec.axes != "xy") and dims != 2:
+        what = f"'{spec.kind}'" if spec.axes == "xy" else "a y-first frame"
+        return f"a 3D frame ({what} is 2D only): voxel, norm1000, norm1 or m3d-npy"
     return None
 
 
@@ -105,7 +106,7 @@ def _size_field(record: Mapping[str, object], name: str, count: int, path: Path 
 
 def _input_field(record: Mapping[str, object], frame: str, path: Path | str | None, line: int) -> list[float] | None:
     """A line's ``input_size``: the crop box (6 numbers) under the ``m3d-npy`` frame, else ``[w, h]``."""
-    if FRAME_PRESETS[frame].kind != "m3d-npy":
+    if get_frame(frame).kind != "m3d-npy":
         return _size_field(record, "input_size", 2, path, line)
     value = record.get("input_size")
     if value is None:
@@ -122,9 +123,14 @@ def _frame_field(record: Mapping[str, object], task: ReadTask, path: Path | str 
     if value is None:
         return task.frame
     name = value.strip().lower() if type(value) is str else None
-    if name not in FRAME_PRESETS:
-        raise DataError(path, line, "frame", value, f"one of {', '.join(FRAME_PRESETS)}")
-    if task.rules.raw_coordinates and FRAME_PRESETS[name].kind != "pixel":
+    try:
+        kind = None if name is None else get_frame(name).kind
+    except ValueError:
+        kind = None
+    if kind is None:
+        raise DataError(path, line, "frame", value, f"one of {', '.join(FRAME_PRESETS)} (optionally with settings, "
+                        "e.g. 'resized:max_pixels=1003520')")
+    if task.rules.raw_coordinates and kind != "pixel":
         raise DataError(path, line, "frame", value, f"'pixel' under --compat {task.rules.name} (it compares raw "
                         "coordinates with the ground truth, no rescaling)")
     problem = frame_dims_problem(name, task.dims)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,8 @@ import numpy as np
 
 from medground_eval.datasets.base import SkippedRow
 from medground_eval.evaluation.compat import ScoringRules
+from medground_eval.evaluation.diagnosis import MatchedBoxes
+from medground_eval.frames import get_frame
 from medground_eval.metrics import GroundingReport, SampleScores, iou_hits
 from medground_eval.outputs import open_atomic
 
@@ -32,6 +35,9 @@ class ScoreResult:
     per_sample: SampleScores
     problems: list[str]
     config: dict[str, Any]
+    matched: MatchedBoxes | None = field(default=None, repr=False, compare=False)
+    """The matched predictions' raw answers, for :mod:`medground_eval.evaluation.diagnosis` (2D runs whose boxes
+    are converted from a frame; None otherwise)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The metrics JSON: :meth:`GroundingReport.to_dict` keys plus ``config``."""
@@ -78,6 +84,7 @@ def run_config(*, dataset: str, annotations: str | Path | None, predictions: Pat
         "split": split,
         "view": view,
         "frame": frame if not rules.raw_coordinates else f"{frame} (raw coordinates, no rescaling or clipping)",
+        "frame_settings": dataclasses.asdict(get_frame(frame)),
         "compat": rules.name,
         "answer_tag": None if rules.own_parser else answer_tag,
         "parse_rules": parse_rules,

@@ -39,6 +39,7 @@ computes the per-sample scores under the run's :class:`~medground_eval.evaluatio
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ from typing import Any
 from medground_eval.datasets.base import DataError, LoadedDataset, OnError, RowErrors, get_loader
 from medground_eval.datasets.m3d_refseg import VIEWS
 from medground_eval.evaluation.compat import DEFAULT_PARSE_RULES, ScoringRules, get_rules
+from medground_eval.evaluation.diagnosis import record_diagnosis
 from medground_eval.evaluation.join import PredictionTable, TruthTable, join_lines, truth_from_dataset
 from medground_eval.evaluation.overlaps import score_samples
 from medground_eval.evaluation.predictions import RECORDS, ReadTask, frame_dims_problem, read_block, read_file
@@ -56,7 +58,7 @@ from medground_eval.evaluation.result import (
     join_notes,
     run_config,
 )
-from medground_eval.frames import FRAME_PRESETS, get_frame
+from medground_eval.frames import Frame, get_frame
 from medground_eval.metrics import DEFAULT_THRESHOLDS, grounding_report
 from medground_eval.parsing import ANSWER_TAGS
 
@@ -67,9 +69,10 @@ __all__ = [
 
 
 def _check_run(frame: str, compat: str | None, on_error: str, view: str, answer_tag: str) -> tuple[str, ScoringRules]:
-    """The frame's preset name (lower case) and the run's rules; ValueError for a bad option."""
+    """The frame's text (a preset name in lower case, or a :class:`Frame`'s spec) and the run's rules; ValueError
+    for a bad option."""
+    frame = get_frame(frame).spec if isinstance(frame, Frame) else frame.strip().lower()
     get_frame(frame)
-    frame = frame.strip().lower()
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error = {on_error!r}: expected 'raise' or 'skip'")
     if answer_tag not in ANSWER_TAGS:
@@ -79,7 +82,7 @@ def _check_run(frame: str, compat: str | None, on_error: str, view: str, answer_
                          "rules; drop --answer-tag, or drop --compat to score untagged answers")
     if view not in VIEWS:
         raise ValueError(f"--view {view!r}: expected one of {', '.join(VIEWS)}")
-    if view != "volume" and FRAME_PRESETS[frame].kind == "m3d-npy":
+    if view != "volume" and get_frame(frame).kind == "m3d-npy":
         raise ValueError(f"--frame m3d-npy with --view {view}: the frame writes 3D boxes; the {view} view scores 2D "
                          "boxes (use --view volume, or a 2D frame such as voxel or norm1000)")
     rules = get_rules(compat)
@@ -103,9 +106,18 @@ def _result(truth: TruthTable, preds: PredictionTable, rules: ScoringRules, conf
     config["unmatched_examples"] = preds.unmatched[:EXAMPLES_KEPT]
     config["missing_predictions"] = int(scored.missing.sum())
     config["missing_examples"] = [truth.ids[i] for i in scored.missing.nonzero()[0][:EXAMPLES_KEPT]]
+    config["matched_predictions"] = len(preds.truth_rows)
+    config["ground_truth_samples"] = len(truth.ids)
+    if preds.unmatched:
+        config["expected_id_examples"] = truth.ids[:3]
+    config["frames_used"] = dict(Counter(get_frame(f).spec for f in preds.frames).most_common())
+    config["input_sizes_given"] = sum(s is not None for s in preds.input_sizes)
     report = grounding_report(scored.scores, thresholds=config["thresholds"], inclusive=config["inclusive"],
                               n_bootstrap=config["n_bootstrap"], seed=config["seed"])
-    return ScoreResult(report=report, per_sample=scored.scores, problems=scored.problems, config=config)
+    result = ScoreResult(report=report, per_sample=scored.scores, problems=scored.problems, config=config,
+                         matched=scored.matched)
+    record_diagnosis(result)
+    return result
 
 
 def score_files(
@@ -160,7 +172,7 @@ def score_files(
             raise ValueError(f"--dataset {dataset} needs --annotations (alias --data-dir): the data set's file or "
                              "folder")
         # The m3d-npy frame's default input_size is each CT's crop box, which only reading the CT data gives.
-        options = {"npy_crop": True} if dataset == "m3d-refseg" and FRAME_PRESETS[frame].kind == "m3d-npy" else {}
+        options = {"npy_crop": True} if dataset == "m3d-refseg" and get_frame(frame).kind == "m3d-npy" else {}
         loaded = get_loader(dataset)(annotations, split=split, on_error=on_error, **options)
         truth = truth_from_dataset(loaded, view)
         truth_errors.skipped.extend(loaded.skipped)

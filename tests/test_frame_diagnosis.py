@@ -1,0 +1,193 @@
+"""Issue 12's cases on the command line: wrong frames, pixel limits, y-first presets, the join and the footer.
+
+Synthetic chest-X-ray-sized images (2000-3000 px) with one true box each; the model's answer is the true box moved
+by a few pixels, written in the frame under test, so the right frame scores about Acc@0.5 0.9+ and a wrong one
+about 0.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from medground_eval.cli import app
+from medground_eval.evaluation.diagnosis import CANDIDATES, MIN_SAMPLES, sign_test
+from medground_eval.frames import get_frame
+
+runner = CliRunner()
+N = 40
+
+
+def synthetic_truth(n: int = N, seed: int = 0) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        w, h = int(rng.integers(2000, 3000)), int(rng.integers(2000, 3000))
+        bw, bh = rng.uniform(0.15, 0.4) * w, rng.uniform(0.15, 0.4) * h
+        x1, y1 = rng.uniform(0, w - bw), rng.uniform(0, h - bh)
+        rows.append({"id": f"s{i}", "phrase": "left pleural effusion", "image_size": [w, h],
+                     "boxes": [[round(x1), round(y1), round(x1 + bw), round(y1 + bh)]]})
+    return rows
+
+
+def answers(truth: list[dict], frame: str, jitter: float = 8.0, seed: int = 1) -> list[dict]:
+    """Each true box moved by up to ``jitter`` pixels, written in ``frame`` as the model would."""
+    rng = np.random.default_rng(seed)
+    spec = get_frame(frame)
+    lines = []
+    for row in truth:
+        box = np.asarray(row["boxes"], dtype=float) + rng.uniform(-jitter, jitter, size=(1, 4))
+        written = spec.from_pixels(box, row["image_size"])[0]
+        coords = [round(float(v), 3) if spec.kind == "norm1" else int(round(float(v))) for v in written]
+        lines.append({"id": row["id"], "completion": f'<think>effusion</think><answer>{{"bbox_2d": {coords}}}</answer>'})
+    return lines
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def score(tmp_path: Path, preds: list[dict], *options: str, truth: list[dict] | None = None):
+    gt = write_jsonl(tmp_path / "gt.jsonl", truth or synthetic_truth())
+    pred_file = write_jsonl(tmp_path / "preds.jsonl", preds)
+    out = tmp_path / "metrics.json"
+    result = runner.invoke(app, ["score", str(pred_file), "--dataset", "jsonl", "--annotations", str(gt),
+                                 "--bootstrap", "0", "--output", str(out), *options])
+    metrics = json.loads(out.read_text()) if out.exists() and result.exit_code == 0 else None
+    return result, metrics
+
+
+def flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_max_pixels_limited_answers_score_right_with_the_limit_and_warn_without(tmp_path):
+    truth = synthetic_truth()
+    preds = answers(truth, "qwen2.5-vl:max_pixels=1003520")
+    wrong, metrics = score(tmp_path, preds, "--frame", "qwen2.5-vl", truth=truth)
+    assert wrong.exit_code == 0, wrong.output
+    assert metrics["acc"]["0.5"] < 0.1  # the processor's default max_pixels: every box lands elsewhere
+    output = flat(wrong.output)
+    assert "frame resized:max_pixels=1003520 clearly better" in output
+    assert "--frame qwen2.5-vl --max-pixels 1003520" in output
+    finding = metrics["config"]["diagnosis"]["findings"][0]
+    assert finding["code"] == "frame-fit" and finding["numbers"]["best"]["acc@0.5"] > 0.9
+    assert finding["numbers"]["used"]["acc@0.5"] == pytest.approx(metrics["acc"]["0.5"])  # never changes the score
+
+    right, metrics = score(tmp_path, preds, "--frame", "qwen2.5-vl", "--max-pixels", "1003520", truth=truth)
+    assert right.exit_code == 0, right.output
+    assert metrics["acc"]["0.5"] > 0.9 and "warning" not in right.output
+    assert metrics["config"]["frame"] == "resized:max_pixels=1003520"
+    assert metrics["config"]["frame_settings"]["max_pixels"] == 1003520
+
+    processor = tmp_path / "processor"
+    processor.mkdir()
+    (processor / "preprocessor_config.json").write_text(json.dumps({
+        "processor_class": "Qwen2_5_VLProcessor", "patch_size": 14, "merge_size": 2,
+        "size": {"shortest_edge": 3136, "longest_edge": 1003520}}))
+    via_processor, metrics = score(tmp_path, preds, "--processor", str(processor), truth=truth)
+    assert via_processor.exit_code == 0, via_processor.output
+    assert metrics["acc"]["0.5"] > 0.9 and metrics["config"]["frame"] == "resized:max_pixels=1003520"
+
+
+@pytest.mark.parametrize("written, option", [("norm1000", "--frame norm1000"), ("norm1", "--frame norm1")])
+def test_normalized_answers_under_pixel_warn_with_the_right_frame(tmp_path, written, option):
+    wrong, metrics = score(tmp_path, answers(synthetic_truth(), written))
+    assert wrong.exit_code == 0 and metrics["acc"]["0.5"] < 0.1
+    output = flat(wrong.output)
+    assert f"fit frame {written} clearly better than the frame used (pixel)" in output
+    assert option in output
+    codes = [f["code"] for f in metrics["config"]["diagnosis"]["findings"]]
+    assert codes == ["frame-fit", f"{written}-range"]
+
+
+def test_a_correct_run_has_no_finding_and_a_small_run_is_not_judged(tmp_path):
+    truth = synthetic_truth()
+    result, metrics = score(tmp_path, answers(truth, "pixel"), truth=truth)
+    assert result.exit_code == 0 and metrics["acc"]["0.5"] > 0.9
+    assert metrics["config"]["diagnosis"]["findings"] == [] and "warning" not in result.output
+    fit = metrics["config"]["diagnosis"]["frame_fit"]
+    assert fit["used"]["frame"] == "pixel" and len(fit["candidates"]) == len(CANDIDATES) == 16
+    small = synthetic_truth(MIN_SAMPLES - 1)
+    result, metrics = score(tmp_path, answers(small, "norm1000"), truth=small)
+    assert result.exit_code == 0 and metrics["config"]["diagnosis"]["findings"] == []
+
+
+def test_sign_test_values():
+    assert sign_test(20, 0) == pytest.approx(2 * 0.5 ** 20)
+    assert sign_test(5, 5) == 1.0 and sign_test(0, 0) == 1.0
+
+
+def test_gemini_answers_score_iou_one_under_their_preset(tmp_path):
+    truth = synthetic_truth()
+    lines = []
+    for row in truth:
+        y_first = get_frame("gemini").from_pixels(row["boxes"], row["image_size"])[0].tolist()
+        lines.append({"id": row["id"], "completion": f'<answer>{{"box_2d": {y_first}, "label": "effusion"}}</answer>',
+                      "frame": "gemini"})
+    result, metrics = score(tmp_path, lines, "--answer-tag", "optional", truth=truth)
+    assert result.exit_code == 0, result.output
+    assert metrics["miou"] == pytest.approx(1.0) and metrics["config"]["frames_used"] == {"gemini": N}
+    # The same answers read x first (the default norm1000) are wrong, and the diagnosis names gemini's frame.
+    wrong, metrics = score(tmp_path, [{k: v for k, v in line.items() if k != "frame"} for line in lines],
+                           "--answer-tag", "optional", "--frame", "norm1000", truth=truth)
+    assert metrics["miou"] < 0.6 and "fit frame gemini clearly better" in flat(wrong.output)
+
+
+def test_paligemma_boxes_score_iou_one_under_their_preset(tmp_path):
+    truth = synthetic_truth()
+    lines = [{"id": row["id"], "frame": "paligemma",
+              "pred_boxes": get_frame("paligemma").from_pixels(row["boxes"], row["image_size"]).tolist()}
+             for row in truth]
+    result, metrics = score(tmp_path, lines, truth=truth)
+    assert result.exit_code == 0, result.output
+    assert metrics["miou"] == pytest.approx(1.0)
+
+
+def test_id_mismatch_exits_2_with_expected_and_given_ids(tmp_path):
+    truth = synthetic_truth()
+    preds = [dict(line, id=f"case-{i}") for i, line in enumerate(answers(truth, "pixel"))]
+    result, _ = score(tmp_path, preds, truth=truth)
+    assert result.exit_code == 2
+    output = flat(result.output)
+    assert "only 0 of 40 predictions matched" in output and "'s0'" in output and "'case-0'" in output
+    assert "--allow-partial" in output
+    partial, metrics = score(tmp_path, preds[:10] + answers(truth, "pixel")[10:15], "--allow-partial", truth=truth)
+    assert partial.exit_code == 0 and metrics["config"]["matched_predictions"] == 5
+
+
+def test_footer_names_the_frame_really_used(tmp_path):
+    truth = synthetic_truth()
+    preds = [dict(line, frame="qwen2.5-vl") for line in answers(truth, "qwen2.5-vl")]
+    result, metrics = score(tmp_path, preds, truth=truth)
+    assert result.exit_code == 0 and metrics["acc"]["0.5"] > 0.9
+    output = flat(result.output)
+    assert "frame pixel," not in output
+    assert "frames resized on 40 lines (the lines own frame field) (run frame pixel applied to none)" in output
+    assert metrics["config"]["frames_used"] == {"resized": 40}
+
+
+def test_pixel_limits_need_a_resized_frame(tmp_path):
+    result, _ = score(tmp_path, answers(synthetic_truth(), "pixel"), "--max-pixels", "1003520")
+    assert result.exit_code == 1 and "only the 'resized' / 'qwen2.5-vl' frame uses" in flat(result.output)
+
+
+def test_compare_warns_for_the_run_in_the_wrong_frame(tmp_path):
+    truth = synthetic_truth()
+    gt = write_jsonl(tmp_path / "gt.jsonl", truth)
+    a = write_jsonl(tmp_path / "a.jsonl", answers(truth, "pixel"))
+    b = write_jsonl(tmp_path / "b.jsonl", answers(truth, "norm1000"))
+    out = tmp_path / "cmp.json"
+    result = runner.invoke(app, ["compare", str(a), str(b), "--dataset", "jsonl", "--annotations", str(gt),
+                                 "--bootstrap", "10", "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    output = flat(result.output)
+    assert "B (b.jsonl): warning: the answers fit frame norm1000 clearly better" in output
+    assert "A (a.jsonl): warning" not in output
+    document = json.loads(out.read_text())
+    assert document["metrics_b"]["config"]["diagnosis"]["findings"][0]["code"] == "frame-fit"
