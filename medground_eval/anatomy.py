@@ -198,35 +198,60 @@ def patient_left_on_image_right(convention: str = "radiological", axcodes: Seque
     return convention_name(convention) == "radiological"
 
 
+_ZONE_BITS = {UPPER: 1, MID: 2, LOWER: 4}
+
+
+def box_flags(
+    flat: np.ndarray, sizes: np.ndarray, left_on_right: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per box: on the patient's left, on the patient's right, and its zone as a bit (upper 1, mid 2, lower 4; 0
+    for 3D boxes or an unknown height) - the one rule behind :func:`region_qualifiers` and the run metrics.
+
+    ``flat`` (M, 2d) boxes in original pixels, ``sizes`` (M, >= 2) the image size of each box's image,
+    ``left_on_right`` (M,) the convention of each box's image (:func:`sample_left_on_right`).
+    """
+    flat = np.asarray(flat, dtype=np.float64)
+    d = flat.shape[1] // 2 if flat.ndim == 2 and flat.shape[1] else 2
+    width, height = sizes[:, 0], sizes[:, 1]
+    x1, x2 = flat[:, 0], flat[:, d]
+    mid, margin = width / 2.0, MIDLINE_MARGIN * width
+    both = (x1 < mid - margin) & (x2 > mid + margin)
+    centre = (x1 + x2) / 2.0
+    image_right, image_left = both | (centre > mid), both | (centre <= mid)
+    left = np.where(left_on_right, image_right, image_left)
+    right = np.where(left_on_right, image_left, image_right)
+    zone = np.zeros(len(flat), dtype=np.int64)
+    if d == 2:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            y = (flat[:, 1] + flat[:, 3]) / 2.0 / height
+        band = np.searchsorted(np.asarray(ZONE_BOUNDS), y, side="right")
+        zone = np.where(np.isfinite(y) & (height > 0), np.left_shift(1, band), 0)
+    return left, right, zone
+
+
+def _zones_of(bits: int) -> frozenset[str]:
+    return frozenset(name for name, bit in _ZONE_BITS.items() if bits & bit)
+
+
 def region_qualifiers(
-    boxes: np.ndarray, image_size: Sequence[float], *, left_on_right: bool = True
+    boxes: np.ndarray, image_size: Sequence[float] | None, *, left_on_right: bool = True
 ) -> Qualifiers:
-    """The patient sides and zones a region covers (rules in the module docstring). ``boxes`` (K, 4) or (K, 6) in
-    original pixels / voxels, ``image_size`` ``(W, H[, D])``; zones are read for 2D images only (a volume's vertical
-    axis is not the array's y). An empty region names nothing.
+    """The patient sides and zones a region covers (rules in the module docstring, :func:`box_flags`). ``boxes``
+    (K, 4) or (K, 6) in original pixels / voxels, ``image_size`` ``(W, H[, D])``; zones are read for 2D images only
+    (a volume's vertical axis is not the array's y). An empty region, or no image size, names nothing.
 
     >>> region_qualifiers(np.array([[700, 100, 900, 300]]), (1000, 1000)).side  # image right, radiological
     'left'
     """
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, np.shape(boxes)[-1] if np.ndim(boxes) else 4)
-    if not len(boxes) or image_size is None:
+    boxes = np.asarray(boxes, dtype=np.float64)
+    if boxes.size == 0 or image_size is None:
         return Qualifiers()
-    d = boxes.shape[1] // 2
-    width, height = float(image_size[0]), float(image_size[1])
-    x1, x2 = boxes[:, 0], boxes[:, d]
-    mid, margin = width / 2.0, MIDLINE_MARGIN * width
-    centre = (x1 + x2) / 2.0
-    both = (x1 < mid - margin) & (x2 > mid + margin)
-    image_right = both | (centre > mid)
-    image_left = both | (centre <= mid)
-    left_side, right_side = (image_right, image_left) if left_on_right else (image_left, image_right)
-    sides = {s for s, present in ((LEFT, left_side.any()), (RIGHT, right_side.any())) if present}
-    zones: set[str] = set()
-    if d == 2 and height > 0:
-        y = (boxes[:, 1] + boxes[:, 3]) / 2.0 / height
-        bands = np.searchsorted(np.asarray(ZONE_BOUNDS), y, side="right")
-        zones = {(UPPER, MID, LOWER)[b] for b in np.unique(bands)}
-    return Qualifiers(frozenset(sides), frozenset(zones))
+    boxes = boxes.reshape(-1, boxes.shape[-1])
+    k = len(boxes)
+    sizes = np.tile(np.asarray(image_size, dtype=np.float64)[:2], (k, 1))
+    left, right, zone = box_flags(boxes, sizes, np.full(k, left_on_right))
+    sides = {name for name, flags in ((LEFT, left), (RIGHT, right)) if flags.any()}
+    return Qualifiers(frozenset(sides), _zones_of(int(np.bitwise_or.reduce(zone))))
 
 
 def region_agreement(expected: Qualifiers, region: Qualifiers) -> float:
@@ -315,6 +340,103 @@ def _rate(hits: np.ndarray, mask: np.ndarray) -> float | None:
     return float(hits[mask].mean()) if mask.any() else None
 
 
+def _per_sample_any(flags: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:
+    return np.bincount(owner, weights=flags.astype(np.float64), minlength=n) > 0
+
+
+def _per_sample_bits(bits: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:
+    out = np.zeros(n, dtype=np.int64)
+    np.bitwise_or.at(out, owner, bits)
+    return out
+
+
+def laterality_columns(
+    phrases: Sequence[str],
+    pred_flat: np.ndarray,
+    pred_counts: np.ndarray,
+    true_flat: np.ndarray,
+    true_counts: np.ndarray,
+    image_sizes: np.ndarray,
+    *,
+    left_on_right: np.ndarray | bool = True,
+    categories: Sequence[str | None] | None = None,
+) -> LateralityReport:
+    """:func:`laterality_report` on columns: ``pred_flat`` (M, 2d) boxes in original pixels, ``pred_counts[i]`` of
+    them sample i's (0: no prediction), the same for the truth, ``image_sizes`` (n, >= 2) with NaN rows where
+    unknown. Phrases are read once per distinct text; the boxes in one vectorized pass."""
+    n = len(phrases)
+    conventions = np.broadcast_to(np.asarray(left_on_right, dtype=bool), (n,))
+    sizes = np.asarray(image_sizes, dtype=np.float64).reshape(n, -1)
+    known = ~np.isnan(sizes[:, :2]).any(axis=1) if n else np.zeros(0, dtype=bool)
+    read: dict[str, tuple[bool, bool, int]] = {}
+    expected = np.zeros((n, 3), dtype=np.int64)
+    for i, phrase in enumerate(phrases):
+        q = read.get(phrase)
+        if q is None:
+            qualifiers = read_qualifiers(phrase)
+            bits = sum(_ZONE_BITS[z] for z in qualifiers.zones)
+            q = read[phrase] = (LEFT in qualifiers.sides, RIGHT in qualifiers.sides, bits)
+        expected[i] = q
+    exp_left, exp_right, exp_zone = expected[:, 0] > 0, expected[:, 1] > 0, expected[:, 2]
+    dims = 2
+    for flat in (pred_flat, true_flat):
+        if np.ndim(flat) == 2 and np.shape(flat)[1]:
+            dims = np.shape(flat)[1] // 2
+    if dims == 3:
+        exp_zone = np.zeros(n, dtype=np.int64)  # a volume's zones are not read (see region_qualifiers)
+
+    def region(flat: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        counts = np.asarray(counts, dtype=np.int64)
+        owner = np.repeat(np.arange(n), counts)
+        flat = np.asarray(flat, dtype=np.float64).reshape(len(owner), 2 * dims)
+        box_sizes = np.nan_to_num(sizes[owner, :2], nan=0.0)
+        left, right, zone = box_flags(flat, box_sizes, conventions[owner])
+        return _per_sample_any(left, owner, n), _per_sample_any(right, owner, n), _per_sample_bits(zone, owner, n)
+
+    p_left, p_right, p_zone = region(pred_flat, pred_counts)
+    t_left, t_right, _ = region(true_flat, true_counts)
+    named = exp_left | exp_right | (exp_zone > 0)
+    no_size = named & ~known
+    sided = (exp_left | exp_right) & known
+    one_sided = (exp_left ^ exp_right) & known
+    zoned = (exp_zone > 0) & known
+    on_side = (p_left | p_right) & (p_left == exp_left) & (p_right == exp_right)
+    truth_on_side = (t_left == exp_left) & (t_right == exp_right)
+    wrong = one_sided & (p_left | p_right) & ~((p_left & exp_left) | (p_right & exp_right))
+    in_zone = (p_zone & exp_zone) > 0
+    mirrored = 0
+    if wrong.any():
+        p_start = np.concatenate([[0], np.cumsum(pred_counts)[:-1]]).astype(np.int64)
+        t_start = np.concatenate([[0], np.cumsum(true_counts)[:-1]]).astype(np.int64)
+        pred_all = np.asarray(pred_flat, dtype=np.float64).reshape(-1, 2 * dims)
+        true_all = np.asarray(true_flat, dtype=np.float64).reshape(-1, 2 * dims)
+        for i in np.flatnonzero(wrong):
+            pred = pred_all[p_start[i]: p_start[i] + pred_counts[i]]
+            truth = true_all[t_start[i]: t_start[i] + true_counts[i]]
+            if len(truth) and region_iou(mirror_boxes(pred, float(sizes[i, 0])), truth) >= MIRROR_IOU:
+                mirrored += 1
+
+    def rates(mask: np.ndarray) -> dict[str, Any]:
+        return {
+            "n_sided": int((sided & mask).sum()), "n_one_sided": int((one_sided & mask).sum()),
+            "n_zoned": int((zoned & mask).sum()),
+            "laterality_accuracy": _rate(on_side, sided & mask), "wrong_side_rate": _rate(wrong, one_sided & mask),
+            "zone_agreement": _rate(in_zone, zoned & mask),
+        }
+
+    per_category: dict[str, dict[str, Any]] = {}
+    if categories is not None:
+        names = np.array([str(c) if c is not None else "" for c in categories], dtype=object)
+        for name in sorted(set(names.tolist()) - {""}):
+            per_category[name] = rates(names == name)
+    return LateralityReport(
+        n_sided=int(sided.sum()), n_one_sided=int(one_sided.sum()), n_zoned=int(zoned.sum()),
+        n_no_size=int(no_size.sum()), laterality_accuracy=_rate(on_side, sided), wrong_side_rate=_rate(wrong, one_sided),
+        zone_agreement=_rate(in_zone, zoned), truth_laterality_accuracy=_rate(truth_on_side, sided),
+        wrong_side=int(wrong.sum()), mirrored=mirrored, per_category=per_category,
+    )
+
+
 def laterality_report(
     phrases: Sequence[str],
     pred_boxes: Sequence[np.ndarray],
@@ -336,45 +458,18 @@ def laterality_report(
     (0.5, 0.5, 1)
     """
     n = len(phrases)
-    conventions = np.broadcast_to(np.asarray(left_on_right, dtype=bool), (n,))
-    sided, one_sided, zoned, no_size = (np.zeros(n, dtype=bool) for _ in range(4))
-    on_side, wrong, in_zone, truth_on_side, mirrored = (np.zeros(n, dtype=bool) for _ in range(5))
-    for i, phrase in enumerate(phrases):
-        expected = read_qualifiers(phrase)
-        if not expected.sides and not expected.zones:
-            continue
-        size = image_sizes[i]
-        if size is None:
-            no_size[i] = True
-            continue
-        sided[i], one_sided[i], zoned[i] = bool(expected.sides), len(expected.sides) == 1, bool(expected.zones)
-        pred = np.asarray(pred_boxes[i], dtype=np.float64)
-        region = region_qualifiers(pred, size, left_on_right=bool(conventions[i]))
-        truth = region_qualifiers(np.asarray(true_boxes[i], dtype=np.float64), size,
-                                  left_on_right=bool(conventions[i]))
-        on_side[i] = bool(region.sides) and region.sides == expected.sides
-        truth_on_side[i] = truth.sides == expected.sides
-        wrong[i] = one_sided[i] and bool(region.sides) and not region.sides & expected.sides
-        in_zone[i] = bool(region.zones & expected.zones)
-        if wrong[i] and len(true_boxes[i]):
-            mirrored[i] = region_iou(mirror_boxes(pred, float(size[0])), true_boxes[i]) >= MIRROR_IOU
 
-    def rates(mask: np.ndarray) -> dict[str, Any]:
-        return {
-            "n_sided": int((sided & mask).sum()), "n_one_sided": int((one_sided & mask).sum()),
-            "n_zoned": int((zoned & mask).sum()),
-            "laterality_accuracy": _rate(on_side, sided & mask), "wrong_side_rate": _rate(wrong, one_sided & mask),
-            "zone_agreement": _rate(in_zone, zoned & mask),
-        }
+    def columns(boxes: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        arrays = [np.asarray(b, dtype=np.float64) for b in boxes]
+        width = next((a.shape[-1] for a in arrays if a.size), 4)
+        arrays = [a.reshape(-1, width) for a in arrays]
+        counts = np.array([len(a) for a in arrays], dtype=np.int64)
+        return (np.concatenate(arrays) if arrays else np.zeros((0, width))), counts
 
-    per_category: dict[str, dict[str, Any]] = {}
-    if categories is not None:
-        names = np.array([str(c) if c is not None else "" for c in categories], dtype=object)
-        for name in sorted(set(names) - {""}):
-            per_category[name] = rates(names == name)
-    return LateralityReport(
-        n_sided=int(sided.sum()), n_one_sided=int(one_sided.sum()), n_zoned=int(zoned.sum()),
-        n_no_size=int(no_size.sum()), laterality_accuracy=_rate(on_side, sided), wrong_side_rate=_rate(wrong, one_sided),
-        zone_agreement=_rate(in_zone, zoned), truth_laterality_accuracy=_rate(truth_on_side, sided),
-        wrong_side=int(wrong.sum()), mirrored=int(mirrored.sum()), per_category=per_category,
-    )
+    widths = [len(s) for s in image_sizes if s is not None]
+    sizes = np.full((n, max(widths, default=2)), np.nan)
+    for i, size in enumerate(image_sizes):
+        if size is not None:
+            sizes[i, : len(size)] = size
+    return laterality_columns(phrases, *columns(pred_boxes), *columns(true_boxes), sizes,
+                              left_on_right=np.asarray(left_on_right, dtype=bool), categories=categories)

@@ -247,3 +247,30 @@ def test_laterality_report_counts_what_it_cannot_place():
     no_answer = laterality_report(["left effusion"], [np.zeros((0, 4))], [np.array([[700, 0, 900, 9]])],
                                   [(1000, 1000)])
     assert no_answer.laterality_accuracy == 0.0 and no_answer.wrong_side_rate == 0.0  # a miss, not the wrong side
+
+
+boxes_2d = st.tuples(st.floats(0, 1000), st.floats(0, 1000), st.floats(0, 1000), st.floats(0, 1000)).map(
+    lambda b: [min(b[0], b[2]), min(b[1], b[3]), max(b[0], b[2]), max(b[1], b[3])])
+phrase_pool = st.sampled_from(["left effusion", "right apical pneumothorax", "bibasilar opacities", "cardiomegaly",
+                               "RLL consolidation", "left mid lung nodule"])
+
+
+@given(st.lists(st.tuples(phrase_pool, st.lists(boxes_2d, max_size=3), st.lists(boxes_2d, min_size=1, max_size=2),
+                          st.booleans()), min_size=1, max_size=12))
+def test_run_metrics_agree_with_the_per_region_rule(rows):
+    # The vectorized run metrics and region_qualifiers share box_flags; this pins that they also reduce alike.
+    phrases = [r[0] for r in rows]
+    preds = [np.array(r[1]).reshape(-1, 4) for r in rows]
+    truths = [np.array(r[2]).reshape(-1, 4) for r in rows]
+    conventions = [r[3] for r in rows]
+    report = laterality_report(phrases, preds, truths, [(1000, 1000)] * len(rows), left_on_right=conventions)
+    sided, one_sided = [], []
+    for phrase, pred, convention in zip(phrases, preds, conventions):
+        expected = read_qualifiers(phrase).sides
+        region = region_qualifiers(pred, (1000, 1000), left_on_right=convention).sides
+        if expected:
+            sided.append(bool(region) and region == expected)
+        if len(expected) == 1:
+            one_sided.append(bool(region) and not region & expected)
+    assert report.laterality_accuracy == (pytest.approx(np.mean(sided)) if sided else None)
+    assert report.wrong_side_rate == (pytest.approx(np.mean(one_sided)) if one_sided else None)
