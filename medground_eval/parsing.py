@@ -33,13 +33,20 @@ Decisions
   untagged answer.
 - **Swapped corners** (x1 > x2, y1 > y2 or z1 > z2) are normalised (corners swapped) and recorded as a problem:
   the box is used, but the completion is not ``strict_format``.
-- **Box candidates** are innermost bracketed number groups: ``[...]`` with at least one number, ``(...)`` with at
-  least two, and the pair ``(x1,y1),(x2,y2)`` (or 3-number points for 3D) read as one box. A group that is the value
-  of a key other than a box key (``"size": [512, 512]``, ``"point_2d": [...]``) is not a candidate. In the answer
-  a candidate with the wrong count of numbers, an invalid or a non-finite number is a problem, not a box, and so
-  is a group with a box's count of numbers under another key (``"bounding_box": [x1, y1, x2, y2]``).
+- **Box candidates** (dialects, each with its source in ``tests/test_dialects.py`` and ``docs/parsing.md``):
+  innermost bracketed number groups: ``[...]`` with at least one number (``;`` separates several boxes of one
+  group, CogVLM / Shikra ``[[x1,y1,x2,y2;...]]``; ``_`` separates the numbers when there is no comma, VideoLLaMA3
+  ``[[x1_y1_x2_y2]]``; zero-padded numbers like ``086`` are read as written), ``(...)`` with at least two, the pair
+  ``(x1,y1),(x2,y2)`` and the pair ``[[x1,y1],[x2,y2]]`` (or 3-number points for 3D) read as one box; MiniCPM-V
+  ``<box>x1 y1 x2 y2</box>``; Florence-2 ``<loc_N>`` and PaliGemma ``<locNNNN>`` runs, every four tokens one box.
+  A group that is the value of a key other than a box key (``"size": [512, 512]``, ``"point_2d": [...]``) is not a
+  candidate; box keys are recognised by pattern (:data:`BOX_KEY`: ``bbox_2d``, ``box_2d``, ``bounding_box_2d``,
+  ``coordinates``...). In the answer a candidate with the wrong count of numbers, an invalid or a non-finite number
+  is a problem, not a box, and so is a group with a box's count of numbers under another key (``"crop": [...]``).
   ``<think>`` is free reasoning: there such candidates are skipped without a problem, and swapped corners are
-  normalised silently.
+  normalised silently. Prose coordinates (``(x1=630, y1=440) with a width of 200``) are never read.
+- **Axis order** is recorded, never changed: PaliGemma's ``<locYYYY><locXXXX>...`` and Gemini's ``box_2d`` boxes
+  get ``axes="yx"`` (their numbers stay in the written order); every other dialect is ``"xy"``.
 - **Labels** come from a ``label`` / ``name`` / ``phrase`` / ``text`` key of the enclosing ``{...}`` object, else from
   a ``<|object_ref_start|>...<|object_ref_end|>`` or ``<ref>...</ref>`` written since the previous box. Boxes
   separated by only whitespace, commas and square brackets form one group, labelled as one box: InternVL's
@@ -78,8 +85,21 @@ FORMAT_DIALECTS = ("qwen2.5-json", "list", "qwen2-tokens", "ref-box")
 ANSWER_TAGS = ("required", "optional")
 """Values of ``answer_tag``: whether answer boxes are read only inside ``<answer>`` or also from untagged text."""
 
-BOX_KEYS = frozenset({"bbox_2d", "bbox_3d", "bbox", "box", "box_2d", "box_3d", "position"})
-"""JSON keys whose value is a box (compared in lower case)."""
+BOX_KEY = re.compile(
+    r"(?:\w*_)?(?:bbox|box|bounding_?box|rect(?:angle)?|coordinates|coords|position)(?:es|s)?(?:_?[23]d)?",
+    re.IGNORECASE,
+)
+"""JSON keys whose value is a box, by pattern (``fullmatch``, any letter case): ``bbox_2d`` (Qwen2.5-VL),
+``box_2d`` (Gemini), ``bounding_box_2d`` (seen in a Qwen2.5-VL answer of the MedGround-R1 logs), ``bounding_box``,
+``bbox``, ``box``, ``coordinates``, ``position``, ``rect``, with an optional ``prefix_``, plural and ``_2d``/``_3d``
+suffix (``pred_bbox``, ``boxes``, ``bbox3d``). ``point_2d``, ``size``, ``crop`` are not box keys."""
+
+BOX_KEYS_TEXT = "bbox, box, bounding_box, coordinates, coords, position, rect[angle], with prefix_ / _2d / _3d"
+"""How problems name the box keys."""
+
+Y_FIRST_KEYS = frozenset({"box_2d"})
+"""Box keys whose dialect writes y first: Gemini's ``box_2d`` is ``[ymin, xmin, ymax, xmax]`` (0-1000). Its boxes
+get ``axes="yx"``; the parser never swaps (the ``gemini`` frame does)."""
 
 _AXES = "xyz"
 
@@ -90,8 +110,22 @@ _NUMBER = re.compile(
 # An innermost bracketed group that starts like a number and holds only number characters, commas and spaces.
 # Each quantifier is a possessive run over a character class: a failed start costs the length of that run, and
 # runs of two starts never overlap (a run stops at any bracket), so a scan is linear in the text.
+# Square groups also allow ';' (CogVLM / Shikra: several boxes in one [[...;...]]) and '_' (VideoLLaMA3:
+# [[x1_y1_x2_y2]]). The token dialects are runs of one token shape; none of the runs can overlap another start.
 _NUMBER_CHARS = r"[-+.0-9eEnNaAiIfFtTyY,\s]*+"
-_GROUP = re.compile(rf"\[\s*+(?P<sq>[-+.0-9nNiI]{_NUMBER_CHARS})\]|\(\s*+(?P<pa>[-+.0-9nNiI]{_NUMBER_CHARS})\)")
+_SQUARE_CHARS = r"[-+.0-9eEnNaAiIfFtTyY,;_\s]*+"
+_GROUP = re.compile(
+    rf"\[\s*+(?P<sq>[-+.0-9nNiI]{_SQUARE_CHARS})\]"
+    rf"|\(\s*+(?P<pa>[-+.0-9nNiI]{_NUMBER_CHARS})\)"
+    r"|<box>\s*+(?P<sp>[-+.0-9][-+.0-9eE,\s]*+)</box>"
+    r"|(?P<fl>(?:<loc_[0-9]++>)++)"
+    r"|(?P<pg>(?:<loc[0-9]{4}+>)++)"
+)
+_DIGITS = re.compile(r"[0-9]++")
+_SPACE_OR_COMMA = re.compile(r"[\s,]++")
+_POINT_OPEN = re.compile(r"\[\s{0,16}+\Z")
+_POINT_CLOSE = re.compile(r"\s{0,16}+\]")
+_POINT_GAP = re.compile(r"\s*+,\s*+")
 _KEY_BEFORE = re.compile(r"""["']?+([A-Za-z_][A-Za-z0-9_]*+)["']?+\s*+:\s*+\Z""")
 _LABEL = re.compile(
     r"""(?<![A-Za-z0-9_])(?i:label|name|phrase|text)["']?+\s*+:\s*+"""
@@ -151,11 +185,16 @@ def _is_str(value: object, expected: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class _Candidate:
-    """A bracketed number group: its span in the section text and the numbers as written."""
+    """A box candidate: its span in the section text, the numbers as written, the axis order of its dialect,
+    whether it belongs to the group of the candidate before it (the boxes of one ``[[..;..]]`` or one run of loc
+    tokens), and where a loc-token dialect writes its label (``"before"``: Florence-2, ``"after"``: PaliGemma)."""
 
     start: int
     end: int
     numbers: tuple[str, ...]
+    axes: str = "xy"
+    joined: bool = False
+    label_side: str | None = None
 
 
 def parse_completion(
@@ -278,41 +317,96 @@ def _candidates(section: str, widths: tuple[int, ...]) -> tuple[list[_Candidate]
     """Box candidates of a section in order, whether more than MAX_BOXES groups were found, and the
     ``(key, count)`` of each group of ``widths`` numbers left out because it is the value of a non-box key.
 
-    ``(x1,y1),(x2,y2)``: two parenthesised points of 2 (or 3) numbers separated by at most a comma make one
-    candidate. A parenthesised single number, like ``(2)`` in prose, is not a candidate. Every bracketed group
-    found counts towards MAX_BOXES, so the Python work per section is bounded whatever the text holds.
+    - ``[...]``: numbers separated by commas; by ``_`` when there is no comma (VideoLLaMA3 ``[[x1_y1_x2_y2]]``);
+      ``;`` separates several boxes of one group (CogVLM / Shikra ``[[x1,y1,x2,y2;x1,y1,x2,y2]]``).
+    - ``(x1,y1),(x2,y2)`` and ``[[x1,y1],[x2,y2]]``: two points of 2 (or 3) numbers make one candidate; the
+      square form only as the whole content of one ``[...]`` (so a list of three points is not a box).
+    - ``<box>x1 y1 x2 y2</box>`` (MiniCPM-V): numbers separated by spaces (or commas) directly inside ``<box>``.
+    - ``<loc_N>`` runs (Florence-2, x first, 0-999) and ``<locNNNN>`` runs (PaliGemma, y first, 0-1023, marked
+      ``axes="yx"``): every 4 tokens are one box of the run's group; a run of another length is one candidate
+      with the wrong count (a problem).
+    A parenthesised single number, like ``(2)`` in prose, is not a candidate. Every match found counts towards
+    MAX_BOXES, and so does every box it holds, so the Python work per section is bounded whatever the text holds.
     """
     found: list[_Candidate] = []
     other_keys: list[tuple[str, int]] = []
-    point_end = -1  # end of the last candidate when it is a lone parenthesised point
+    point_end, point_kind = -1, ""  # end (and kind) of the last candidate when it is a lone point
+
+    def add(candidate: _Candidate) -> bool:
+        """Append a candidate; False once MAX_BOXES are held."""
+        if len(found) >= MAX_BOXES:
+            return False
+        found.append(candidate)
+        return True
+
     for n_groups, match in enumerate(_GROUP.finditer(section)):
         if n_groups == MAX_BOXES:
             return found, True, other_keys
-        square = match.group("sq") is not None
-        numbers = [n.strip() for n in (match.group("sq") if square else match.group("pa")).split(",")]
-        if len(numbers) > 1 and not numbers[-1]:
-            numbers.pop()  # trailing comma
-        if not square and len(numbers) < 2:
-            continue
-        head = section[max(0, match.start() - _KEY_WINDOW) : match.start()]
-        key = _KEY_BEFORE.search(head)
-        if key is not None and key.group(1).lower() not in BOX_KEYS:
-            if len(numbers) in widths:
-                other_keys.append((key.group(1), len(numbers)))
-            continue
-        previous = found[-1] if found else None
-        if (
-            not square
-            and previous is not None
-            and previous.end == point_end
-            and len(previous.numbers) == len(numbers) <= 3
-            and section[previous.end : match.start()].strip() in ("", ",")
-        ):
-            found[-1] = _Candidate(previous.start, match.end(), previous.numbers + tuple(numbers))
+        start, end = match.span()
+        kind = match.lastgroup
+        body = match.group(kind)
+        if kind in ("fl", "pg"):
+            numbers = [m.group() for _, m in zip(range(4 * MAX_BOXES + 1), _DIGITS.finditer(body))]
+            axes, side = ("xy", "before") if kind == "fl" else ("yx", "after")
+            chunks = [numbers[i : i + 4] for i in range(0, len(numbers), 4)] if len(numbers) % 4 == 0 else [numbers]
+            for k, chunk in enumerate(chunks):
+                if not add(_Candidate(start, end, tuple(chunk), axes, k > 0, side)):
+                    return found, True, other_keys
             point_end = -1
             continue
-        found.append(_Candidate(match.start(), match.end(), tuple(numbers)))
-        point_end = match.end() if not square and len(numbers) <= 3 else -1
+        if kind == "sp":
+            if not add(_Candidate(start, end, tuple(_SPACE_OR_COMMA.split(body.strip())))):
+                return found, True, other_keys
+            point_end = -1
+            continue
+        square = kind == "sq"
+        parts = body.split(";", MAX_BOXES) if square else [body]  # more than MAX_BOXES: the rest is one bad part
+        separator = "_" if square and "," not in body and "_" in body else ","
+        groups = []
+        for part in parts:
+            numbers = [n.strip() for n in part.split(separator)]
+            if len(numbers) > 1 and not numbers[-1]:
+                numbers.pop()  # trailing comma
+            groups.append(numbers)
+        if len(groups) > 1 and groups[-1] == [""]:
+            groups.pop()  # trailing ';'
+        if not square and len(groups[0]) < 2:
+            continue
+        axes = "xy"
+        head = section[max(0, start - _KEY_WINDOW) : start]
+        key = _KEY_BEFORE.search(head)
+        if key is not None:
+            name = key.group(1)
+            if BOX_KEY.fullmatch(name) is None:
+                other_keys.extend((name, len(n)) for n in groups if len(n) in widths)
+                continue
+            if name.lower() in Y_FIRST_KEYS:
+                axes = "yx"
+        numbers = groups[0]
+        previous = found[-1] if found else None
+        if (
+            len(groups) == 1
+            and previous is not None
+            and previous.end == point_end
+            and point_kind == kind
+            and len(previous.numbers) == len(numbers) <= 3
+            and (
+                (not square and section[previous.end : start].strip() in ("", ","))
+                or (
+                    square
+                    and _POINT_GAP.fullmatch(section, previous.end, start) is not None
+                    and _POINT_OPEN.search(section, max(0, previous.start - 17), previous.start) is not None
+                    and _POINT_CLOSE.match(section, end) is not None
+                )
+            )
+        ):
+            found[-1] = _Candidate(previous.start, end, previous.numbers + tuple(numbers), previous.axes)
+            point_end = -1
+            continue
+        for k, numbers in enumerate(groups):
+            if not add(_Candidate(start, end, tuple(numbers), axes, k > 0)):
+                return found, True, other_keys
+        point_end, point_kind = (end, kind) if len(groups) == 1 and len(numbers) <= 3 else (-1, "")
     return found, False, other_keys
 
 
@@ -326,7 +420,7 @@ def _read_boxes(section: str, widths: tuple[int, ...], problems: list[str] | Non
             groups = "a group" if times == 1 else f"{times} groups"
             verb = "is not read as a box" if times == 1 else "are not read as boxes"
             problems.append(
-                f"{groups} of {count} numbers under key {key!r} {verb} (box keys: {', '.join(sorted(BOX_KEYS))})"
+                f"{groups} of {count} numbers under key {key!r} {verb} (box keys: {BOX_KEYS_TEXT})"
             )
     expected = " or ".join(str(w) for w in widths)
     kept: list[tuple[int, tuple[float, ...]]] = []  # (index in found, ordered coords) of each valid candidate
@@ -351,7 +445,8 @@ def _read_boxes(section: str, widths: tuple[int, ...], problems: list[str] | Non
         d = len(values) // 2
         swapped = [a for a in range(d) if values[a] > values[a + d]]
         if swapped and problems is not None:
-            axes = ", ".join(f"{_AXES[a]}2 < {_AXES[a]}1" for a in swapped)
+            names = "yx" if cand.axes == "yx" else _AXES
+            axes = ", ".join(f"{names[a]}2 < {names[a]}1" for a in swapped)
             problems.append(f"{name}: {axes}, corners swapped")
         low = [min(values[a], values[a + d]) for a in range(d)]
         high = [max(values[a], values[a + d]) for a in range(d)]
@@ -362,20 +457,24 @@ def _read_boxes(section: str, widths: tuple[int, ...], problems: list[str] | Non
     group_start = 0
     for k, (index, _) in enumerate(kept):
         following = kept[k + 1][0] if k + 1 < len(kept) else -1
-        if following == index + 1 and _GROUP_GAP.fullmatch(section, found[index].end, found[following].start):
+        if following == index + 1 and (
+            found[following].joined or _GROUP_GAP.fullmatch(section, found[index].end, found[following].start)
+        ):
             continue
         first = kept[group_start][0]
         lo = found[first - 1].end if first else 0
         hi = found[index + 1].start if index + 1 < len(found) else len(section)
-        label = _label(section, found[first].start, found[index].end, lo, hi)
-        boxes.extend(ParsedBox(coords, label) for _, coords in kept[group_start : k + 1])
+        label = _label(section, found[first].start, found[index].end, lo, hi, found[first].label_side)
+        boxes.extend(ParsedBox(coords, label, found[i].axes) for i, coords in kept[group_start : k + 1])
         group_start = k + 1
     return tuple(boxes)
 
 
-def _label(section: str, start: int, end: int, lo: int, hi: int) -> str | None:
+def _label(section: str, start: int, end: int, lo: int, hi: int, side: str | None = None) -> str | None:
     """Label of the box (or group of boxes) written in ``section[start:end]``: a label key of its enclosing
-    ``{...}``, else a ref tag written since the previous box.
+    ``{...}``, else a ref tag written since the previous box, else for loc tokens the text their dialect writes
+    beside them: Florence-2 before (``car<loc_..>``; after the last ``>`` since the previous box, so special
+    tokens like ``</s><s>`` are left out), PaliGemma after (``<loc..> car ; <loc..> dog``: up to ``;`` or ``<``).
 
     ``lo`` is the end of the previous candidate and ``hi`` the start of the next one, so each character is looked
     at for a bounded number of boxes and the whole lookup stays linear in the section length.
@@ -395,6 +494,11 @@ def _label(section: str, start: int, end: int, lo: int, hi: int) -> str | None:
             ref_start = section.rfind(start_tag, lo, ref_end)
             if ref_start >= 0:
                 best_end, label = ref_end, section[ref_start + len(start_tag) : ref_end].strip() or None
+    if label is None and side == "before":
+        label = section[max(lo, section.rfind(">", lo, start) + 1) : start].strip() or None
+    elif label is None and side == "after":
+        stop = min((i for i in (section.find(";", end, hi), section.find("<", end, hi)) if i >= 0), default=hi)
+        label = section[end:stop].strip() or None
     return label
 
 

@@ -479,11 +479,11 @@ def test_boxes_of_one_group_share_its_label(answer: str, expected: list[tuple[tu
 
 
 def test_box_shaped_group_under_another_key_is_a_problem() -> None:
-    parsed = parse_completion(wrap('{"bounding_box": [10, 20, 30, 40], "label": "mass"}'))
+    parsed = parse_completion(wrap('{"crop_region": [10, 20, 30, 40], "label": "mass"}'))
     assert parsed.answer_boxes == ()
     assert parsed.problems == (
-        "a group of 4 numbers under key 'bounding_box' is not read as a box"
-        " (box keys: bbox, bbox_2d, bbox_3d, box, box_2d, box_3d, position)",
+        "a group of 4 numbers under key 'crop_region' is not read as a box"
+        " (box keys: bbox, box, bounding_box, coordinates, coords, position, rect[angle], with prefix_ / _2d / _3d)",
         NO_BOX,
     )
     repeated = parse_completion(wrap('[{"crop": [1, 2, 3, 4]}, {"crop": [5, 6, 7, 8]}, [1, 2, 3, 4]]'))
