@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 
+import math
+from statistics import NormalDist
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -185,19 +188,37 @@ def test_sample_scores_are_read_only_copies():
 # --- bootstrap ----------------------------------------------------------------------------------------
 
 def reference_intervals(scores: SampleScores, n_bootstrap: int, seed: int, per_chunk: int, confidence: float = 0.95):
-    """The definition, one replicate at a time, drawing indices in the same chunks as the implementation."""
+    """The definitions written out: Wilson for the proportions; BCa (one replicate at a time, drawing indices in the
+    same chunks as the implementation, jackknife by deleting each sample) for miou and ciou."""
     n = len(scores)
+    z = NormalDist().inv_cdf((1 + confidence) / 2)
+
+    def wilson(k):
+        p = k / n
+        centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+        half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+        return (max(0.0, centre - half), min(1.0, centre + half))
+
     rng = np.random.default_rng(seed)
     draws = np.vstack([rng.integers(0, n, size=(min(per_chunk, n_bootstrap - s), n))
                        for s in range(0, n_bootstrap, per_chunk)])
-    replicates = {"acc@0.5": [], "miou": [], "ciou": [], "pointing": []}
-    for index in draws:
-        replicates["acc@0.5"].append(np.mean(scores.iou[index] >= 0.5))
-        replicates["miou"].append(np.mean(scores.iou[index]))
-        replicates["ciou"].append(scores.intersection[index].sum() / scores.union[index].sum())
-        replicates["pointing"].append(np.mean(scores.pointing[index]))
-    q = [(1 - confidence) / 2, (1 + confidence) / 2]
-    return {name: tuple(np.quantile(values, q)) for name, values in replicates.items()}
+    statistics = {
+        "miou": lambda index: np.mean(scores.iou[index]),
+        "ciou": lambda index: scores.intersection[index].sum() / scores.union[index].sum(),
+    }
+    out = {"acc@0.5": wilson(int(np.sum(scores.iou >= 0.5))), "pointing": wilson(int(np.sum(scores.pointing)))}
+    everything = np.arange(n)
+    for name, statistic in statistics.items():
+        replicates = np.array([statistic(index) for index in draws])
+        estimate = statistic(everything)
+        share = (np.sum(replicates < estimate) + 0.5 * np.sum(replicates == estimate)) / len(replicates)
+        z0 = NormalDist().inv_cdf(share)
+        jack = np.array([statistic(np.delete(everything, i)) for i in range(n)])
+        d = jack.mean() - jack
+        a = np.sum(d**3) / (6 * np.sum(d**2) ** 1.5)
+        levels = [NormalDist().cdf(z0 + (z0 + q) / (1 - a * (z0 + q))) for q in (-z, z)]
+        out[name] = tuple(np.quantile(replicates, levels))
+    return out
 
 
 @pytest.mark.parametrize("chunk_elements", [1 << 16, 40])
@@ -209,7 +230,39 @@ def test_bootstrap_matches_per_replicate_loop(monkeypatch, chunk_elements):
     expected = reference_intervals(scores, 300, 3, per_chunk=max(1, chunk_elements // 13))
     assert report.ci.keys() == expected.keys()
     for name, interval in expected.items():
-        assert report.ci[name] == pytest.approx(interval, abs=1e-12), name
+        assert report.ci[name] == pytest.approx(interval, abs=1e-9), name
+
+
+def _binomial_pmf(n: int, p: float) -> np.ndarray:
+    return np.array([math.comb(n, k) * p**k * (1 - p) ** (n - k) for k in range(n + 1)])
+
+
+def test_wilson_holds_coverage_where_the_percentile_bootstrap_fails():
+    # Exact coverage (a sum over the binomial outcomes, no Monte Carlo): n = 30, a rare event p = 0.05.
+    n, p = 30, 0.05
+    pmf = _binomial_pmf(n, p)
+    wilson = sum(w for k, w in enumerate(pmf) if metrics.wilson_interval(k, n)[0] <= p <= metrics.wilson_interval(k, n)[1])
+    # the percentile bootstrap interval of k / n is the 2.5% / 97.5% quantiles of Binomial(n, k / n) / n
+    percentile = 0.0
+    for k, w in enumerate(pmf):
+        cdf = np.cumsum(_binomial_pmf(n, k / n))
+        lo, hi = np.searchsorted(cdf, 0.025) / n, np.searchsorted(cdf, 0.975) / n
+        percentile += w * (lo <= p <= hi)
+    assert wilson >= 0.93, wilson
+    assert percentile < 0.80, percentile  # 0.785: k = 0 gives [0, 0] (issue 14 measured 59% on its own rare event)
+
+
+def test_bca_coverage_of_a_skewed_miou_at_small_n():
+    # Monte Carlo: 300 data sets of n = 30 IoUs, 70% of them 0 (parse failures / misses), the rest Beta(5, 2);
+    # true mean 0.3 * 5/7. BCa must cover within Monte Carlo error of 95%; fast (about a second).
+    rng = np.random.default_rng(11)
+    n, reps, truth = 30, 300, 0.3 * 5 / 7
+    covered = 0
+    for _ in range(reps):
+        iou = np.where(rng.uniform(size=n) < 0.7, 0.0, rng.beta(5, 2, size=n))
+        lo, hi = grounding_report(make_scores(iou), thresholds=(0.5,), n_bootstrap=400, seed=int(rng.integers(1 << 30))).ci["miou"]
+        covered += lo <= truth <= hi
+    assert covered / reps >= 0.90, covered / reps
 
 
 def test_bootstrap_width_matches_normal_approximation():
@@ -443,7 +496,8 @@ def test_gaussian_limit_intervals_stay_in_unit_range(monkeypatch):
     report = grounding_report(make_scores(iou, pointing=iou > 0), n_bootstrap=500)
     for name, (lo, hi) in report.ci.items():
         assert 0.0 <= lo <= hi <= 1.0, (name, lo, hi)
-    assert report.ci["acc@0.5"][1] == 1.0
+    assert report.ci["miou"][1] == 1.0
+    assert report.ci["acc@0.5"] == metrics.wilson_interval(999, 1000)  # proportions: Wilson, no resampling
 
 
 def test_hit_rule_tolerates_float_round_off_at_the_threshold():

@@ -4,7 +4,7 @@
 returns a :class:`Comparison`:
 
 - ``differences``: for Acc@t at each threshold, mIoU, pointing and the parse-failure rate, the value of A, of B,
-  and ``B - A`` with a paired percentile bootstrap interval (:func:`medground_eval.metrics.paired_bootstrap`: each
+  and ``B - A`` with a paired BCa bootstrap interval (:func:`medground_eval.metrics.paired_bootstrap`: each
   resample draws the same samples for both runs). A positive difference means B is higher.
 - ``mcnemar``: McNemar's test of the hits at one threshold (0.5 by default), with the discordant counts.
 - ``disagreements``: the ``top`` samples with the largest ``|IoU_A - IoU_B|`` (ties in A's sample order).

@@ -155,8 +155,8 @@ def write_report(
 
 def _summary_line(report: GroundingReport) -> str:
     rule = "IoU >= t" if report.inclusive else "IoU > t"
-    intervals = (f"{report.confidence:.0%} percentile bootstrap intervals over {report.n_bootstrap} resamples"
-                 if report.ci else "no intervals")
+    intervals = (f"{report.confidence:.0%} intervals: Wilson for rates, BCa bootstrap over {report.n_bootstrap} "
+                 "resamples for mIoU and cIoU" if report.ci else "no intervals")
     return f"{report.n} samples; a hit at threshold t means {rule}; {intervals}. Numbers as in metrics.json."
 
 
