@@ -294,3 +294,100 @@ def test_largest_slice_box_matches_brute_force(mask: np.ndarray, axis: int) -> N
     assert index == best
     points = np.argwhere(np.take(mask, best, axis=axis))
     np.testing.assert_array_equal(box, np.concatenate([points.min(0), points.max(0) + 1]))
+
+
+# --- release layouts (issue 14) ---------------------------------------------------------------------------------
+# The HF release GoodBaiBai88/M3D-RefSeg (tree at 80bd0b8) holds M3D_RefSeg_{all,train,test}.csv at the root
+# beside M3D_RefSeg.zip, which unpacks to the case folder M3D_RefSeg/. BAAI-DCAI/M3D (commit 63e72005)
+# Data/process/m3d_refseg_data_prepare.py writes M3D_RefSeg_npy/<case>/{ct,mask}.npy (1 x 32 x 256 x 256 after
+# transpose(2, 0, 1)) and copies text.json; LaMed/src/train/train.py lists M3D_RefSeg_npy/M3D_RefSeg.csv (train)
+# and M3D_RefSeg_test.csv; LaMed/src/dataset/multi_dataset.py RefSegDataset loads data_root / Image and keeps
+# mask == Mask_ID.
+
+
+def _score(tmp_path: Path, data_dir: Path, completions: dict[str, str]) -> dict:
+    from typer.testing import CliRunner
+
+    from medground_eval.cli import app
+
+    preds = tmp_path / "preds.jsonl"
+    preds.write_text("".join(json.dumps({"id": k, "completion": v}) + "\n" for k, v in completions.items()))
+    out = tmp_path / "metrics.json"
+    result = CliRunner().invoke(app, ["score", str(preds), "--dataset", "m3d-refseg", "--data-dir", str(data_dir),
+                                      "--output", str(out), "--bootstrap", "0", "--frame", "voxel"])
+    assert result.exit_code == 0, result.output
+    return json.loads(out.read_text())
+
+
+@pytest.fixture
+def published(tmp_path: Path) -> Path:
+    """The release as published: CSVs at the root, cases under M3D_RefSeg/."""
+    root = tmp_path / "release"
+    write_case(root / "M3D_RefSeg", "s0000", {1: [np.s_[2:5, 3:9, 4:7]]}, {"1": "A liver lesion."})
+    write_listing(root, "test", [("s0000", 1, "0", "Please segment the lesion.")])
+    return root
+
+
+@pytest.mark.parametrize("where", ["root", "case folder"])
+def test_published_layout_scores_end_to_end(published: Path, tmp_path: Path, where: str) -> None:
+    data_dir = published if where == "root" else published / "M3D_RefSeg"
+    (sample,) = load_m3d_refseg(data_dir).samples
+    assert sample.boxes.tolist() == [[2, 3, 4, 5, 9, 7]] and sample.phrase == "A liver lesion."
+    good = "<think>t</think><answer>[2, 3, 4, 5, 9, 7]</answer>"
+    metrics = _score(tmp_path, data_dir, {sample.id: good})
+    assert metrics["miou"] == 1.0 and metrics["n"] == 1, metrics
+
+
+def write_npy_case(root: Path, case: str, label_blocks: dict[int, tuple[slice, slice, slice]],
+                   texts: dict[str, str]) -> None:
+    """One case as M3D's prepare script writes it: (1, D, H, W) float arrays and a copied text.json."""
+    folder = root / case
+    folder.mkdir(parents=True)
+    shape = (32, 256, 256)
+    np.save(folder / "ct.npy", np.zeros((1, *shape), dtype=np.float32))
+    mask = np.zeros((1, *shape), dtype=np.float32)
+    for label, block in label_blocks.items():
+        mask[(0, *block)] = label
+    np.save(folder / "mask.npy", mask)
+    (folder / "text.json").write_text(json.dumps(texts), encoding="utf-8")
+
+
+def test_m3d_npy_training_layout(tmp_path: Path) -> None:
+    npy = tmp_path / "M3D_RefSeg_npy"
+    # label 2 on d 3..5, h 10..20, w 30..40 of the (D, H, W) grid
+    write_npy_case(npy, "s0007", {2: np.s_[3:6, 10:21, 30:41]}, {"2": "A renal cyst."})
+    with (npy / "M3D_RefSeg_test.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(COLUMNS)
+        writer.writerow(["s0007/ct.npy", "s0007/mask.npy", 2, "0", "Segment the cyst.", "It is [SEG]."])
+    for data_dir in (npy, tmp_path):  # the npy folder itself, or the root holding it
+        (sample,) = load_m3d_refseg(data_dir).samples
+        # reordered to x, y, z = (h, w, d), upper bounds exclusive, in the npy grid
+        assert sample.boxes.tolist() == [[10, 30, 3, 21, 41, 6]]
+        assert sample.image_size == (256, 256, 32)
+        assert sample.extra["grid"] == "m3d-npy" and sample.extra["affine"] is None
+    with pytest.raises(DataError, match="already cropped and resized"):
+        load_m3d_refseg(npy, npy_crop=True)
+
+
+def test_nifti_names_fall_back_to_npy_files(tmp_path: Path) -> None:
+    npy = tmp_path / "M3D_RefSeg_npy"
+    write_npy_case(npy, "s0001", {1: np.s_[0:2, 0:4, 0:8]}, {"1": "x"})
+    write_listing(npy, "test", [("s0001", 1, "0", "q")])  # cells say ct.nii.gz / mask.nii.gz
+    (sample,) = load_m3d_refseg(npy).samples
+    assert sample.boxes.tolist() == [[0, 0, 0, 4, 8, 2]]
+
+
+def test_unrecognised_layout_names_the_files_looked_for(tmp_path: Path) -> None:
+    (tmp_path / "cases").mkdir()
+    with pytest.raises(FileNotFoundError) as caught:
+        load_m3d_refseg(tmp_path / "cases")
+    message = str(caught.value)
+    for path in (tmp_path / "cases" / "M3D_RefSeg_test.csv", tmp_path / "cases" / "M3D_RefSeg_npy" / "M3D_RefSeg_test.csv",
+                 tmp_path / "M3D_RefSeg_test.csv"):
+        assert str(path) in message
+    write_listing(tmp_path, "test", [("s0009", 1, "0", "q")])
+    with pytest.raises(DataError) as row_error:
+        load_m3d_refseg(tmp_path)
+    assert str(tmp_path / "M3D_RefSeg" / "s0009" / "ct.nii.gz") in str(row_error.value)
+    assert str(tmp_path / "M3D_RefSeg_npy" / "s0009" / "ct.npy") in str(row_error.value)

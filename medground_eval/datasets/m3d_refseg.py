@@ -1,12 +1,27 @@
 """M3D-RefSeg: 3D referring-expression grounding on CT volumes (dataset card ``GoodBaiBai88/M3D-RefSeg``).
 
-Release layout (``data_dir``)::
+Layouts read (:func:`find_layout`; ``data_dir`` may be the release root or its case folder):
+
+- **the release as published** (HF ``GoodBaiBai88/M3D-RefSeg``: ``M3D_RefSeg_{all,train,test}.csv`` at the root
+  beside ``M3D_RefSeg.zip``, which unpacks to the case folder ``M3D_RefSeg/``)::
 
     M3D_RefSeg_all.csv, M3D_RefSeg_train.csv, M3D_RefSeg_test.csv
         columns Image, Mask, Mask_ID, Question_Type, Question, Answer
-    s0000/ct.nii.gz     the CT volume
-    s0000/mask.nii.gz   one label volume per case; a row's region is ``mask == Mask_ID``
-    s0000/text.json     {"<mask id>": "<description of that region>", ...}
+    M3D_RefSeg/s0000/ct.nii.gz     the CT volume
+    M3D_RefSeg/s0000/mask.nii.gz   one label volume per case; a row's region is ``mask == Mask_ID``
+    M3D_RefSeg/s0000/text.json     {"<mask id>": "<description of that region>", ...}
+
+- the same with the case folders directly beside the CSVs (``s0000/ct.nii.gz``);
+- **M3D's training layout** (BAAI-DCAI/M3D ``Data/process/m3d_refseg_data_prepare.py`` writes
+  ``M3D_RefSeg_npy/<case>/ct.npy``, ``mask.npy`` and a copy of ``text.json``; ``LaMed/src/train/train.py``
+  lists it with ``M3D_RefSeg_npy/M3D_RefSeg.csv`` (train) and ``M3D_RefSeg_npy/M3D_RefSeg_test.csv``, and
+  ``LaMed/src/dataset/multi_dataset.py`` ``RefSegDataset`` reads ``np.load(data_root / Image)`` and
+  ``mask == Mask_ID``). Each array is ``1 x 32 x 256 x 256`` = ``(C, D, H, W)``, D along the original z, H along
+  x, W along y (the prepare script transposes ``(2, 0, 1)``). An Image / Mask cell naming ``ct.nii.gz`` /
+  ``mask.nii.gz`` is read from the ``.npy`` beside it when only that exists.
+
+A row's Image / Mask path is resolved against the CSV's folder, then ``M3D_RefSeg/``, then ``M3D_RefSeg_npy/``
+under it, then ``data_dir``; a path found in none of them names every file looked for.
 
 One CSV row gives one :class:`~medground_eval.structures.Sample`:
 
@@ -21,6 +36,9 @@ One CSV row gives one :class:`~medground_eval.structures.Sample`:
   bound exclusive (``x2`` = last index + 1), so a box filled by the region has volume = voxel count.
   ``x, y, z`` are the array axes ``i, j, k`` of nibabel's ``get_fdata()``; nothing is reoriented.
 - ``image_size``: the CT shape ``(X, Y, Z)``; ``image``: the ``Image`` path as written in the CSV;
+  **npy layout**: boxes and ``image_size`` ``(256, 256, 32)`` are in the npy grid, reordered to ``x, y, z``
+  (``[h1, w1, d1, h2, w2, d2]``), ``extra["grid"] = "m3d-npy"``; there is no affine (``affine`` and ``axcodes``
+  None) and no original voxel size, so score such predictions with ``--frame pixel`` written in that order;
   ``category``: ``Question_Type``; ``split``: the listing read (``"train"``, ``"test"`` or ``"all"``).
 - ``extra``: ``case``, ``mask`` (the ``Mask`` path), ``mask_id``, ``question``, ``answer``, ``question_type``,
   ``affine`` (read-only 4x4 voxel-to-mm matrix of the CT), ``axcodes`` (nibabel's anatomical direction of
@@ -161,8 +179,8 @@ class _Case:
     """One mask file read once: the CT geometry, the regions of every requested id, the descriptions."""
 
     image_size: tuple[int, int, int]
-    affine: np.ndarray
-    axcodes: tuple[str, ...]
+    affine: np.ndarray | None  # None: M3D's npy layout (no geometry)
+    axcodes: tuple[str, ...] | None
     regions: dict[int, _Region | None]  # None: no voxel carries the id
     texts: dict[str, str]
     mask_path: Path
@@ -222,19 +240,29 @@ def _read_texts(text_path: Path) -> dict[str, str] | _CaseFailure:
     return {str(key): value for key, value in texts.items()}
 
 
-def _load_case(data_dir: Path, image: str, mask: str, ids: set[int], npy_crop: bool) -> _Case | _CaseFailure:
+def _load_case(bases: tuple[Path, ...], image: str, mask: str, ids: set[int], npy_crop: bool) -> _Case | _CaseFailure:
     """Read the CT header (its data too with ``npy_crop``), the mask (once) and text.json; compute the region of
-    every id in ``ids``."""
+    every id in ``ids``. Paths are resolved against ``bases``; ``.npy`` files are M3D's layout."""
+    paths = []
+    for field, written in (("Image", image), ("Mask", mask)):
+        path, looked = _resolve(bases, written)
+        if path is None:
+            return _CaseFailure(field, written, "an existing NIfTI or .npy file (looked for "
+                                + ", ".join(str(p) for p in looked) + ")")
+        paths.append(path)
+    ct_path, mask_path = paths
+    if ct_path.suffix == ".npy" or mask_path.suffix == ".npy":
+        if npy_crop:
+            return _CaseFailure("Image", image, "a NIfTI CT for the m3d-npy frame's crop box (the npy layout is "
+                                "already cropped and resized: score it with --frame pixel)")
+        return _load_npy_case(ct_path, mask_path, image, mask, ids)
     nib = _nibabel()
-    ct_path, mask_path = data_dir / image, data_dir / mask
     text_path = mask_path.parent / "text.json"
     texts = _read_texts(text_path)
     if isinstance(texts, _CaseFailure):
         return texts
     volumes = []
     for field, written, path in (("Image", image, ct_path), ("Mask", mask, mask_path)):
-        if not path.is_file():
-            return _CaseFailure(field, written, f"an existing NIfTI file ({path} not found)")
         try:
             volumes.append(nib.load(path))
         except Exception as error:  # nibabel raises several types for unreadable files
@@ -264,6 +292,84 @@ def _load_case(data_dir: Path, image: str, mask: str, ids: set[int], npy_crop: b
     affine.setflags(write=False)
     return _Case(tuple(int(n) for n in ct.shape), affine, tuple(nib.aff2axcodes(affine)), regions, texts,
                  mask_path, text_path, crop)
+
+
+LISTING_NAMES = {
+    "all": ("M3D_RefSeg_all.csv",),
+    "train": ("M3D_RefSeg_train.csv", "M3D_RefSeg.csv"),
+    "test": ("M3D_RefSeg_test.csv",),
+}
+"""Listing file names per split: the release's ``M3D_RefSeg_{split}.csv``; M3D's train.py names the npy training
+listing ``M3D_RefSeg.csv``."""
+
+CASE_FOLDERS = ("", "M3D_RefSeg", "M3D_RefSeg_npy")
+"""Folders, relative to the listing's, against which a row's Image / Mask path is resolved (in this order)."""
+
+
+def find_layout(data_dir: str | Path, split: str) -> tuple[Path, tuple[Path, ...]]:
+    """The listing CSV of ``split`` and the folders a row's paths are resolved against.
+
+    Looked for, in order: ``data_dir``, ``data_dir/M3D_RefSeg_npy`` (M3D's layout inside the root) and the parent
+    of ``data_dir`` (``data_dir`` is the case folder ``M3D_RefSeg/`` of the release). FileNotFoundError names every
+    file looked for when none exists.
+    """
+    data_dir = Path(data_dir)
+    looked: list[Path] = []
+    for folder in (data_dir, data_dir / "M3D_RefSeg_npy", data_dir.parent):
+        for name in LISTING_NAMES[split]:
+            path = folder / name
+            looked.append(path)
+            if path.is_file():
+                bases = [folder / sub for sub in CASE_FOLDERS]
+                if data_dir not in bases:
+                    bases.append(data_dir)
+                return path, tuple(bases)
+    raise FileNotFoundError(
+        f"{data_dir}: no M3D-RefSeg {split} listing; looked for " + ", ".join(str(p) for p in looked)
+        + ". Expected the release root (M3D_RefSeg_{all,train,test}.csv beside M3D_RefSeg/), its case folder "
+        "M3D_RefSeg/, or M3D's M3D_RefSeg_npy/ (M3D_RefSeg.csv, M3D_RefSeg_test.csv)"
+    )
+
+
+def _resolve(bases: tuple[Path, ...], written: str) -> tuple[Path | None, list[Path]]:
+    """The first existing file for a row's path (``.nii.gz`` falls back to the ``.npy`` beside it), and every
+    candidate looked at."""
+    looked: list[Path] = []
+    names = [written]
+    if written.endswith(".nii.gz"):
+        names.append(written[: -len(".nii.gz")] + ".npy")
+    for base in bases:
+        for name in names:
+            path = base / name
+            looked.append(path)
+            if path.is_file():
+                return path, looked
+    return None, looked
+
+
+def _load_npy_case(ct_path: Path, mask_path: Path, image: str, mask: str, ids: set[int]) -> _Case | _CaseFailure:
+    """A case of M3D's npy layout: ``(1, D, H, W)`` arrays; regions in the npy grid, axes reordered to (H, W, D)."""
+    text_path = mask_path.parent / "text.json"
+    texts = _read_texts(text_path)
+    if isinstance(texts, _CaseFailure):
+        return texts
+    arrays = []
+    for field, written, path in (("Image", image, ct_path), ("Mask", mask, mask_path)):
+        try:
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+        except Exception as error:  # numpy raises several types for unreadable files
+            return _CaseFailure(field, str(path), f"a readable .npy array ({type(error).__name__}: {error})")
+        if array.ndim == 4 and array.shape[0] == 1:
+            array = array[0]
+        if array.ndim != 3:
+            return _CaseFailure(field, written, f"a (1, D, H, W) array as M3D writes it ({path} has {array.shape})")
+        arrays.append(array)
+    ct, labels = arrays
+    if labels.shape != ct.shape:
+        return _CaseFailure("Mask", mask, f"a mask of the CT's shape {ct.shape} ({mask_path} has {labels.shape})")
+    labels = np.transpose(np.asarray(labels), (1, 2, 0))  # (D, H, W) -> (H, W, D): x, y, z of the original axes
+    regions = {i: (_region(labels == i) if (labels == i).any() else None) for i in sorted(ids)}
+    return _Case(tuple(int(n) for n in labels.shape), None, None, regions, texts, mask_path, text_path, None)
 
 
 def _parse_mask_id(value: str) -> int | None:
@@ -336,8 +442,7 @@ def load_m3d_refseg(
     split = "test" if split is None else split
     if split not in SPLITS:
         raise ValueError(f"split = {split!r}: expected one of {SPLITS}")
-    data_dir = Path(data_dir)
-    csv_path = data_dir / f"M3D_RefSeg_{split}.csv"
+    csv_path, bases = find_layout(data_dir, split)
     rows = _read_listing(csv_path)
     errors = RowErrors(on_error)
     malformed = {line: error for line, row in rows if (error := _cell_error(csv_path, line, row)) is not None}
@@ -363,7 +468,7 @@ def load_m3d_refseg(
             continue
         mask = row["Mask"]
         if mask not in cases:
-            cases[mask] = _load_case(data_dir, row["Image"], mask, wanted[mask], npy_crop)
+            cases[mask] = _load_case(bases, row["Image"], mask, wanted[mask], npy_crop)
         case = cases[mask]
         if isinstance(case, _CaseFailure):
             errors.handle(DataError(csv_path, line, case.field, case.value, case.expected))
@@ -394,6 +499,8 @@ def load_m3d_refseg(
             extra["axial_projection_box"] = list(region.projection_box)
         if case.npy_crop is not None:
             extra["npy_crop_box"] = list(case.npy_crop)
+        if case.affine is None:
+            extra["grid"] = "m3d-npy"
         samples.append(
             Sample(
                 id=_sample_id(case_name, mask_id, row["Question"], seen),
