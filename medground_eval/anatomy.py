@@ -70,6 +70,8 @@ _LOBES = {
 _CASED_SIDES = {"L": LEFT, "R": RIGHT}
 _WORD = re.compile(r"[A-Za-z]+")
 CONVENTIONS = ("radiological", "neurological")
+ORIENTATION_FIELDS = ("laterality_convention", "view", "axcodes")
+"""The sample fields that set its side convention (:func:`sample_left_on_right`)."""
 _CONVENTION_ALIASES = {"radiological": "radiological", "pa": "radiological", "ap": "radiological",
                        "neurological": "neurological", "anatomical": "neurological"}
 

@@ -274,3 +274,49 @@ def test_run_metrics_agree_with_the_per_region_rule(rows):
             one_sided.append(bool(region) and not region & expected)
     assert report.laterality_accuracy == (pytest.approx(np.mean(sided)) if sided else None)
     assert report.wrong_side_rate == (pytest.approx(np.mean(one_sided)) if one_sided else None)
+
+
+# ------------------------------------------------------------------------------------ score on the command line
+def _completion(box):
+    return f'<think>The finding [{box[0]}, {box[1]}, {box[2]}, {box[3]}].</think><answer>{{"bbox_2d": {box}}}</answer>'
+
+
+def _predictions(tmp_path, name, samples, mirrored):
+    import json
+
+    path = tmp_path / name
+    with path.open("w") as handle:
+        for s in samples:
+            boxes = mirror_boxes(s.boxes, s.image_size[0]) if mirrored else s.boxes
+            box = [int(round(v)) for v in boxes[0]]  # one box per sample in this set
+            handle.write(json.dumps({"id": s.id, "completion": _completion(box)}) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("mirrored, wrong_side", [(False, 0.0), (True, 1.0)])
+def test_score_reports_the_wrong_side_rate_of_a_mirrored_model(tmp_path, mirrored, wrong_side):
+    import json
+
+    from typer.testing import CliRunner
+
+    from medground_eval.cli import app
+
+    loaded = synthetic_mscxr(tmp_path)
+    preds = _predictions(tmp_path, "preds.jsonl", loaded.samples, mirrored)
+    out = tmp_path / "metrics.json"
+    result = CliRunner().invoke(app, ["score", str(preds), "--dataset", "mscxr", "--annotations",
+                                      str(tmp_path / "MS_CXR_Local_Alignment_v1.1.0.csv"), "--bootstrap", "0",
+                                      "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    anatomy = json.loads(out.read_text())["anatomy"]
+    assert anatomy["wrong_side_rate"] == wrong_side and anatomy["n_one_sided"] == 35
+    assert anatomy["mirrored"] == (35 if mirrored else 0)
+    assert anatomy["truth_laterality_accuracy"] == 1.0
+    assert "wrong-side rate" in result.output
+    neurological = CliRunner().invoke(app, ["score", str(preds), "--dataset", "mscxr", "--annotations",
+                                            str(tmp_path / "MS_CXR_Local_Alignment_v1.1.0.csv"), "--bootstrap", "0",
+                                            "--convention", "neurological", "--output", str(out)])
+    assert neurological.exit_code == 0, neurological.output
+    flipped = json.loads(out.read_text())["anatomy"]
+    assert flipped["wrong_side_rate"] == 1.0 - wrong_side  # the other convention reads every side the other way
+    assert flipped["truth_laterality_accuracy"] == pytest.approx(5 / 40)

@@ -24,6 +24,9 @@ ALLOW_PARTIAL_HELP = ("Score even when fewer than half of the predictions (or of
 ANSWER_TAG_HELP = ("required: a completion without <answer> is a parse failure; optional: read its boxes from the "
                    "text after </think> (or the whole text), for zero-shot baselines. Not with --compat.")
 
+CONVENTION_HELP = ("Side convention of the anatomy metrics: radiological (the patient's left on the image's right, PA "
+                   "and AP radiographs) or neurological; a sample's laterality_convention, axcodes or view wins.")
+
 
 def _thresholds(text: str) -> list[float]:
     try:
@@ -58,6 +61,8 @@ def print_report(result: object, title: str) -> None:
         console.print(note, style="yellow", markup=False)
     for finding in config.get("diagnosis", {}).get("findings", []):
         console.print(f"warning: {finding['title']}. {finding['advice']}", style="bold yellow", markup=False)
+    for line in anatomy_lines(getattr(result, "anatomy", None)):
+        console.print(line, markup=False)
 
 
 def frame_text(config: dict) -> str:
@@ -76,6 +81,23 @@ def frame_text(config: dict) -> str:
     return "frames " + ", ".join(parts) + ("" if run in used else f" (run frame {config['frame']} applied to none)")
 
 
+def anatomy_lines(anatomy: object) -> list[str]:
+    """The laterality and zone metrics as console lines (none when no phrase names a side or zone)."""
+    if anatomy is None or not (anatomy.n_sided or anatomy.n_zoned or anatomy.n_no_size):
+        return []
+
+    def shown(value: float | None) -> str:
+        return "-" if value is None else f"{value:.4f}"
+
+    lines = [f"anatomy: laterality accuracy {shown(anatomy.laterality_accuracy)} (n {anatomy.n_sided}), wrong-side "
+             f"rate {shown(anatomy.wrong_side_rate)} (n {anatomy.n_one_sided}, {anatomy.mirrored} mirroring the "
+             f"truth), zone agreement {shown(anatomy.zone_agreement)} (n {anatomy.n_zoned}); true regions on the "
+             f"named side {shown(anatomy.truth_laterality_accuracy)}"]
+    if anatomy.n_no_size:
+        lines.append(f"anatomy: {anatomy.n_no_size} samples name a side or zone but have no image size (left out)")
+    return lines
+
+
 @app.command("score")
 def score_command(
     predictions: Annotated[Path, typer.Argument(help="JSON lines with id and completion (or pred_boxes).")],
@@ -91,6 +113,7 @@ def score_command(
                                            "z).")] = "volume",
     compat: Annotated[str | None, typer.Option(help="Score as a published script does: vlm-r1.")] = None,
     answer_tag: Annotated[str, typer.Option(help=ANSWER_TAG_HELP)] = "required",
+    convention: Annotated[str, typer.Option(help=CONVENTION_HELP)] = "radiological",
     output: Annotated[Path | None, typer.Option(help="Write the metrics JSON here.")] = None,
     per_sample: Annotated[Path | None, typer.Option(help="Write per-sample scores (CSV) here.")] = None,
     on_error: Annotated[str, typer.Option(help="raise: stop at the first bad line; skip: leave it out and count it.")]
@@ -133,7 +156,7 @@ def score_command(
     run_frame = cli_frame(frame, model, processor, min_pixels, max_pixels)
     options = dict(dataset=dataset, annotations=annotations, split=split, frame=run_frame, compat=compat,
                    on_error=on_error, thresholds=_thresholds(thresholds), inclusive=inclusive,
-                   n_bootstrap=bootstrap, seed=seed, view=view, answer_tag=answer_tag)
+                   n_bootstrap=bootstrap, seed=seed, view=view, answer_tag=answer_tag, convention=convention)
     try:
         total = progress_total(predictions, dataset=dataset, annotations=annotations) if predictions.is_file() else 0
         if total >= PROGRESS_MIN_BYTES:

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from medground_eval.anatomy import ORIENTATION_FIELDS
 from medground_eval.datasets._rows import split_error
 from medground_eval.datasets.base import DataError, LoadedDataset, RowErrors
 from medground_eval.datasets.jsonl import TruthRecord
@@ -24,12 +25,15 @@ from medground_eval.structures import Sample
 
 @dataclass
 class TruthTable:
-    """Ground truth in columns: ids, box coordinates (flat floats, ``counts[i]`` boxes per sample), image sizes
-    (None: unknown), categories, splits; ``index`` maps an id to its row, ``first_line`` to its line, ``crops`` a
-    row to its sample's ``extra["npy_crop_box"]`` (the ``m3d-npy`` frame's default ``input_size``)."""
+    """Ground truth in columns: ids, phrases, box coordinates (flat floats, ``counts[i]`` boxes per sample), image
+    sizes (None: unknown), categories, splits; ``index`` maps an id to its row, ``first_line`` to its line, ``crops`` a
+    row to its sample's ``extra["npy_crop_box"]`` (the ``m3d-npy`` frame's default ``input_size``), ``orientation``
+    a row to its sample's side-convention fields (``laterality_convention``, ``view``, ``axcodes``: see
+    :func:`medground_eval.anatomy.sample_left_on_right`)."""
 
     dims: int | None = None
     ids: list[str] = field(default_factory=list)
+    phrases: list[str] = field(default_factory=list)
     index: dict[str, int] = field(default_factory=dict)
     first_line: dict[str, int] = field(default_factory=dict)
     flat: list[float] = field(default_factory=list)
@@ -38,6 +42,7 @@ class TruthTable:
     categories: list[str | None] = field(default_factory=list)
     splits: list[str | None] = field(default_factory=list)
     crops: dict[int, list[float]] = field(default_factory=dict)
+    orientation: dict[int, dict[str, object]] = field(default_factory=dict)
 
     def add(self, row: TruthRecord, path: Path | str | None, line: int | None) -> None:
         """Add a validated ground-truth line; a repeated id is a DataError (the first one is kept)."""
@@ -48,6 +53,7 @@ class TruthTable:
         if line is not None:
             self.first_line[row.id] = line
         self.ids.append(row.id)
+        self.phrases.append(row.phrase)
         self.flat.extend(row.coords)
         self.counts.append(row.count)
         self.sizes.append(row.image_size)
@@ -64,6 +70,9 @@ class TruthTable:
         crop = sample.extra.get("npy_crop_box")
         if crop is not None:
             self.crops[len(self.ids)] = [float(v) for v in crop]
+        orientation = {k: sample.extra[k] for k in ORIENTATION_FIELDS if sample.extra.get(k) is not None}
+        if orientation:
+            self.orientation[len(self.ids)] = orientation
         self.add(TruthRecord(sample.id, sample.phrase, sample.boxes.ravel().tolist(), len(sample.boxes),
                              sample.image_size, sample.category, sample.image, sample.split), None, None)
 
@@ -77,8 +86,10 @@ class TruthTable:
         for i, sample_id in enumerate(self.ids):
             end = start + self.counts[i] * width
             if self.splits[i] == split:
-                kept.add(TruthRecord(sample_id, "", self.flat[start:end], self.counts[i], self.sizes[i],
-                                     self.categories[i], None, self.splits[i]), None,
+                if i in self.orientation:
+                    kept.orientation[len(kept.ids)] = self.orientation[i]
+                kept.add(TruthRecord(sample_id, self.phrases[i], self.flat[start:end], self.counts[i],
+                                     self.sizes[i], self.categories[i], None, self.splits[i]), None,
                          self.first_line.get(sample_id))
             start = end
         if not kept.ids:

@@ -23,13 +23,18 @@ from medground_eval.regions import boxes_to_pixels
 
 @dataclass(frozen=True)
 class ScoredSamples:
-    """Per ground-truth sample: its scores, its parser problems ("no prediction" for a missing one) and whether it
-    had no prediction; ``matched``: the matched predictions' raw answers for the frame diagnosis (2D runs whose
-    boxes are converted from a frame; None otherwise)."""
+    """Per ground-truth sample: its scores, its parser problems ("no prediction" for a missing one), whether it
+    had no prediction, its predicted boxes as compared (``pred_flat`` (M, 2d), ``pred_counts[i]`` of them sample
+    i's, in ground-truth order: original pixels, or raw coordinates under a raw-coordinate preset), the image size
+    used (``image_sizes`` (n, d), NaN rows where unknown); ``matched``: the matched predictions' raw answers for the
+    frame diagnosis (2D runs whose boxes are converted from a frame; None otherwise)."""
 
     scores: SampleScores
     problems: list[str]
     missing: np.ndarray
+    pred_flat: np.ndarray
+    pred_counts: np.ndarray
+    image_sizes: np.ndarray
     matched: MatchedBoxes | None = None
 
 
@@ -70,7 +75,15 @@ def score_samples(truth: TruthTable, preds: PredictionTable, rules: ScoringRules
     no_prediction = np.zeros((0, 2 * dims)), np.zeros(n, dtype=np.int64)
     true_areas = geometry.region_overlap_columns(*no_prediction, true.flat, true.counts)[1]
     matched: list = [None]
-    iou, inter, union, pointing, failed, out = _score_matched(truth, preds, rows, true, sizes, rules, matched)
+    iou, inter, union, pointing, failed, out, converted, row_sizes = _score_matched(truth, preds, rows, true, sizes,
+                                                                                    rules, matched)
+    pred_counts = np.zeros(n, dtype=np.int64)
+    counts = np.asarray(preds.counts, dtype=np.int64)
+    pred_counts[rows] = counts
+    order = np.argsort(np.repeat(rows, counts), kind="stable")
+    pred_flat = converted[order]
+    if len(rows):
+        sizes[rows] = row_sizes
 
     all_iou, all_inter = np.zeros(n), np.zeros(n)
     all_union = true_areas.copy()
@@ -86,13 +99,13 @@ def score_samples(truth: TruthTable, preds: PredictionTable, rules: ScoringRules
     scores = SampleScores(ids=np.asarray(truth.ids, dtype=str), iou=all_iou, intersection=all_inter, union=all_union,
                           pointing=all_pointing, parse_failed=all_failed, out_of_frame=all_out,
                           category=truth.categories)
-    return ScoredSamples(scores, problems, missing, matched[0])
+    return ScoredSamples(scores, problems, missing, pred_flat, pred_counts, sizes, matched[0])
 
 
 def _score_matched(truth: TruthTable, preds: PredictionTable, rows: np.ndarray, true: _TrueBoxes,
                    sizes: np.ndarray, rules: ScoringRules, matched: list) -> tuple[np.ndarray, ...]:
-    """Per matched prediction: iou, intersection, union, pointing, parse_failed, out_of_frame; sets ``matched[0]``
-    (see :class:`ScoredSamples`)."""
+    """Per matched prediction: iou, intersection, union, pointing, parse_failed, out_of_frame, then the compared
+    boxes (flat) and the image size of each matched row; sets ``matched[0]`` (see :class:`ScoredSamples`)."""
     k, dims = len(rows), truth.dims or 2
     counts = np.asarray(preds.counts, dtype=np.int64)
     flat = np.asarray(preds.flat, dtype=np.float64).reshape(-1, 2 * dims)
@@ -118,7 +131,7 @@ def _score_matched(truth: TruthTable, preds: PredictionTable, rows: np.ndarray, 
         if dims == 2 and not rules.raw_coordinates:
             matched[0] = MatchedBoxes([truth.ids[r] for r in rows.tolist()], flat, counts, preds.frames, row_sizes,
                                       _input_sizes(truth, preds, dims), true_rows_flat, t_counts, iou)
-        return iou, inter, union, pointing, failed, out
+        return iou, inter, union, pointing, failed, out, converted, row_sizes
     # A preset's one-box arithmetic: one box per parsed prediction, its failure box otherwise.
     pred = np.tile(np.asarray(rules.failure_box, dtype=np.float64), (k, 1))
     pred[~failed] = converted
@@ -126,7 +139,7 @@ def _score_matched(truth: TruthTable, preds: PredictionTable, rows: np.ndarray, 
     iou = np.divide(inter, union, out=np.zeros(k), where=union > 0)
     union = np.where(union > 0, union, 0.0)
     inter = np.where(union > 0, inter, 0.0)
-    return iou, inter, union, pointing, failed, out
+    return iou, inter, union, pointing, failed, out, converted, row_sizes
 
 
 def _outside_raw(flat: np.ndarray, counts: np.ndarray, sizes: np.ndarray, dims: int) -> np.ndarray:

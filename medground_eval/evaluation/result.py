@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from medground_eval.anatomy import LateralityReport
 from medground_eval.datasets.base import SkippedRow
 from medground_eval.evaluation.compat import ScoringRules
 from medground_eval.evaluation.diagnosis import MatchedBoxes
@@ -29,19 +30,22 @@ EXAMPLES_KEPT = 10
 @dataclass(frozen=True)
 class ScoreResult:
     """A scored run: the summary ``report``, the ``per_sample`` scores (ground-truth order), each sample's parser
-    ``problems`` ("; "-joined, "no prediction" for a missing one) and the run's ``config``."""
+    ``problems`` ("; "-joined, "no prediction" for a missing one), the run's ``config`` and its ``anatomy``
+    (laterality and zone metrics, docs/metrics.md; None where not computed)."""
 
     report: GroundingReport
     per_sample: SampleScores
     problems: list[str]
     config: dict[str, Any]
+    anatomy: LateralityReport | None = None
     matched: MatchedBoxes | None = field(default=None, repr=False, compare=False)
     """The matched predictions' raw answers, for :mod:`medground_eval.evaluation.diagnosis` (2D runs whose boxes
     are converted from a frame; None otherwise)."""
 
     def to_dict(self) -> dict[str, Any]:
-        """The metrics JSON: :meth:`GroundingReport.to_dict` keys plus ``config``."""
-        return {**self.report.to_dict(), "config": self.config}
+        """The metrics JSON: :meth:`GroundingReport.to_dict` keys, ``anatomy`` and ``config``."""
+        anatomy = None if self.anatomy is None else self.anatomy.to_dict()
+        return {**self.report.to_dict(), "anatomy": anatomy, "config": self.config}
 
     def hits(self, threshold: float = 0.5) -> np.ndarray:
         """Per sample, IoU >= threshold (or > under a strict rule such as the vlm-r1 preset)."""
@@ -74,7 +78,7 @@ def join_notes(config: Mapping[str, Any]) -> list[str]:
 def run_config(*, dataset: str, annotations: str | Path | None, predictions: Path | None, split: str | None,
                frame: str, rules: ScoringRules, thresholds: Iterable[float], inclusive: bool,
                n_bootstrap: int, seed: int | None, on_error: str, skipped: list[SkippedRow],
-               view: str, answer_tag: str) -> dict[str, Any]:
+               view: str, answer_tag: str, convention: str = "radiological") -> dict[str, Any]:
     """The run's settings; ``answer_tag`` is None under a preset with its own parser (its parse rules decide)."""
     parse_rules = rules.parse_rules + (UNTAGGED_PARSE_RULES if answer_tag == "optional" else "")
     return {
@@ -87,6 +91,7 @@ def run_config(*, dataset: str, annotations: str | Path | None, predictions: Pat
         "frame_settings": dataclasses.asdict(get_frame(frame)),
         "compat": rules.name,
         "answer_tag": None if rules.own_parser else answer_tag,
+        "convention": convention,
         "parse_rules": parse_rules,
         "thresholds": [float(t) for t in thresholds],
         "inclusive": inclusive if rules.inclusive is None else rules.inclusive,

@@ -44,12 +44,15 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from medground_eval.anatomy import LateralityReport, convention_name, laterality_columns, sample_left_on_right
 from medground_eval.datasets.base import DataError, LoadedDataset, OnError, RowErrors, get_loader
 from medground_eval.datasets.m3d_refseg import VIEWS
 from medground_eval.evaluation.compat import DEFAULT_PARSE_RULES, ScoringRules, get_rules
 from medground_eval.evaluation.diagnosis import record_diagnosis
 from medground_eval.evaluation.join import PredictionTable, TruthTable, join_lines, truth_from_dataset
-from medground_eval.evaluation.overlaps import score_samples
+from medground_eval.evaluation.overlaps import ScoredSamples, score_samples
 from medground_eval.evaluation.predictions import RECORDS, ReadTask, frame_dims_problem, read_block, read_file
 from medground_eval.evaluation.result import (
     EXAMPLES_KEPT,
@@ -99,9 +102,22 @@ def _check_frame_dims(frame: str, truth: TruthTable) -> None:
         raise ValueError(f"--frame {frame}: the ground truth has {truth.dims}D boxes; expected {problem}")
 
 
+def _anatomy(truth: TruthTable, scored: ScoredSamples, convention: str) -> LateralityReport:
+    """The run's laterality and zone metrics (docs/metrics.md, "Anatomy"), against the samples' own true boxes."""
+    width = 2 * (truth.dims or 2)
+    left_on_right = np.array([sample_left_on_right(truth.orientation.get(i), convention) for i in range(len(truth.ids))]
+                             if truth.orientation else [convention_name(convention) == "radiological"], dtype=bool)
+    return laterality_columns(
+        truth.phrases, scored.pred_flat, scored.pred_counts, np.asarray(truth.flat, dtype=np.float64).reshape(-1, width),
+        np.asarray(truth.counts, dtype=np.int64), scored.image_sizes, left_on_right=left_on_right,
+        categories=truth.categories,
+    )
+
+
 def _result(truth: TruthTable, preds: PredictionTable, rules: ScoringRules, config: dict[str, Any]) -> ScoreResult:
     """Score the join and summarise it; fills ``config`` with the join counts."""
     scored = score_samples(truth, preds, rules)
+    anatomy = _anatomy(truth, scored, config["convention"])
     config["unmatched_predictions"] = len(preds.unmatched)
     config["unmatched_examples"] = preds.unmatched[:EXAMPLES_KEPT]
     config["missing_predictions"] = int(scored.missing.sum())
@@ -115,7 +131,7 @@ def _result(truth: TruthTable, preds: PredictionTable, rules: ScoringRules, conf
     report = grounding_report(scored.scores, thresholds=config["thresholds"], inclusive=config["inclusive"],
                               n_bootstrap=config["n_bootstrap"], seed=config["seed"])
     result = ScoreResult(report=report, per_sample=scored.scores, problems=scored.problems, config=config,
-                         matched=scored.matched)
+                         anatomy=anatomy, matched=scored.matched)
     record_diagnosis(result)
     return result
 
@@ -136,6 +152,7 @@ def score_files(
     progress: Callable[[int], None] | None = None,
     view: str = "volume",
     answer_tag: str = "required",
+    convention: str = "radiological",
 ) -> ScoreResult:
     """Score the predictions file against ``dataset`` (a loader name) read from ``annotations``.
 
@@ -147,10 +164,13 @@ def score_files(
     then of the predictions file (:func:`progress_total` is their sum). ``view`` picks the target of 3D samples
     (``volume``, ``slice``, ``projection``; see the module doc); under the ``m3d-npy`` frame, ``m3d-refseg`` is
     loaded with ``npy_crop=True``. ``answer_tag``: "required" (default) or "optional" (read completions without
-    ``<answer>``; not with ``compat``). Raises DataError for a bad line (unless ``on_error="skip"``), ValueError for
-    a bad option, FileNotFoundError for a missing file.
+    ``<answer>``; not with ``compat``). ``convention``: the side convention of the anatomy metrics ("radiological",
+    the default, or "neurological"; a sample's own ``laterality_convention``, ``axcodes`` or ``view`` field wins).
+    Raises DataError for a bad line (unless ``on_error="skip"``), ValueError for a bad option, FileNotFoundError
+    for a missing file.
     """
     frame, rules = _check_run(frame, compat, on_error, view, answer_tag)
+    convention = convention_name(convention)
     if view != "volume" and dataset == "jsonl":
         raise ValueError(f"--view {view}: data set jsonl has 2D boxes; the views (slice, projection) are 2D views of "
                          "3D samples (m3d-refseg)")
@@ -189,6 +209,7 @@ def score_files(
         dataset=dataset, annotations=annotations, predictions=predictions_path, split=split, frame=frame,
         rules=rules, thresholds=thresholds, inclusive=inclusive, n_bootstrap=n_bootstrap, seed=seed,
         on_error=on_error, skipped=truth_errors.skipped + errors.skipped, view=view, answer_tag=answer_tag,
+        convention=convention,
     ))
 
 
@@ -213,6 +234,7 @@ def score_predictions(
     seed: int | None = 0,
     view: str = "volume",
     answer_tag: str = "required",
+    convention: str = "radiological",
 ) -> ScoreResult:
     """Score in-memory prediction records (the objects of a predictions file) against a loaded data set.
 
@@ -220,6 +242,7 @@ def score_predictions(
     (the ``m3d-npy`` frame's crop boxes come from the records or the samples' ``extra["npy_crop_box"]``).
     """
     frame, rules = _check_run(frame, compat, on_error, view, answer_tag)
+    convention = convention_name(convention)
     errors = RowErrors(on_error)
     truth = truth_from_dataset(dataset, view)
     _check_frame_dims(frame, truth)
@@ -229,5 +252,5 @@ def score_predictions(
     return _result(truth, preds, rules, run_config(
         dataset=dataset.name, annotations=None, predictions=None, split=None, frame=frame, rules=rules,
         thresholds=thresholds, inclusive=inclusive, n_bootstrap=n_bootstrap, seed=seed, on_error=on_error,
-        skipped=list(dataset.skipped) + errors.skipped, view=view, answer_tag=answer_tag,
+        skipped=list(dataset.skipped) + errors.skipped, view=view, answer_tag=answer_tag, convention=convention,
     ))

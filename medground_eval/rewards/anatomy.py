@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from medground_eval.anatomy import (
+    ORIENTATION_FIELDS,
     convention_name,
     read_qualifiers,
     region_agreement,
@@ -29,8 +30,6 @@ from medground_eval.frames import Frame, get_frame
 from medground_eval.regions import PredictedRegions, parse_batch, predicted_regions
 from medground_eval.rewards.base import Reward
 from medground_eval.rewards.columns import RewardInputError, read_ground_truth
-
-_CONVENTION_COLUMNS = ("laterality_convention", "view", "axcodes")
 
 
 class AnatomyReward(Reward):
@@ -81,7 +80,7 @@ class AnatomyReward(Reward):
 def _row_conventions(columns: Mapping[str, object], n: int) -> list[dict[str, object]]:
     """Per row, the convention columns present (``laterality_convention``, ``view``, ``axcodes``)."""
     rows: list[dict[str, object]] = [{} for _ in range(n)]
-    for name in _CONVENTION_COLUMNS:
+    for name in ORIENTATION_FIELDS:
         values = columns.get(name)
         if values is None:
             continue

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from medground_eval.anatomy import LateralityReport
 from medground_eval.evaluation.report.data import (
     SampleView, ScoredRun, example_ids, failure_reasons, headline_threshold, read_samples, sample_views,
     _prediction_lines,
@@ -115,7 +116,9 @@ def write_report(
     with atomic_directory(final) as out:
         report, per_sample = result.report, result.per_sample
         metrics_path = out / "metrics.json"
-        metrics = {**report.to_dict(), "config": dict(result.config)}
+        anatomy = getattr(result, "anatomy", None)
+        metrics = {**report.to_dict(), "anatomy": None if anatomy is None else anatomy.to_dict(),
+                   "config": dict(result.config)}
         metrics_path.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
 
         blocks: list[Block] = [("h1", title), ("p", _summary_line(report))] + _run_blocks(result.config)
@@ -137,6 +140,7 @@ def write_report(
             blocks += [("h2", "Per category"),
                        ("table", ["category", "n", f"acc@{key}", "miou", "ciou", "pointing"], rows),
                        ("image", "categories.png", "Per-category Acc and mIoU", "")]
+        blocks += _anatomy_blocks(anatomy)
         blocks += _failure_blocks(per_sample, result.problems)
         if views is not None and image_root is not None and report.n:
             overlay_blocks, overlay_images, skipped = _overlays(per_sample, views, Path(image_root), out,
@@ -151,6 +155,32 @@ def write_report(
     moved = [final / path.name for path in images]
     return ReportFiles(final / "report.md", final / "report.html", final / "metrics.json", tuple(moved),
                        tuple(skipped))
+
+
+def _anatomy_blocks(anatomy: LateralityReport | None) -> list[Block]:
+    """The "Anatomy" section: laterality and zone metrics (docs/metrics.md), overall and per category."""
+    if anatomy is None or not (anatomy.n_sided or anatomy.n_zoned or anatomy.n_no_size):
+        return []
+    rows = [
+        ["laterality accuracy", _fmt(anatomy.laterality_accuracy), str(anatomy.n_sided)],
+        ["wrong-side rate", _fmt(anatomy.wrong_side_rate), str(anatomy.n_one_sided)],
+        ["zone agreement", _fmt(anatomy.zone_agreement), str(anatomy.n_zoned)],
+        ["true regions on the named side (convention check)", _fmt(anatomy.truth_laterality_accuracy),
+         str(anatomy.n_sided)],
+    ]
+    blocks: list[Block] = [("h2", "Anatomy"), ("table", ["metric", "value", "samples"], rows)]
+    notes = []
+    if anatomy.wrong_side:
+        notes.append(f"{anatomy.mirrored} of {anatomy.wrong_side} wrong-side predictions mirror the true region.")
+    if anatomy.n_no_size:
+        notes.append(f"{anatomy.n_no_size} samples name a side or zone but have no image size: left out.")
+    if notes:
+        blocks.append(("p", " ".join(notes)))
+    if anatomy.per_category:
+        blocks.append(("table", ["category", "laterality accuracy", "wrong-side rate", "zone agreement"],
+                       [[name, _fmt(r["laterality_accuracy"]), _fmt(r["wrong_side_rate"]), _fmt(r["zone_agreement"])]
+                        for name, r in anatomy.per_category.items()]))
+    return blocks
 
 
 def _summary_line(report: GroundingReport) -> str:
