@@ -191,3 +191,97 @@ def test_compare_warns_for_the_run_in_the_wrong_frame(tmp_path):
     assert "A (a.jsonl): warning" not in output
     document = json.loads(out.read_text())
     assert document["metrics_b"]["config"]["diagnosis"]["findings"][0]["code"] == "frame-fit"
+
+
+def rollout_log(truth: list[dict], *, planted_frame_error: bool, whole_image: int, group_size: int = 4) -> list[dict]:
+    """A synthetic GRPO rollout log: ``group_size`` completions per sample (one group each). The first groups are
+    honest resized-frame answers with per-completion jitter (rewards vary); with ``planted_frame_error`` every
+    completion writes norm1000 while its label says qwen2.5-vl; ``whole_image`` groups box the whole image."""
+    lines = []
+    for g, row in enumerate(truth):
+        for k in range(group_size):
+            if g < whole_image:
+                written = get_frame("qwen2.5-vl").from_pixels([[0, 0, *row["image_size"]]], row["image_size"])[0]
+            else:
+                frame = "norm1000" if planted_frame_error else "qwen2.5-vl"
+                jitter = np.random.default_rng(100 * g + k).uniform(-30, 30, 4)
+                written = get_frame(frame).from_pixels(np.asarray(row["boxes"], float) + jitter, row["image_size"])[0]
+            coords = [int(round(float(v))) for v in written]
+            lines.append({"completion": f'<think>look</think><answer>{{"bbox_2d": {coords}}}</answer>',
+                          "label": {"solution": row["boxes"], "phrase": row["phrase"], "image_size": row["image_size"],
+                                    "frame": "qwen2.5-vl"}, "group": g})
+    return lines
+
+
+def test_doctor_finds_a_planted_frame_error_whole_image_boxes_and_zero_variance_groups(tmp_path):
+    truth = synthetic_truth(30)
+    log = write_jsonl(tmp_path / "rollouts.jsonl", rollout_log(truth, planted_frame_error=True, whole_image=6))
+    result = runner.invoke(app, ["doctor", str(log), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    codes = {f["code"]: f for f in report["findings"]}
+    assert report["kind"] == "rollouts" and report["samples"] == 120
+    fit = codes["frame-fit"]["numbers"]
+    assert fit["best"]["frame"] == "norm1000" and fit["best"]["acc@0.5"] > 0.6 and fit["used"]["acc@0.5"] < 0.1
+    assert report["degenerate"]["whole_image"] == 24 and "degenerate-whole-image" in codes
+    groups = report["groups"]
+    assert groups["groups"] == 30 and groups["reward"] == "iou"
+    # Wrong-frame groups score 0 for nearly every completion (a box read in the wrong frame rarely still overlaps)
+    # and whole-image groups give one IoU to all four.
+    assert groups["zero_variance"] >= 27 and "zero-variance-groups" in codes
+
+    honest = write_jsonl(tmp_path / "honest.jsonl", rollout_log(truth, planted_frame_error=False, whole_image=0))
+    result = runner.invoke(app, ["doctor", str(honest), "--json"])
+    report = json.loads(result.output)
+    assert report["findings"] == [] and report["groups"]["zero_variance"] == 0
+    table = runner.invoke(app, ["doctor", str(log)])
+    assert table.exit_code == 0 and "Frame fit" in table.output and "zero reward variance" in flat(table.output)
+
+
+def test_doctor_on_a_predictions_file_reports_join_parse_failures_and_same_box(tmp_path):
+    truth = synthetic_truth()
+    gt = write_jsonl(tmp_path / "gt.jsonl", truth)
+    lines = [{"id": row["id"] if i >= 5 else f"x{row['id']}",
+              "completion": "<think>t</think><answer>[1, 2, 3]</answer>" if i % 10 == 9
+              else '<think>t</think><answer>{"bbox_2d": [10, 10, 500, 500]}</answer>'} for i, row in enumerate(truth)]
+    preds = write_jsonl(tmp_path / "p.jsonl", lines)
+    result = runner.invoke(app, ["doctor", str(preds), "--dataset", "jsonl", "--annotations", str(gt), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["join"]["matched"] == 35 and report["join"]["unmatched"] == 5
+    assert report["join"]["closest"][0] == {"given": "xs0", "closest_expected": "s0"}
+    reasons = report["parse_failures"]
+    assert reasons and reasons[0]["count"] == 4 and reasons[0]["example_id"] == "s9"
+    codes = {f["code"] for f in report["findings"]}
+    assert {"parse-failures", "degenerate-same-box"} <= codes
+
+
+def test_mscxr_predictions_join_by_dicom_id_and_phrase_and_ids_lists_the_ids(tmp_path):
+    from test_datasets import write_mscxr  # synthetic rows with the release schema (never real MS-CXR rows)
+
+    csv_file = write_mscxr(tmp_path / "ms_cxr.csv")
+    listed = runner.invoke(app, ["ids", "--dataset", "mscxr", "--annotations", str(csv_file)])
+    assert listed.exit_code == 0, listed.output
+    ids = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert len(ids) == 4 and {"id", "phrase", "image", "dicom_id"} <= set(ids[0])
+    assert ids[0]["id"].startswith(f"{ids[0]['dicom_id']}:")
+
+    # Keyed by dicom_id + phrase (no id): every sample matches and a perfect answer scores 1.
+    boxes = {"patchy opacity, right base": [[100, 200, 400, 600], [900, 210, 1100, 510]]}
+    lines = [{"dicom_id": r["dicom_id"], "phrase": r["phrase"], "pred_boxes": boxes.get(r["phrase"], [[0, 0, 10, 10]])}
+             for r in ids]
+    preds = write_jsonl(tmp_path / "by_dicom.jsonl", lines)
+    out = tmp_path / "m.json"
+    result = runner.invoke(app, ["score", str(preds), "--dataset", "mscxr", "--annotations", str(csv_file),
+                                 "--bootstrap", "0", "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(out.read_text())
+    assert metrics["config"]["matched_predictions"] == 4 and metrics["config"]["unmatched_predictions"] == 0
+
+    # Keyed by the bare dicom_id: exit 2 naming an expected id, a given one and the dicom_id + phrase way.
+    dicom_ids = dict.fromkeys(r["dicom_id"] for r in ids)
+    bare = write_jsonl(tmp_path / "bare.jsonl", [{"id": d, "pred_boxes": [[0, 0, 10, 10]]} for d in dicom_ids])
+    result = runner.invoke(app, ["score", str(bare), "--dataset", "mscxr", "--annotations", str(csv_file)])
+    assert result.exit_code == 2
+    output = flat(result.output)
+    assert repr(ids[0]["id"]) in output and "given 'd1'" in output and "'dicom_id' and 'phrase'" in output

@@ -16,6 +16,8 @@ from medground_eval.cli import predict  # noqa: E402,F401  (registers `predict`)
 from medground_eval.cli import score  # noqa: E402,F401  (registers `score`)
 from medground_eval.cli import demo  # noqa: E402,F401  (registers `demo`)
 from medground_eval.cli import compare  # noqa: E402,F401  (registers `compare`)
+from medground_eval.cli import doctor  # noqa: E402,F401  (registers `doctor`)
+from medground_eval.cli import ids  # noqa: E402,F401  (registers `ids`)
 
 
 def main() -> None:

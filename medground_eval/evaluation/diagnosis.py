@@ -136,22 +136,20 @@ class FrameFit:
 
 
 def frame_option(spec: str) -> str:
-    """The command-line options that select the frame ``spec`` (``--frame gemini``, ``--frame qwen2.5-vl
-    --max-pixels 1003520``)."""
+    """The command-line options that select the frame ``spec``: ``--frame gemini``, ``--frame qwen2.5-vl
+    --max-pixels 1003520``, or ``--frame`` with the spec text itself (``--frame pixel:axes=yx``)."""
     frame = get_frame(spec)
     for name in ("gemini", "paligemma", "florence-2"):
         if get_frame(name) == frame:
             return f"--frame {name}"
-    if frame.kind == "resized":
+    if frame.kind == "resized" and frame.axes == "xy":
         default = get_frame("qwen2.5-vl")
         text = "--frame qwen2.5-vl"
         for name in ("min_pixels", "max_pixels"):
             if getattr(frame, name) != getattr(default, name):
                 text += f" --{name.replace('_', '-')} {getattr(frame, name)}"
-        return text + (" (y first: no preset; write the boxes x first)" if frame.axes == "yx" else "")
-    if frame.axes == "yx":
-        return f"--frame {frame.kind} (y first: no preset; the model writes y first)"
-    return f"--frame {frame.kind}"
+        return text
+    return f"--frame {frame.spec}"
 
 
 def sign_test(better: int, worse: int) -> float:
@@ -321,22 +319,32 @@ def closest_ids(given: Sequence[str], expected: Sequence[str], limit: int = 3) -
     return out
 
 
+def join_numbers(result: Any) -> dict[str, Any]:
+    """The join of a :class:`~medground_eval.evaluation.scorer.ScoreResult`: predictions, matched, unmatched,
+    ground-truth samples and missing ones, expected and given id examples, and the closest expected id of each
+    given example."""
+    config = result.config
+    matched, unmatched = config.get("matched_predictions", 0), config.get("unmatched_predictions", 0)
+    expected = [str(i) for i in result.per_sample.ids[:5000].tolist()]
+    given = list(config.get("unmatched_examples", []))
+    return {"predictions": matched + unmatched, "matched": matched, "unmatched": unmatched,
+            "ground_truth": config.get("ground_truth_samples", len(result.per_sample.ids)),
+            "missing": config.get("missing_predictions", 0), "expected_examples": expected[:3],
+            "given_examples": given[:3], "missing_examples": list(config.get("missing_examples", []))[:3],
+            "closest": [{"given": g, "closest_expected": c} for g, c in closest_ids(given, expected)]}
+
+
 def join_finding(result: Any) -> Finding | None:
     """A ``join`` finding for a :class:`~medground_eval.evaluation.scorer.ScoreResult` whose matched predictions
     are under :data:`JOIN_MIN_SHARE` of its predictions or of its ground-truth samples, else None."""
     config = result.config
     matched, unmatched = config.get("matched_predictions", 0), config.get("unmatched_predictions", 0)
-    samples = config.get("ground_truth_samples", len(result.per_sample.ids))
-    predictions = matched + unmatched
+    samples, predictions = config.get("ground_truth_samples", len(result.per_sample.ids)), matched + unmatched
     if predictions and matched >= JOIN_MIN_SHARE * predictions and matched >= JOIN_MIN_SHARE * samples:
         return None
-    expected = [str(i) for i in result.per_sample.ids.tolist()]
-    given = list(config.get("unmatched_examples", []))
-    pairs = closest_ids(given, expected)
-    numbers = {"predictions": predictions, "matched": matched, "unmatched": unmatched, "ground_truth": samples,
-               "expected_examples": expected[:3], "given_examples": given[:3],
-               "closest": [{"given": g, "closest_expected": c} for g, c in pairs]}
-    shown = "; ".join(f"given {g!r} (closest expected: {c!r})" if c else f"given {g!r}" for g, c in pairs)
+    numbers = join_numbers(result)
+    shown = "; ".join(f"given {p['given']!r} (closest expected: {p['closest_expected']!r})" if p["closest_expected"]
+                      else f"given {p['given']!r}" for p in numbers["closest"])
     hint = ""
     if config.get("dataset") == "mscxr":
         hint = (" MS-CXR ids are 'dicom_id:sha256(label_text)[:12]' (medground-eval ids --dataset mscxr "
@@ -344,7 +352,7 @@ def join_finding(result: Any) -> Finding | None:
     return Finding(
         "join",
         f"only {matched} of {predictions} predictions matched a ground-truth id ({samples} samples): expected ids "
-        f"such as {', '.join(repr(e) for e in expected[:3])}" + (f"; {shown}" if shown else ""),
+        f"such as {', '.join(repr(e) for e in numbers['expected_examples'])}" + (f"; {shown}" if shown else ""),
         numbers,
         "Key each prediction line by the data set's id (medground-eval ids writes them), or pass --allow-partial "
         "to score a partial run (missing samples count as misses)." + hint,

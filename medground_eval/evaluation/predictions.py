@@ -24,6 +24,7 @@ from typing import Literal
 from medground_eval.datasets.base import DataError
 from medground_eval.datasets.jsonl import TruthRecord, read_truth_record
 from medground_eval.evaluation.compat import ScoringRules
+from medground_eval.datasets.mscxr import mscxr_sample_id
 from medground_eval.frames import FRAME_PRESETS, get_frame
 from medground_eval.parsing import completion_text
 from medground_eval.regions import parse_batch
@@ -40,7 +41,8 @@ class ReadTask:
 
     ``kind``: "truth" (a jsonl ground-truth file), "prediction", or "both" (jsonl predictions that carry their ground
     truth); ``dims``: 2 or 3 (numbers per box / 2); ``frame``: the run's default frame; ``rules``: the run's scoring
-    rules; ``split``: keep only carried-truth lines of this split; ``answer_tag``: the parser's setting.
+    rules; ``split``: keep only carried-truth lines of this split; ``answer_tag``: the parser's setting;
+    ``mscxr_keys``: a line without ``id`` may name its MS-CXR sample by ``dicom_id`` and ``phrase``.
     """
 
     kind: Literal["truth", "prediction", "both"]
@@ -49,6 +51,7 @@ class ReadTask:
     rules: ScoringRules
     split: str | None = None
     answer_tag: str = "required"
+    mscxr_keys: bool = False
 
 
 @dataclass(slots=True)
@@ -154,6 +157,18 @@ def _pred_boxes(value: object, dims: int, path: Path | str | None, line: int) ->
     return [v for box in value for v in box], len(value)
 
 
+def _mscxr_key(record: Mapping[str, object], path: Path | str | None, line: int) -> str:
+    """The MS-CXR sample id of a line keyed by ``dicom_id`` and ``phrase`` (the sample's ``label_text``):
+    :func:`~medground_eval.datasets.mscxr.mscxr_sample_id`, the loader's own rule."""
+    dicom_id, phrase = record.get("dicom_id"), record.get("phrase")
+    if not isinstance(dicom_id, str) or not dicom_id.strip():
+        raise DataError(path, line, "dicom_id", dicom_id, "the image's DICOM id (a non-empty string)")
+    if not isinstance(phrase, str) or not phrase.strip():
+        raise DataError(path, line, "phrase", phrase, "the sample's phrase (MS-CXR label_text), which with dicom_id "
+                        "names the sample")
+    return mscxr_sample_id(dicom_id.strip(), phrase)
+
+
 def read_prediction(record: object, task: ReadTask, path: Path | str | None,
                     line: int) -> tuple[PredictionRecord, str | None]:
     """Validate one prediction record (DataError when bad): the record, and the completion text its boxes are to be
@@ -161,8 +176,11 @@ def read_prediction(record: object, task: ReadTask, path: Path | str | None,
     if not isinstance(record, Mapping):
         raise DataError(path, line, None, record, "a JSON object with id and completion (or pred_boxes)")
     sample_id = record.get("id")
+    if sample_id is None and task.mscxr_keys and "dicom_id" in record:
+        sample_id = _mscxr_key(record, path, line)
     if isinstance(sample_id, bool) or not isinstance(sample_id, (str, int)) or sample_id == "":
-        raise DataError(path, line, "id", sample_id, "a non-empty string or an integer")
+        expected = " (or, for MS-CXR, 'dicom_id' and 'phrase')" if task.mscxr_keys else ""
+        raise DataError(path, line, "id", sample_id, f"a non-empty string or an integer{expected}")
     has_completion, has_boxes = "completion" in record, "pred_boxes" in record
     if has_completion == has_boxes:
         raise DataError(path, line, "completion", None if not has_completion else "(and pred_boxes)",

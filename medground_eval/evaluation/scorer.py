@@ -201,7 +201,7 @@ def score_files(
     errors = RowErrors(on_error)
     preds = PredictionTable()
     task = ReadTask("both" if carried else "prediction", truth.dims or 2, frame, rules, split if carried else None,
-                    answer_tag)
+                    answer_tag, mscxr_keys=dataset == "mscxr")
     join_lines(read_file(predictions_path, task, progress), truth, preds, errors, predictions_path)
     if carried and split is not None and not truth.ids:
         raise DataError(predictions_path, None, "split", split, "a split that some prediction line has")
@@ -246,7 +246,8 @@ def score_predictions(
     errors = RowErrors(on_error)
     truth = truth_from_dataset(dataset, view)
     _check_frame_dims(frame, truth)
-    task = ReadTask("prediction", truth.dims or 2, frame, rules, answer_tag=answer_tag)
+    task = ReadTask("prediction", truth.dims or 2, frame, rules, answer_tag=answer_tag,
+                    mscxr_keys=dataset.name == "mscxr")
     preds = PredictionTable()
     join_lines([read_block(enumerate(records, start=1), task, RECORDS)], truth, preds, errors, RECORDS)
     return _result(truth, preds, rules, run_config(
