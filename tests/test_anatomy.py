@@ -320,3 +320,26 @@ def test_score_reports_the_wrong_side_rate_of_a_mirrored_model(tmp_path, mirrore
     flipped = json.loads(out.read_text())["anatomy"]
     assert flipped["wrong_side_rate"] == 1.0 - wrong_side  # the other convention reads every side the other way
     assert flipped["truth_laterality_accuracy"] == pytest.approx(5 / 40)
+
+
+def test_score_names_a_systematic_flip_and_a_wrong_convention(tmp_path):
+    from typer.testing import CliRunner
+
+    from medground_eval.cli import app
+
+    samples = synthetic_mscxr(tmp_path).samples
+    annotations = str(tmp_path / "MS_CXR_Local_Alignment_v1.1.0.csv")
+    mirrored = _predictions(tmp_path, "mirrored.jsonl", samples, True)
+    correct = _predictions(tmp_path, "correct.jsonl", samples, False)
+
+    def warnings_of(preds, *extra):
+        result = CliRunner().invoke(app, ["score", str(preds), "--dataset", "mscxr", "--annotations", annotations,
+                                          "--bootstrap", "0", *extra])
+        assert result.exit_code == 0, result.output
+        return " ".join(result.output.split())
+
+    assert "systematic left/right flip: 35 of 35" in warnings_of(mirrored)
+    assert "left/right flip" not in warnings_of(correct)
+    assert "side convention" not in warnings_of(correct)
+    assert "neurological side convention. the images are stored with the other convention: score with --convention " \
+           "radiological" in warnings_of(correct, "--convention", "neurological")

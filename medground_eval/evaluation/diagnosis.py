@@ -58,6 +58,18 @@ Answers in original pixels under a resized frame are reported when 20% of the bo
 image: a model that writes its input's pixels leaves the input only by its rare out-of-frame mistakes."""
 
 
+FLIP_MIN_WRONG = 10
+"""Wrong-side predictions needed before a left/right flip is reported."""
+FLIP_MIN_MIRRORED = 0.6
+"""Share of the wrong-side predictions that must mirror the truth (and share of one-sided phrases answered on the
+wrong side, FLIP_MIN_RATE) to report a systematic flip: a model that only confuses sides now and then does neither."""
+FLIP_MIN_RATE = 0.3
+CONVENTION_MIN_SIDED = 10
+CONVENTION_MAX_TRUTH = 0.5
+"""A run whose true regions lie on the side their phrases name for fewer than half of at least 10 sided phrases is
+read under the wrong side convention (the truth cannot be wrong about its own phrases that often)."""
+
+
 @dataclass(frozen=True)
 class Finding:
     """One thing a diagnosis found: a short ``title``, the ``numbers`` behind it and the ``advice`` that fixes it.
@@ -377,7 +389,41 @@ def diagnose(result: Any) -> tuple[FrameFit | None, list[Finding]]:
     if result.matched is not None:
         fit = frame_fit(result.matched)
         findings += fit_findings(fit) + range_findings(result.matched)
+    findings += anatomy_findings(getattr(result, "anatomy", None), result.config.get("convention", "radiological"))
     return fit, findings
+
+
+def anatomy_findings(anatomy: Any, convention: str = "radiological") -> list[Finding]:
+    """A systematic left/right flip (most wrong-side predictions mirror the truth: an image flipped or a convention
+    mixed up) and a side convention that contradicts the ground truth itself, from a run's
+    :class:`~medground_eval.anatomy.LateralityReport` (thresholds: :data:`FLIP_MIN_WRONG` and the constants below it)."""
+    if anatomy is None:
+        return []
+    findings: list[Finding] = []
+    wrong, mirrored = anatomy.wrong_side, anatomy.mirrored
+    if (wrong >= FLIP_MIN_WRONG and mirrored >= FLIP_MIN_MIRRORED * wrong
+            and (anatomy.wrong_side_rate or 0.0) >= FLIP_MIN_RATE):
+        findings.append(Finding(
+            "left-right-flip",
+            f"systematic left/right flip: {mirrored} of {wrong} wrong-side predictions mirror the true region "
+            f"(wrong-side rate {anatomy.wrong_side_rate:.3f} of {anatomy.n_one_sided} one-sided phrases)",
+            {"wrong_side": wrong, "mirrored": mirrored, "wrong_side_rate": anatomy.wrong_side_rate,
+             "n_one_sided": anatomy.n_one_sided},
+            "the model saw the images mirrored (a horizontal flip in preprocessing or augmentation), or its side "
+            "convention differs from the data's; check the image pipeline before reading the scores",
+        ))
+    truth = anatomy.truth_laterality_accuracy
+    if truth is not None and anatomy.n_sided >= CONVENTION_MIN_SIDED and truth < CONVENTION_MAX_TRUTH:
+        findings.append(Finding(
+            "side-convention",
+            f"the true regions lie on the side their phrases name for only {truth:.3f} of {anatomy.n_sided} sided "
+            f"phrases under the {convention} side convention",
+            {"truth_laterality_accuracy": truth, "n_sided": anatomy.n_sided, "convention": convention},
+            "the images are stored with the other convention: score with --convention "
+            f"{'neurological' if convention == 'radiological' else 'radiological'}, or set a laterality_convention "
+            "field per sample",
+        ))
+    return findings
 
 
 def record_diagnosis(result: Any) -> None:
