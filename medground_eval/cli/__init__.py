@@ -18,6 +18,7 @@ from medground_eval.cli import demo  # noqa: E402,F401  (registers `demo`)
 from medground_eval.cli import compare  # noqa: E402,F401  (registers `compare`)
 from medground_eval.cli import doctor  # noqa: E402,F401  (registers `doctor`)
 from medground_eval.cli import ids  # noqa: E402,F401  (registers `ids`)
+from medground_eval.cli import synth  # noqa: E402,F401  (registers `synth` and `tiny-model`)
 
 
 def main() -> None:

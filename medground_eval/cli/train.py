@@ -28,6 +28,10 @@ def _weights(text: str | None) -> tuple[float, float, float] | None:
 @app.command("train")
 def train_command(
     backend: Annotated[str, typer.Option(help="Training engine: trl, openrlhf or verl.")] = "trl",
+    stage: Annotated[str | None, typer.Option(
+        help="sft (supervised warm-start on the true boxes, in the model's frame) or grpo (default).")] = None,
+    init_from: Annotated[str | None, typer.Option(
+        help="Start from a previous run's output folder (its model, e.g. the SFT stage), instead of --model.")] = None,
     config: Annotated[Path | None, typer.Option(help="TOML or YAML file of options; flags override it.")] = None,
     model: Annotated[str | None, typer.Option(help="Local checkpoint directory (Qwen2-VL, Qwen2.5-VL, Qwen3-VL).")] = None,
     dataset: Annotated[str | None, typer.Option(help="Data set loader name: jsonl, mscxr, chestxray8.")] = None,
@@ -61,10 +65,14 @@ def train_command(
         str | None, typer.Option(help="A checkpoint folder, or 'last' for the latest in --output-dir.")
     ] = None,
     seed: Annotated[int | None, typer.Option()] = None,
+    eval_steps: Annotated[int | None, typer.Option(
+        help="Predict and score the held-out split every N steps (curves.png, curves.jsonl); 0: only at the end.")] = None,
+    stop_on_zero_gradient: Annotated[int | None, typer.Option(
+        help="GRPO: stop after N steps in which every group had identical rewards (no gradient); 0: never.")] = None,
     use_cpu: Annotated[bool | None, typer.Option("--use-cpu/--no-use-cpu", help="Train on the CPU.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Check the setup and print the plan; do not train.")] = False,
 ) -> None:
-    """Train a vision-language model with GRPO on a grounding data set, then score the held-out split."""
+    """Train a vision-language model (SFT warm-start or GRPO) on a grounding data set, then score the held-out split."""
     flags = {k: v for k, v in locals().items() if k not in ("backend", "config", "no_eval", "dry_run")}
     from medground_eval.integrations.options import load_options
 
@@ -76,6 +84,9 @@ def train_command(
         options = load_options(config, **flags)
         if no_eval:
             options.eval_split = None
+        if backend != "trl" and options.stage != "grpo":
+            raise ValueError(f"--stage {options.stage}: only the trl backend runs it; run it with --backend trl and "
+                             f"pass its output to --backend {backend} as --model")
         if backend != "trl":
             from medground_eval.integrations.engines import launch_engine
 
@@ -89,6 +100,8 @@ def train_command(
     except (FileNotFoundError, ValueError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
+    for message in result.messages:
+        typer.echo(f"warning: {message}", err=True)
     typer.echo(f"trained {result.global_step} steps; model saved in {result.output_dir}")
     if result.metrics is not None:
         typer.echo(f"held-out predictions: {result.predictions}\nheld-out metrics: {result.metrics}")

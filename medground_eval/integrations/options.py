@@ -19,6 +19,8 @@ from typing import get_args, get_type_hints
 class TrainOptions:
     """Everything a training run needs; field names are the config-file keys and the ``--flag`` names."""
 
+    stage: str = "grpo"
+    init_from: str | None = None
     model: str = ""
     dataset: str = "jsonl"
     data_dir: str | None = None
@@ -48,6 +50,8 @@ class TrainOptions:
     logging_steps: int = 1
     resume_from_checkpoint: str | None = None
     seed: int = 42
+    eval_steps: int = 0
+    stop_on_zero_gradient: int = 0
     use_cpu: bool = False
     extra: dict[str, object] = field(default_factory=dict)
 

@@ -40,6 +40,9 @@ EXTRA_KEYS = {
 }
 """Keys of ``TrainOptions.extra`` read here; any other key must be a ``GRPOConfig`` field."""
 
+STAGES = ("sft", "grpo")
+"""Training stages: supervised fine-tuning on the ground-truth boxes, then GRPO with the rewards."""
+
 logger = logging.getLogger(__name__)
 
 
@@ -163,12 +166,15 @@ def load_split(options: TrainOptions, split: str | None) -> list[Sample]:
 
 @dataclass(frozen=True)
 class TrainResult:
-    """Where a run left its outputs: the final model, and the evaluation files (None when not evaluated)."""
+    """Where a run left its outputs: the final model, and the evaluation files (None when not evaluated); the
+    warnings of the zero-variance guard, and the step it stopped the run at (None: it did not)."""
 
     output_dir: Path
     predictions: Path | None
     metrics: Path | None
     global_step: int
+    messages: tuple[str, ...] = ()
+    stopped_at: int | None = None
 
 
 def _resume_argument(value: str | None) -> str | bool | None:
@@ -187,12 +193,36 @@ class _Setup:
     bf16: bool
 
 
+def resolve_init_from(options: TrainOptions) -> TrainOptions:
+    """``options`` with ``model`` set to the run folder ``init_from`` (a previous stage's output: its final model,
+    processor and ``run.json``); its template must be this run's (the model learned that answer layout)."""
+    if not options.init_from:
+        return options
+    run = Path(options.init_from)
+    if options.model and Path(options.model) != run:
+        raise ValueError(f"--model {options.model!r} and --init-from {options.init_from!r}: give one of them")
+    if not (run / "config.json").is_file():
+        raise FileNotFoundError(f"--init-from {options.init_from!r}: expected a run folder holding a saved model "
+                                "(config.json and weights), as `train` leaves in its --output-dir")
+    info = run / "run.json"
+    if info.is_file():
+        trained = json.loads(info.read_text(encoding="utf-8")).get("template")
+        if trained is not None and trained != options.template:
+            raise ValueError(f"--init-from {options.init_from!r} was trained with --template {trained!r}; this run "
+                             f"uses {options.template!r}: pass --template {trained!r}")
+    return dataclasses.replace(options, model=str(run))
+
+
 def _setup(options: TrainOptions) -> _Setup:
     """Check the options, load the split(s) and check every image (train and held-out) before any weights load."""
     import torch
 
     from medground_eval.integrations.hf_data import image_file_size, image_path
 
+    if options.stage not in STAGES:
+        raise ValueError(f"--stage {options.stage!r}: expected one of {', '.join(STAGES)}")
+    if options.eval_steps < 0:
+        raise ValueError(f"--eval-steps {options.eval_steps}: expected 0 (only at the end) or a positive number")
     if not options.model:
         raise ValueError("--model is required: a local checkpoint directory of Qwen2-VL, Qwen2.5-VL or Qwen3-VL")
     ours, _ = _split_extra(options.extra)
@@ -211,6 +241,7 @@ def check_run(options: TrainOptions) -> dict[str, object]:
 
     from medground_eval.inference import load_processor
 
+    options = resolve_init_from(options)
     setup = _setup(options)
     model_type = AutoConfig.from_pretrained(options.model).model_type
     load_processor(options.model, min_pixels=setup.extra.get("min_pixels"), max_pixels=setup.extra.get("max_pixels"))
@@ -221,6 +252,7 @@ def check_run(options: TrainOptions) -> dict[str, object]:
     if setup.eval_samples is not None:
         samples[str(options.eval_split)] = len(setup.eval_samples)
     return {
+        "stage": options.stage,
         "model": options.model,
         "model_type": model_type,
         "frame": dataclasses.asdict(frame),
@@ -233,16 +265,70 @@ def check_run(options: TrainOptions) -> dict[str, object]:
     }
 
 
+def run_monitor(options: TrainOptions, setup: _Setup, output_dir: Path):
+    """The :class:`~medground_eval.training.monitor.RunMonitor` of a run (held-out split, curves in ``output_dir``)."""
+    from medground_eval.training.monitor import RunMonitor
+
+    return RunMonitor(
+        output_dir, eval_samples=setup.eval_samples, dataset=options.dataset, annotations=options.data_dir,
+        eval_split=options.eval_split, image_root=options.image_root, template=options.template,
+        frame=model_frame(options), batch_size=int(setup.extra.get("eval_batch_size", 8)),
+        max_new_tokens=options.max_completion_length,
+    )
+
+
+def final_evaluation(model, processor, options: TrainOptions, setup: _Setup, output_dir: Path, monitor,
+                     step: int) -> tuple[Path | None, Path | None]:
+    """Predict and score the held-out split with the final model (``eval_predictions.jsonl``, ``eval_metrics.json``
+    with bootstrap intervals), add it to the curves and draw them; ``(None, None)`` without a held-out split."""
+    if setup.eval_samples is None:
+        monitor.plot()
+        return None, None
+    predictions = output_dir / "eval_predictions.jsonl"
+    result = monitor.evaluate(model, processor, step, path=predictions, n_bootstrap=1000)
+    metrics = output_dir / "eval_metrics.json"
+    atomic_write_text(metrics, json.dumps(result.to_dict(), indent=2) + "\n")
+    monitor.plot()
+    return predictions, metrics
+
+
+def _callback(monitor, guard, processor, eval_steps: int):
+    """A ``TrainerCallback``: logged values to the curves and the guard, held-out evaluation every ``eval_steps``."""
+    from transformers import TrainerCallback
+
+    class MonitorCallback(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, model=None, **kwargs):
+            if logs and state.is_world_process_zero:
+                monitor.log_train(state.global_step, logs)
+            if logs and guard.observe(state.global_step, logs):
+                control.should_training_stop = True
+
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            last = state.global_step >= state.max_steps
+            if eval_steps and state.global_step % eval_steps == 0 and not last and state.is_world_process_zero:
+                monitor.evaluate(model, processor, state.global_step)
+
+    return MonitorCallback()
+
+
 def train(options: TrainOptions) -> TrainResult:
-    """Run GRPO on ``options`` (see the module docstring); returns where the outputs are."""
+    """Run ``options.stage`` (GRPO here, SFT in :mod:`medground_eval.training.sft`) on ``options`` (see the module
+    docstring); returns where the outputs are."""
+    options = resolve_init_from(options)
+    if options.stage == "sft":
+        from medground_eval.training.sft import train_sft
+
+        return train_sft(options)
     from trl import GRPOTrainer
 
     from medground_eval.inference import load_model_and_processor
     from medground_eval.integrations.hf_data import build_dataset
+    from medground_eval.training.monitor import ZeroVarianceGuard
 
     setup = _setup(options)
+    guard = ZeroVarianceGuard(options.stop_on_zero_gradient)
     if setup.eval_samples is not None:
-        from medground_eval.evaluation.scorer import score_files  # fail before training if the scorer cannot load
+        from medground_eval.evaluation.scorer import score_files  # noqa: F401  (fail before training if it cannot load)
 
     model, processor = load_model_and_processor(
         options.model, bf16=setup.bf16, min_pixels=setup.extra.get("min_pixels"),
@@ -254,6 +340,8 @@ def train(options: TrainOptions) -> TrainResult:
     )
     functions, weights = reward_functions(options, frame)
     args = grpo_config(options, weights, bf16=setup.bf16)
+    output_dir = Path(options.output_dir)
+    monitor = run_monitor(options, setup, output_dir)
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=functions,
@@ -261,32 +349,28 @@ def train(options: TrainOptions) -> TrainResult:
         train_dataset=train_dataset,
         processing_class=processor,
         peft_config=lora_config(options),
+        callbacks=[_callback(monitor, guard, processor, options.eval_steps)],
     )
     trainer.train(resume_from_checkpoint=_resume_argument(options.resume_from_checkpoint))
 
-    output_dir = Path(options.output_dir)
     final = trainer.model
     if options.use_lora:
         final = trainer.accelerator.unwrap_model(final).merge_and_unload()
         trainer.model = final
     trainer.save_model(str(output_dir))
+    step = trainer.state.global_step
+    if trainer.accelerator.is_main_process:
+        run = {"stage": "grpo", "model": options.model, "template": options.template,
+               "frame": dataclasses.asdict(frame), "global_step": step, "stopped_at": guard.stopped_at,
+               "messages": guard.messages, "options": dataclasses.asdict(options)}
+        atomic_write_text(output_dir / "run.json", json.dumps(run, indent=2) + "\n")
     predictions = metrics = None
     zero3 = getattr(args.deepspeed_plugin, "zero_stage", 0) == 3
     if setup.eval_samples is not None and zero3:
         logger.warning("ZeRO-3 shards the weights, no evaluation here: run `medground-eval predict` on %s", output_dir)
-    if setup.eval_samples is not None and trainer.accelerator.is_main_process and not zero3:
-        from medground_eval.inference import predict_samples
-
-        predictions = predict_samples(
-            trainer.accelerator.unwrap_model(final), processor, setup.eval_samples,
-            output_dir / "eval_predictions.jsonl",
-            image_root=options.image_root, template=options.template, frame=frame,
-            batch_size=int(setup.extra.get("eval_batch_size", 8)), max_new_tokens=options.max_completion_length,
+    elif trainer.accelerator.is_main_process:
+        predictions, metrics = final_evaluation(
+            trainer.accelerator.unwrap_model(final), processor, options, setup, output_dir, monitor, step
         )
-        result = score_files(
-            predictions, dataset=options.dataset, annotations=options.data_dir, split=options.eval_split
-        )
-        metrics = output_dir / "eval_metrics.json"
-        atomic_write_text(metrics, json.dumps(result.to_dict(), indent=2) + "\n")
     trainer.accelerator.wait_for_everyone()
-    return TrainResult(output_dir, predictions, metrics, trainer.state.global_step)
+    return TrainResult(output_dir, predictions, metrics, step, tuple(guard.messages), guard.stopped_at)
