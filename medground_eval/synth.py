@@ -25,7 +25,7 @@ import numpy as np
 
 SHAPES = ("ellipse", "rectangle")
 SHAPE_WORDS = {"ellipse": "round", "rectangle": "rectangular"}
-PLAIN_WORDS = ("opacity", "lesion", "consolidation")
+PLAIN_WORDS = ("opacity", "nodule", "mass")
 
 
 @dataclass(frozen=True)

@@ -67,7 +67,7 @@ def test_laterality_words_follow_the_radiological_convention():
         assert record["phrase"].split()[0] == side, record
     plain = SynthOptions(n=10, n_test=0, laterality=False, shape_words=False)
     phrases = {make_sample(i, plain)[1]["phrase"] for i in range(plain.n)}
-    assert phrases <= {"opacity", "lesion", "consolidation"}
+    assert phrases <= {"opacity", "nodule", "mass"}
 
 
 def test_synth_cli_writes_what_the_jsonl_loader_reads(tmp_path):

@@ -21,7 +21,7 @@ import json
 import time
 from pathlib import Path
 
-LEARN_TEMPLATE = 'Locate "{phrase}". Answer <think>...</think><answer>[{{"bbox_2d": [x1, y1, x2, y2]}}]</answer>'
+LEARN_TEMPLATE = 'Locate "{phrase}": <think>...</think><answer>[{{"bbox_2d": [x1, y1, x2, y2]}}]</answer>'
 """A short prompt (the tokenizer is byte-level: every character is a token, and the prompt is in every step)."""
 
 DEFAULTS: dict[str, object] = {
@@ -29,7 +29,7 @@ DEFAULTS: dict[str, object] = {
     "sft_steps": 150, "sft_lr": 1e-3, "sft_batch": 8,
     "grpo_steps": 60, "grpo_lr": 2e-5, "grpo_generations": 8, "grpo_prompts": 2, "grpo_beta": 0.0,
     "grpo_temperature": 1.0, "spatial_mode": "iou", "reward_weights": (1.0, 1.0, 0.0),
-    "eval_steps": 50, "max_completion_length": 64,
+    "eval_steps": 50, "save_steps": 0, "max_completion_length": 100,
 }
 
 
@@ -39,7 +39,7 @@ def _run_options(args: argparse.Namespace, out: Path, stage: str, **fields: obje
     common = dict(
         stage=stage, dataset="jsonl", data_dir=str(out / "data" / "data.jsonl"), image_root=str(out / "data"),
         output_dir=str(out / stage), template=LEARN_TEMPLATE, max_completion_length=args.max_completion_length,
-        use_cpu=True, seed=args.seed, eval_steps=args.eval_steps, save_steps=10**6, logging_steps=5,
+        use_cpu=True, seed=args.seed, eval_steps=args.eval_steps, save_steps=args.save_steps or 10**6, logging_steps=5,
         semantic_encoder="lexical", anatomy_weight=0.0, extra={"report_to": "none", "eval_batch_size": 50},
     )
     common.update(fields)

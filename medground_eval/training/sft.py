@@ -14,7 +14,8 @@ clipped to 1), so nothing between the processor and the model's forward is hidde
   tokens: only the target and the end-of-turn token are learned.
 - Every ``eval_steps`` steps (and at the end) the held-out split is predicted and scored
   (:class:`~medground_eval.training.monitor.RunMonitor`); the final model and processor are saved in ``output_dir``
-  with ``run.json`` (stage, template, frame, steps), ``curves.jsonl``, ``curves.png``, ``eval_predictions.jsonl``
+  with ``run.json`` (stage, template, frame, steps), a ``checkpoint-<N>`` folder of the same every ``save_steps``
+  steps (model, processor, ``run.json``; no optimizer state, so no resuming), ``curves.jsonl``, ``curves.png``, ``eval_predictions.jsonl``
   and ``eval_metrics.json``, so ``train --stage grpo --init-from output_dir`` continues from it.
 """
 
@@ -123,6 +124,8 @@ def train_sft(options: TrainOptions):
     optimizer = torch.optim.AdamW(model.parameters(), lr=options.learning_rate, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / WARMUP_STEPS))
     order: list[int] = []
+    run = {"stage": "sft", "model": options.model, "template": options.template, "frame": dataclasses.asdict(frame),
+           "options": dataclasses.asdict(options)}
     model.train()
     for step in range(1, total + 1):
         if len(order) < batch_size:
@@ -144,9 +147,9 @@ def train_sft(options: TrainOptions):
             logger.info("step %d/%d: loss %.4f, grad_norm %.3f", step, total, values["loss"], values["grad_norm"])
         if options.eval_steps > 0 and step % options.eval_steps == 0 and step != total:
             monitor.evaluate(model, processor, step)
+        if options.save_steps > 0 and step % options.save_steps == 0 and step != total:
+            _save(model, processor, output_dir / f"checkpoint-{step}", {**run, "global_step": step})
 
-    run = {"stage": "sft", "model": options.model, "template": options.template, "frame": dataclasses.asdict(frame),
-           "global_step": total, "options": dataclasses.asdict(options)}
-    _save(model, processor, output_dir, run)
+    _save(model, processor, output_dir, {**run, "global_step": total})
     predictions, metrics = final_evaluation(model, processor, options, setup, output_dir, monitor, total)
     return TrainResult(output_dir, predictions, metrics, total)
