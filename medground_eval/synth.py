@@ -119,6 +119,8 @@ def synthesize(output: str | Path, options: SynthOptions = SynthOptions()) -> Pa
     """Write ``output/images/*.png`` and ``output/data.jsonl`` (train and test splits); returns the jsonl path."""
     from PIL import Image
 
+    from medground_eval.outputs import atomic_write_text
+
     options.check()
     output = Path(output)
     (output / "images").mkdir(parents=True, exist_ok=True)
@@ -128,5 +130,5 @@ def synthesize(output: str | Path, options: SynthOptions = SynthOptions()) -> Pa
         Image.fromarray(pixels).save(output / record["image"], optimize=False)
         lines.append(json.dumps(record) + "\n")
     annotations = output / "data.jsonl"
-    annotations.write_text("".join(lines), encoding="utf-8")
+    atomic_write_text(annotations, "".join(lines))
     return annotations

@@ -88,13 +88,14 @@ def test_synth_cli_writes_what_the_jsonl_loader_reads(tmp_path):
 
 def test_tiny_model_cli_builds_a_loadable_checkpoint(tmp_path):
     pytest.importorskip("transformers")
-    from medground_eval.inference import load_model_and_processor, model_frame
+    from medground_eval.frames import resolve_model_frame
+    from medground_eval.inference import load_model_and_processor
 
     result = runner.invoke(app, ["tiny-model", str(tmp_path / "m"), "--size", "test"])
     assert result.exit_code == 0, result.output
     model, processor = load_model_and_processor(tmp_path / "m")
     assert model.config.model_type == "qwen2_5_vl"
-    frame = model_frame(model.config.model_type, processor.image_processor)
+    frame = resolve_model_frame(tmp_path / "m")
     assert (frame.kind, frame.max_pixels) == ("resized", 56 * 56)
     bad = runner.invoke(app, ["tiny-model", str(tmp_path / "n"), "--size", "huge"])
     assert bad.exit_code == 2 and "expected one of test, learn" in bad.output

@@ -19,7 +19,8 @@ from typer.testing import CliRunner  # noqa: E402
 
 from medground_eval.cli import app  # noqa: E402
 from medground_eval.frames import get_frame  # noqa: E402
-from medground_eval.inference import load_model_and_processor, model_frame  # noqa: E402
+from medground_eval.frames import resolve_model_frame  # noqa: E402
+from medground_eval.inference import load_model_and_processor  # noqa: E402
 from medground_eval.integrations.hf_data import build_dataset  # noqa: E402
 from medground_eval.parsing import parse_completion  # noqa: E402
 from medground_eval.rewards import FormatReward  # noqa: E402
@@ -69,7 +70,7 @@ def test_sft_targets_are_written_in_the_models_resized_frame(tiny_model, synth):
     """A 112-pixel image enters the tiny model at 56 pixels: the target is the half-size box, which the rewards'
     frame reads back as the true box."""
     _, processor = load_model_and_processor(tiny_model)
-    frame = model_frame("qwen2_5_vl", processor.image_processor)
+    frame = resolve_model_frame(tiny_model)
     samples = get_loader("jsonl")(synth.annotations, split="train").samples
     dataset = build_dataset(samples[:3], image_root=synth.root, frame=frame, template="plain")
     for row in dataset:
@@ -92,7 +93,7 @@ def test_training_forward_and_generate_agree_on_the_same_tokens(tiny_model, synt
 
     model, processor = load_model_and_processor(tiny_model)
     model.eval()
-    frame = model_frame("qwen2_5_vl", processor.image_processor)
+    frame = resolve_model_frame(tiny_model)
     samples = get_loader("jsonl")(synth.annotations, split="test").samples
     rows = build_dataset(samples[:2], image_root=synth.root, frame=frame, template="plain")[:2]
     texts = [processor.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in rows["prompt"]]
@@ -126,7 +127,7 @@ def test_training_forward_and_generate_agree_on_the_same_tokens(tiny_model, synt
 
 def test_sft_batch_learns_only_the_target_and_the_end_of_turn(tiny_model, synth):
     _, processor = load_model_and_processor(tiny_model)
-    frame = model_frame("qwen2_5_vl", processor.image_processor)
+    frame = resolve_model_frame(tiny_model)
     samples = get_loader("jsonl")(synth.annotations, split="train").samples
     rows = build_dataset(samples[:2], image_root=synth.root, frame=frame, template="plain")[:2]
     targets = ["<think>a</think><answer>[1, 2, 3, 4]</answer>", "<think>longer one</think><answer>[1, 2, 3, 4]</answer>"]

@@ -56,9 +56,11 @@ def run(args: argparse.Namespace) -> dict:
     import torch
 
     from medground_eval.evaluation.scorer import score_files
+    from medground_eval.frames import resolve_model_frame
     from medground_eval.inference import load_model_and_processor, predict_samples
     from medground_eval.integrations import trl
     from medground_eval.metrics import paired_bootstrap
+    from medground_eval.outputs import atomic_write_text
     from medground_eval.synth import SynthOptions, synthesize
     from medground_eval.tiny_model import build_tiny_qwen
 
@@ -77,7 +79,8 @@ def run(args: argparse.Namespace) -> dict:
 
     test = get_loader("jsonl")(annotations, split="test").samples
     predictions = predict_samples(model, processor, test, out / "random" / "eval_predictions.jsonl",
-                                  image_root=out / "data", template=LEARN_TEMPLATE, batch_size=50,
+                                  image_root=out / "data", frame=resolve_model_frame(out / "model"),
+                                  template=LEARN_TEMPLATE, batch_size=50,
                                   max_new_tokens=args.max_completion_length, progress=False)
     clock["random_eval_s"] = time.perf_counter() - start
 
@@ -109,7 +112,7 @@ def run(args: argparse.Namespace) -> dict:
     summary = {"settings": {k: getattr(args, k) for k in DEFAULTS}, "table": table,
                "grpo_minus_sft": {k: dict(zip(("diff", "lo", "hi"), v)) for k, v in differences.items()},
                "grpo_messages": list(grpo.messages), "grpo_steps_run": grpo.global_step, "seconds": clock}
-    (out / "learn.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    atomic_write_text(out / "learn.json", json.dumps(summary, indent=2) + "\n")
     lines = ["| model | n | Acc@0.5 [95% CI] | mIoU [95% CI] | parse failures |", "|---|---|---|---|---|"]
     names = {"random": "random init", "sft": f"after SFT ({args.sft_steps} steps)",
              "grpo": f"after GRPO ({grpo.global_step} steps)"}
@@ -120,7 +123,7 @@ def run(args: argparse.Namespace) -> dict:
         lines.append(f"\nGRPO - SFT, {key}: {diff:+.3f} (paired bootstrap 95% CI [{lo:+.3f}, {hi:+.3f}])")
     lines.append("\n" + ", ".join(f"{k} {v:.0f}" for k, v in clock.items()))
     text = "\n".join(lines) + "\n"
-    (out / "learn.md").write_text(text, encoding="utf-8")
+    atomic_write_text(out / "learn.md", text)
     print(text)
     for message in grpo.messages:
         print(f"warning: {message}")

@@ -118,8 +118,14 @@ class RunMonitor:
         if evals:
             right.legend(fontsize=8)
         figure.tight_layout()
+        import io
+
+        from medground_eval.outputs import atomic_write_bytes
+
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=100)
         path = self.run_dir / "curves.png"
-        figure.savefig(path, dpi=100)
+        atomic_write_bytes(path, buffer.getvalue())
         return path
 
 

@@ -84,19 +84,21 @@ def sft_batch(processor, rows: dict, targets: Sequence[str]):
 
 
 def _save(model, processor, output_dir: Path, run: dict) -> None:
+    from medground_eval.outputs import atomic_write_text
+
     output_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(output_dir)
     processor.save_pretrained(output_dir)
-    (output_dir / "run.json").write_text(json.dumps(run, indent=2) + "\n", encoding="utf-8")
+    atomic_write_text(output_dir / "run.json", json.dumps(run, indent=2) + "\n")
 
 
 def train_sft(options: TrainOptions):
     """Run supervised fine-tuning on ``options`` (see the module docstring); returns a ``TrainResult``."""
     import torch
 
-    from medground_eval.inference import load_model_and_processor, model_frame
+    from medground_eval.inference import load_model_and_processor
     from medground_eval.integrations.hf_data import build_dataset
-    from medground_eval.integrations.trl import TrainResult, _setup, final_evaluation, run_monitor
+    from medground_eval.integrations.trl import TrainResult, _setup, final_evaluation, model_frame, run_monitor
 
     setup = _setup(options)
     model, processor = load_model_and_processor(
@@ -105,7 +107,7 @@ def train_sft(options: TrainOptions):
     )
     device = "cpu" if options.use_cpu or not torch.cuda.is_available() else "cuda"
     model.to(device)
-    frame = model_frame(model.config.model_type, processor.image_processor, options.frame)
+    frame = model_frame(options)
     dataset = build_dataset(setup.train_samples, image_root=options.image_root, frame=frame, template=options.template)
     input_sizes = dataset["input_size"] if "input_size" in dataset.column_names else [None] * len(dataset)
     targets = [
