@@ -6,7 +6,7 @@ PIP := $(PY) -m pip install -q
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench learn clean
 
 $(VENV)/.core: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ demo: $(VENV)/.core
 
 test: $(VENV)/.all
 	$(PY) -m pytest -q -n 2
+
+# synth -> tiny model -> SFT -> GRPO -> held-out table (docs/training.md); CPU, one torch thread, about 20 minutes.
+learn: $(VENV)/.all
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m medground_eval.training.learn --output runs/learn
 
 bench: $(VENV)/.all
 	for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
