@@ -343,3 +343,26 @@ def test_score_names_a_systematic_flip_and_a_wrong_convention(tmp_path):
     assert "side convention" not in warnings_of(correct)
     assert "neurological side convention. the images are stored with the other convention: score with --convention " \
            "radiological" in warnings_of(correct, "--convention", "neurological")
+
+
+def test_doctor_names_the_flip_of_a_mirrored_model(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from medground_eval.cli import app
+
+    samples = synthetic_mscxr(tmp_path).samples
+    annotations = str(tmp_path / "MS_CXR_Local_Alignment_v1.1.0.csv")
+    for mirrored in (True, False):
+        preds = _predictions(tmp_path, f"preds{mirrored}.jsonl", samples, mirrored)
+        result = CliRunner().invoke(app, ["doctor", str(preds), "--dataset", "mscxr", "--annotations", annotations,
+                                          "--json"])
+        assert result.exit_code == 0, result.output
+        codes = [f["code"] for f in json.loads(result.output)["findings"]]
+        assert ("left-right-flip" in codes) is mirrored
+        assert "side-convention" not in codes
+    table = CliRunner().invoke(app, ["doctor", str(tmp_path / "predsTrue.jsonl"), "--dataset", "mscxr",
+                                     "--annotations", annotations])
+    assert "systematic left/right flip: 35 of 35 wrong-side predictions mirror the true region" in \
+        " ".join(table.output.split())

@@ -17,7 +17,7 @@ from medground_eval.cli.frame_options import (
     ProcessorOption,
     cli_frame,
 )
-from medground_eval.cli.score import ANSWER_TAG_HELP
+from medground_eval.cli.score import ANSWER_TAG_HELP, CONVENTION_HELP
 
 
 def print_doctor(report: object) -> None:
@@ -77,6 +77,7 @@ def doctor_command(
     frame: Annotated[str, typer.Option(help="Frame the boxes are written in; a line's 'frame' overrides it.")]
     = "pixel",
     answer_tag: Annotated[str, typer.Option(help=ANSWER_TAG_HELP)] = "required",
+    convention: Annotated[str, typer.Option(help=CONVENTION_HELP)] = "radiological",
     model: ModelOption = None,
     processor: ProcessorOption = None,
     min_pixels: MinPixelsOption = None,
@@ -95,10 +96,10 @@ def doctor_command(
             if not is_rollout_log(predictions):
                 raise ValueError(f"{predictions}: give --dataset (and --annotations) for a predictions file; a rollout "
                                  "log's lines carry 'completion' and 'solution' (or 'label')")
-            report = doctor_rollouts(predictions, frame=run_frame, answer_tag=answer_tag)
+            report = doctor_rollouts(predictions, frame=run_frame, answer_tag=answer_tag, convention=convention)
         else:
             report = doctor_predictions(predictions, dataset=dataset, annotations=annotations, split=split,
-                                        frame=run_frame, answer_tag=answer_tag)
+                                        frame=run_frame, answer_tag=answer_tag, convention=convention)
     except (FileNotFoundError, ValueError) as error:  # DataError is a ValueError: file, line, field, value
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from None

@@ -319,12 +319,14 @@ def is_rollout_log(path: str | Path) -> bool:
     return False
 
 
-def doctor_rollouts(path: str | Path, *, frame: str = "pixel", answer_tag: str = "required") -> DoctorReport:
-    """Examine a GRPO rollout log (module doc)."""
+def doctor_rollouts(path: str | Path, *, frame: str = "pixel", answer_tag: str = "required",
+                    convention: str = "radiological") -> DoctorReport:
+    """Examine a GRPO rollout log (module doc); ``convention`` is the side convention of the anatomy checks."""
     from medground_eval.evaluation.scorer import score_predictions
 
     dataset, records, groups, rewards = read_rollouts(path)
-    result = score_predictions(records, dataset, frame=frame, n_bootstrap=0, answer_tag=answer_tag)
+    result = score_predictions(records, dataset, frame=frame, n_bootstrap=0, answer_tag=answer_tag,
+                               convention=convention)
     return examine(DoctorInputs(str(path), "rollouts", result, groups, rewards))
 
 
