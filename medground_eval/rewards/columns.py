@@ -110,7 +110,17 @@ def _sizes(values: Sequence[object], name: str, width: int) -> np.ndarray:
     """(n, width) floats; a None row is NaN (the caller decides whether it may be missing).
 
     Width 2 or 3: positive sizes. Width 6: a crop box in original voxels, with x1 >= 0 and x2 > x1 on every axis.
+    A column of valid number rows converts in one numpy call; anything else (None rows, JSON strings, a bad value)
+    row by row, with an error naming the first bad row.
     """
+    try:
+        array = np.array(values, dtype=np.float64)  # a copy: the caller's column is never aliased
+    except (TypeError, ValueError):
+        array = None
+    if array is not None and array.shape == (len(values), width) and np.isfinite(array).all():
+        valid = (array > 0).all() if width != 6 else (array >= 0).all() and (array[:, 3:] > array[:, :3]).all()
+        if valid:
+            return array
     out = np.full((len(values), width), np.nan)
     for row, value in enumerate(values):
         if value is None:

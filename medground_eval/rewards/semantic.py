@@ -207,9 +207,7 @@ class SemanticReward(Reward):
             index = np.flatnonzero(todo)
             phrases = [truth.phrases[i] for i in index]
             if self.mode == "text":
-                embeddings = self.text_encoder.encode([labels[i] for i in index] + phrases)
-                a, b = embeddings[: len(index)], embeddings[len(index) :]
-                similarity[index] = np.einsum("ij,ij->i", a, b)
+                similarity[index] = self._text_similarity([labels[i] for i in index], phrases)
             else:
                 similarity[index] = self._region_similarity(images, columns, parsed, regions, index, phrases)
         reward = np.where(todo, calibrate(np.nan_to_num(similarity), self.floor, self.ceil), 0.0)
@@ -218,6 +216,18 @@ class SemanticReward(Reward):
             agreement[index] = _agreements([truth.phrases[i] for i in index], [labels[i] for i in index])
             reward = reward * agreement
         return SemanticResult(labels, similarity, reward, agreement)
+
+    def _text_similarity(self, labels: list[str], phrases: list[str]) -> np.ndarray:
+        """Cosine similarity of each (label, phrase) pair: the unique texts encoded once, one dot product per unique
+        pair (a GRPO batch repeats each phrase once per generation, and labels repeat too)."""
+        pairs = list(zip(labels, phrases))
+        unique = {pair: k for k, pair in enumerate(dict.fromkeys(pairs))}
+        texts = {text: k for k, text in enumerate(dict.fromkeys(t for pair in unique for t in pair))}
+        embeddings = self.text_encoder.encode(list(texts))
+        a = embeddings[np.fromiter((texts[label] for label, _ in unique), dtype=np.int64, count=len(unique))]
+        b = embeddings[np.fromiter((texts[phrase] for _, phrase in unique), dtype=np.int64, count=len(unique))]
+        per_pair = np.einsum("ij,ij->i", a, b)
+        return per_pair[np.fromiter((unique[pair] for pair in pairs), dtype=np.int64, count=len(pairs))]
 
     def _region_similarity(
         self,
