@@ -135,17 +135,31 @@ class FastColumns:
     problems: list[tuple[str, ...]]
 
 
+_SEPARATOR = "\x00"
+_BATCH = re.compile(
+    _SEPARATOR + r"\s*+<think>(?=\s*+[^\s<])[^<\x00]*+" + _CANONICAL_TAIL.pattern + r"(?=\x00)"
+)
+"""The (near-)canonical shape inside texts joined by :data:`_SEPARATOR` (a character no text of the batch holds):
+the shape of :func:`_canonical_tail`, a whole text between two separators."""
+
+
+def _batch_matches(texts: Sequence[str]) -> tuple[list[int], list[re.Match[str]]]:
+    """The positions and matches of the (near-)canonical texts: one regex scan of the joined batch, each match then
+    placed at its text by its offset (texts holding the separator are read one by one)."""
+    joined = _SEPARATOR + _SEPARATOR.join(texts) + _SEPARATOR
+    if joined.count(_SEPARATOR) != len(texts) + 1:
+        pairs = [(i, _canonical_tail(t)) for i, t in enumerate(texts)]
+        return [i for i, m in pairs if m is not None], [m for _, m in pairs if m is not None]
+    starts = np.cumsum([0] + [len(t) + 1 for t in texts[:-1]])
+    matches = list(_BATCH.finditer(joined))
+    index = np.searchsorted(starts, [m.start() for m in matches]).tolist()
+    return index, matches
+
+
 def canonical_boxes(texts: Sequence[str]) -> FastColumns:
     """The texts of (near-)canonical shape and their answer boxes, labels and problems (:class:`FastColumns`)."""
-    index: list[int] = []
-    numbers: list[str] = []
-    matches: list[re.Match[str]] = []
-    for i, text in enumerate(texts):
-        match = _canonical_tail(text)
-        if match is not None:
-            index.append(i)
-            numbers.append(match["numbers"])
-            matches.append(match)
+    index, matches = _batch_matches(texts)
+    numbers = [match["numbers"] for match in matches]
     # The numbers are JSON by construction: one C-level decode for the batch.
     boxes = np.array(json.loads(f"[{','.join(numbers)}]"), dtype=np.float64).reshape(-1, 4)
     ordered = (boxes[:, 0] <= boxes[:, 2]) & (boxes[:, 1] <= boxes[:, 3])

@@ -82,7 +82,19 @@ def completion_texts(completions: Sequence[object]) -> list[str]:
     :func:`~medground_eval.parsing.completion_text`)."""
     if all(type(c) is str for c in completions):
         return list(completions)
-    return [completion_text(c) for c in completions]
+    return [_one_reply(c) for c in completions]
+
+
+def _one_reply(completion: object) -> str:
+    """``completion_text(completion)``; TRL's conversational completion, one assistant message with string
+    content, is read without the general walk."""
+    if type(completion) is list and len(completion) == 1:
+        message = completion[0]
+        if type(message) is dict and type(message.get("role")) is str and message["role"] == "assistant":
+            content = message.get("content")
+            if type(content) is str:
+                return content
+    return completion_text(completion)
 
 
 def parse_batch(completions: Sequence[object], dims: int | None = 2, *, answer_tag: str = "required") -> ParsedBatch:

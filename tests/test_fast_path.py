@@ -315,3 +315,21 @@ def test_parse_batch_never_raises_on_array_completions() -> None:
     batch = parse_batch([np.array([1, 2]), "b"])
     assert batch.counts.tolist() == [0, 0]
     assert batch.parsed[0].problems == ("empty completion",)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(
+    st.text(max_size=20),
+    st.builds(lambda role, content: [{"role": role, "content": content}],
+              st.sampled_from(["assistant", "user", "Assistant"]),
+              st.one_of(st.text(max_size=20), st.none(), st.just([{"type": "text", "text": "a"}]))),
+    st.builds(lambda a, b: [{"role": "user", "content": a}, {"role": "assistant", "content": b}],
+              st.text(max_size=5), st.text(max_size=5)),
+    st.just({"content": "x"}), st.just([{"role": np.array([1, 2]), "content": "y"}]),
+), max_size=6))
+def test_chat_texts_fast_path_equals_completion_text(completions: list) -> None:
+    """TRL's one-assistant-message completions are read without the general walk, to the same text."""
+    from medground_eval.parsing import completion_text
+    from medground_eval.regions import completion_texts
+
+    assert completion_texts(completions) == [completion_text(c) for c in completions]

@@ -89,18 +89,38 @@ def _boxes(value: object, row: int, dims: int) -> np.ndarray:
 
 
 def _all_boxes(values: Sequence[object], dims: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(flat boxes, count per row)``. A column of single boxes converts in one numpy call; anything else row by
-    row, with an error naming the first bad row."""
-    try:
-        array = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError):
-        array = None
-    if array is not None and array.shape == (len(values), 2 * dims) and np.isfinite(array).all():
-        if (array[:, dims:] >= array[:, :dims]).all():
-            return array, np.ones(len(values), dtype=np.int64)
+    """``(flat boxes, count per row)``. A column of valid lists (one box, or a list of boxes per row) converts in
+    one or two numpy calls; anything else row by row, with an error naming the first bad row."""
+    width, n = 2 * dims, len(values)
+    flat, counts = _rectangular_boxes(values, width)
+    if flat is None and all(type(v) is list for v in values):  # lists of boxes of several lengths: one flat list
+        nested = [v if v and type(v[0]) is list else [v] for v in values]
+        counts = np.fromiter((len(v) for v in nested), dtype=np.int64, count=n)
+        try:
+            flat = np.asarray([box for v in nested for box in v], dtype=np.float64)
+        except (TypeError, ValueError):
+            flat = None
+        if flat is not None and (flat.shape != (int(counts.sum()), width) or (counts == 0).any()):
+            flat = None
+    if flat is not None and np.isfinite(flat).all() and (flat[:, dims:] >= flat[:, :dims]).all():
+        return flat, counts
     rows = [_boxes(v, row, dims) for row, v in enumerate(values)]
     counts = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
     return (np.concatenate(rows) if rows else np.zeros((0, 2 * dims))), counts
+
+
+def _rectangular_boxes(values: Sequence[object], width: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """A column of one box per row, or of the same number of boxes per row, in one numpy call; (None, None) else."""
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None, None
+    n = len(values)
+    if array.shape == (n, width):
+        return array, np.ones(n, dtype=np.int64)
+    if array.ndim == 3 and array.shape[0] == n and array.shape[1] >= 1 and array.shape[2] == width:
+        return array.reshape(-1, width), np.full(n, array.shape[1], dtype=np.int64)
+    return None, None
 
 
 _SIZE_SHAPES = {2: "[W, H]", 3: "[W, H, D]", 6: "a crop box [x1, y1, z1, x2, y2, z2]"}
