@@ -366,3 +366,22 @@ def test_doctor_names_the_flip_of_a_mirrored_model(tmp_path):
                                      "--annotations", annotations])
     assert "systematic left/right flip: 35 of 35 wrong-side predictions mirror the true region" in \
         " ".join(table.output.split())
+
+
+def test_a_samples_own_convention_fields_win_over_the_run_option():
+    from medground_eval.datasets.base import LoadedDataset
+    from medground_eval.evaluation.scorer import score_predictions
+    from medground_eval.structures import Sample
+
+    box = [[700.0, 600.0, 900.0, 800.0]]  # the image's right half
+    samples = [
+        Sample("pa", "left effusion", box, (1000, 1000)),  # run convention (radiological): patient left, right side
+        Sample("neuro", "left effusion", box, (1000, 1000), extra={"laterality_convention": "neurological"}),
+        Sample("ct", "left effusion", box, (1000, 1000), extra={"axcodes": ("R", "A", "S")}),
+        Sample("ap", "left effusion", box, (1000, 1000), extra={"view": "AP", "axcodes": ("L", "P", "S")}),
+    ]
+    records = [{"id": s.id, "pred_boxes": box} for s in samples]
+    result = score_predictions(records, LoadedDataset("synthetic", samples), n_bootstrap=0)
+    assert result.anatomy.truth_laterality_accuracy == 0.5  # "neuro" and "ct" place image right on patient right
+    assert result.anatomy.wrong_side == 2 and result.anatomy.wrong_side_rate == 0.5
+    assert result.to_dict()["config"]["convention"] == "radiological"
