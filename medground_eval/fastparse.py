@@ -113,7 +113,7 @@ def fast_parse(text: str, dims: int | None = 2) -> ParsedCompletion | None:
     box = ParsedBox(coords, match["label"].strip() or None)
     think = match.string[7 : match.start()]
     problems = _problems(match)
-    return ParsedCompletion.lazy(text, think, match["answer"], (box,), not problems, problems, dims)
+    return ParsedCompletion(text, think, match["answer"], (box,), not problems, problems, dims)
 
 
 def canonical_label(text: str) -> str | None:

@@ -74,7 +74,7 @@ from medground_eval.structures import ParsedBox, ParsedCompletion
 
 __all__ = [
     "ANSWER_TAGS", "FORMAT_DIALECTS", "MAX_BOXES", "completion_text", "format_box", "parse_completion",
-    "read_think_boxes",
+    "read_think_boxes", "think_boxes",
 ]
 
 MAX_BOXES = 1000
@@ -215,7 +215,7 @@ def parse_completion(
     widths = (4, 6) if dims is None else (2 * dims,)
     text = completion_text(completion)
     if not text.strip():
-        return ParsedCompletion(text, None, None, (), (), False, ("empty completion",))
+        return ParsedCompletion(text, None, None, (), False, ("empty completion",), dims)
 
     problems: list[str] = []
     think_open = _TAGS["<think>"].search(text)
@@ -281,12 +281,27 @@ def parse_completion(
         if not answer_boxes:
             problems.append("no box in <answer>")
 
-    # think_boxes are read on first access (read_think_boxes): most callers never look at them.
-    return ParsedCompletion.lazy(text, think, answer, answer_boxes, not problems, tuple(problems), dims)
+    # think boxes are read on request (think_boxes): most callers never look at them.
+    return ParsedCompletion(text, think, answer, answer_boxes, not problems, tuple(problems), dims)
+
+
+def think_boxes(parsed: ParsedCompletion) -> tuple[ParsedBox, ...]:
+    """The Chain-of-Box steps of a parsed completion: the boxes written inside its ``<think>``, in order, with the
+    widths it was parsed for (``parsed.dims``). Read on each call, from ``parsed.think``.
+
+    >>> parsed = parse_completion("<think>Apex [1, 2, 3, 4], base [5, 6, 7, 8].</think><answer>[5, 6, 7, 8]</answer>")
+    >>> [box.coords for box in think_boxes(parsed)]
+    [(1.0, 2.0, 3.0, 4.0), (5.0, 6.0, 7.0, 8.0)]
+    """
+    return read_think_boxes(parsed.think, dims=parsed.dims)
 
 
 def read_think_boxes(think: str | None, *, dims: int | None = None) -> tuple[ParsedBox, ...]:
-    """The Chain-of-Box steps of a ``<think>`` text, as :func:`parse_completion` reads them (no problems kept)."""
+    """The Chain-of-Box steps of a ``<think>`` text, as :func:`parse_completion` reads them (no problems kept).
+
+    >>> [box.coords for box in read_think_boxes("Apex [1, 2, 3, 4].")]
+    [(1.0, 2.0, 3.0, 4.0)]
+    """
     return _read_boxes(think, (4, 6) if dims is None else (2 * dims,), None) if think else ()
 
 

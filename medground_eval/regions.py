@@ -23,7 +23,7 @@ import numpy as np
 
 from medground_eval.fastparse import canonical_boxes, fast_parse
 from medground_eval.frames import Frame, get_frame
-from medground_eval.parsing import ANSWER_TAGS, completion_text, parse_completion
+from medground_eval.parsing import ANSWER_TAGS, completion_text, parse_completion, think_boxes
 from medground_eval.structures import ParsedCompletion
 
 
@@ -73,8 +73,8 @@ class ParsedBatch:
 
     @cached_property
     def has_think_box(self) -> np.ndarray:
-        """Per text: at least one box written inside ``<think>`` (``bool(parsed[i].think_boxes)``)."""
-        return np.fromiter((bool(p.think_boxes) for p in self.parsed), dtype=bool, count=len(self.texts))
+        """Per text: at least one box written inside ``<think>`` (``bool(think_boxes(parsed[i]))``)."""
+        return np.fromiter((bool(think_boxes(p)) for p in self.parsed), dtype=bool, count=len(self.texts))
 
 
 def completion_texts(completions: Sequence[object]) -> list[str]:

@@ -7,7 +7,7 @@ and ``[x1, y1, z1, x2, y2, z2]`` for 3D (``d = 3``). Every type here is immutabl
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import FrozenInstanceError, dataclass, field
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 import numpy as np
@@ -21,10 +21,6 @@ def _frozen_array(values: object, width: int | None = None) -> np.ndarray:
     array = np.atleast_2d(array).copy()
     array.setflags(write=False)
     return array
-
-
-_set = object.__setattr__
-"""Sets a slot of a frozen instance (their own ``__setattr__`` refuses)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,24 +40,27 @@ class ParsedBox:
     axes: str = "xy"
 
 
+@dataclass(frozen=True, slots=True)
 class ParsedCompletion:
-    """What :func:`medground_eval.parsing.parse_completion` read from one completion (immutable).
+    """What :func:`medground_eval.parsing.parse_completion` read from one completion: plain frozen data.
 
-    - ``think`` / ``answer``: the text inside the tags, None when the tag is absent.
-    - ``answer_boxes``: the valid boxes of the answer, in order; ``think_boxes``: the Chain-of-Box
-      steps written inside ``<think>``, in order.
+    - ``text``: the completion text; ``think`` / ``answer``: the text inside the tags, None when the tag is absent.
+    - ``answer_boxes``: the valid boxes of the answer, in order.
     - ``strict_format``: ``<think>`` non-empty, then ``<answer>...</answer>`` holding at least one valid
       box, nothing but whitespace after ``</answer>`` and no problem in ``problems``.
     - ``problems``: a human-readable reason for every problem found ("missing </answer>",
       "box 2 has 3 numbers", "box 1: x2 < x1, corners swapped"). Empty when nothing was wrong.
+    - ``dims``: the box dimensionality the text was read for (2, 3, or None for either).
 
-    Built like a frozen dataclass with these seven fields, in this order. :meth:`lazy` builds one whose
-    ``think_boxes`` are read from ``think`` by the parser on first access (the rewards rarely need them, and
-    reading them is most of the parser's work); equality, hashing and repr see the same values either way.
+    The Chain-of-Box steps written inside ``<think>`` are read on request by
+    :func:`medground_eval.parsing.think_boxes` (the rewards rarely need them, and reading them is most of the
+    parser's work, so a caller who never asks never pays).
+
+    >>> from medground_eval.parsing import parse_completion
+    >>> parsed = parse_completion("<think>Left apex [1, 2, 3, 4].</think><answer>[1, 2, 3, 4]</answer>")
+    >>> parsed.strict_format, parsed.boxes().tolist(), parsed.labels
+    (True, [[1.0, 2.0, 3.0, 4.0]], (None,))
     """
-
-    __slots__ = ("text", "think", "answer", "answer_boxes", "_think_boxes", "strict_format", "problems", "_dims")
-    __match_args__ = ("text", "think", "answer", "answer_boxes", "think_boxes", "strict_format", "problems")
 
     text: str
     think: str | None
@@ -69,81 +68,18 @@ class ParsedCompletion:
     answer_boxes: tuple[ParsedBox, ...]
     strict_format: bool
     problems: tuple[str, ...]
-
-    def __init__(
-        self,
-        text: str,
-        think: str | None,
-        answer: str | None,
-        answer_boxes: tuple[ParsedBox, ...],
-        think_boxes: tuple[ParsedBox, ...],
-        strict_format: bool,
-        problems: tuple[str, ...],
-    ) -> None:
-        _set(self, "text", text)
-        _set(self, "think", think)
-        _set(self, "answer", answer)
-        _set(self, "answer_boxes", answer_boxes)
-        _set(self, "_think_boxes", think_boxes)
-        _set(self, "strict_format", strict_format)
-        _set(self, "problems", problems)
-        _set(self, "_dims", None)
-
-    @classmethod
-    def lazy(
-        cls,
-        text: str,
-        think: str | None,
-        answer: str | None,
-        answer_boxes: tuple[ParsedBox, ...],
-        strict_format: bool,
-        problems: tuple[str, ...],
-        dims: int | None,
-    ) -> ParsedCompletion:
-        """A ParsedCompletion whose ``think_boxes`` are read on first access, as ``parse_completion(dims=dims)``
-        reads them (see :func:`medground_eval.parsing.read_think_boxes`)."""
-        parsed = cls(text, think, answer, answer_boxes, None, strict_format, problems)  # type: ignore[arg-type]
-        _set(parsed, "_dims", dims)
-        return parsed
-
-    @property
-    def think_boxes(self) -> tuple[ParsedBox, ...]:
-        if self._think_boxes is None:
-            from medground_eval.parsing import read_think_boxes  # parsing imports this module
-
-            _set(self, "_think_boxes", read_think_boxes(self.think, dims=self._dims))
-        return self._think_boxes
-
-    def _fields(self) -> tuple[object, ...]:
-        return tuple(getattr(self, name) for name in self.__match_args__)
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise FrozenInstanceError(f"cannot assign to field {name!r}")
-
-    def __delattr__(self, name: str) -> None:
-        raise FrozenInstanceError(f"cannot delete field {name!r}")
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return self._fields() == other._fields()
-
-    def __hash__(self) -> int:
-        return hash(self._fields())
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={value!r}" for name, value in zip(self.__match_args__, self._fields()))
-        return f"ParsedCompletion({fields})"
-
-    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
-        return (ParsedCompletion, self._fields())
+    dims: int | None = None
 
     @property
     def has_answer_box(self) -> bool:
         return bool(self.answer_boxes)
 
     def boxes(self, dims: int = 2) -> np.ndarray:
-        """Answer boxes with ``2 * dims`` numbers as a (N, 2 * dims) float array (others are left out)."""
+        """Answer boxes with ``2 * dims`` numbers as a read-only (N, 2 * dims) float array (others are left out).
+
+        >>> ParsedCompletion("", None, "[1, 2, 3, 4]", (ParsedBox((1, 2, 3, 4)),), False, ()).boxes().shape
+        (1, 4)
+        """
         width = 2 * dims
         return _frozen_array([b.coords for b in self.answer_boxes if len(b.coords) == width], width)
 

@@ -11,13 +11,13 @@ from hypothesis import strategies as st
 
 from medground_eval import boxes as geometry
 from medground_eval.fastparse import canonical_boxes, fast_parse
-from medground_eval.parsing import parse_completion
+from medground_eval.parsing import parse_completion, think_boxes
 from medground_eval.regions import parse_batch, parse_many, predicted_regions
 from medground_eval.rewards import FormatReward, SpatialReward, format_reward, predicted_label, spatial_reward
 from medground_eval.rewards.combined import _predicted_labels
 from medground_eval.structures import ParsedBox, ParsedCompletion
 
-FIELDS = ("text", "think", "answer", "answer_boxes", "think_boxes", "strict_format", "problems")
+FIELDS = ("text", "think", "answer", "answer_boxes", "strict_format", "problems", "dims")
 CANONICAL = (
     "<think>The left apex [100, 50, 300, 250] shows a pleural line.</think>\n"
     '<answer>```json\n[\n\t{"bbox_2d": [100, 50, 300, 250], "label": "left apical pneumothorax"}\n]\n```</answer>'
@@ -143,6 +143,7 @@ def canonical_completions(draw: st.DrawFn) -> str:
 def assert_same(fast: ParsedCompletion, full: ParsedCompletion) -> None:
     for name in FIELDS:
         assert getattr(fast, name) == getattr(full, name), name
+    assert think_boxes(fast) == think_boxes(full)
 
 
 @pytest.mark.parametrize("dims", [2, None])
@@ -237,7 +238,7 @@ def test_parse_batch_columns_equal_per_text_parsing(texts: list[str], dims: int 
     assert batch.counts.tolist() == [len(p.boxes(2)) for p in full]
     expected_flat = np.concatenate([p.boxes(2) for p in full]) if texts else np.zeros((0, 4))
     np.testing.assert_array_equal(batch.flat, expected_flat.reshape(-1, 4))
-    assert batch.has_think_box.tolist() == [bool(p.think_boxes) for p in full]
+    assert batch.has_think_box.tolist() == [bool(think_boxes(p)) for p in full]
 
 
 def test_parse_batch_keeps_no_state_between_calls() -> None:
@@ -265,16 +266,20 @@ def test_parse_batch_3d_and_chat_messages_go_through_the_parser() -> None:
     assert parse_batch(chat).parsed == [parse_completion(CANONICAL, dims=2)]
 
 
-def test_lazy_think_boxes_behave_like_stored_ones() -> None:
+def test_parsed_completion_is_plain_frozen_data_and_think_boxes_a_function() -> None:
+    import dataclasses
+
     eager = parse_completion(CANONICAL, dims=2)
-    lazy = fast_parse(CANONICAL)
-    assert lazy == eager and hash(lazy) == hash(eager) and repr(lazy) == repr(eager)
-    assert lazy.think_boxes == (ParsedBox((100.0, 50.0, 300.0, 250.0)),)
-    assert pickle.loads(pickle.dumps(fast_parse(CANONICAL))) == eager
-    with pytest.raises(AttributeError):
-        lazy.think = "x"  # type: ignore[misc]
-    built = ParsedCompletion("t", None, None, (), (), False, ("missing <think>",))
-    assert built.think_boxes == () and built != eager
+    fast = fast_parse(CANONICAL)
+    assert fast == eager and hash(fast) == hash(eager) and repr(fast) == repr(eager)
+    assert [f.name for f in dataclasses.fields(ParsedCompletion)] == list(FIELDS)
+    assert think_boxes(fast) == (ParsedBox((100.0, 50.0, 300.0, 250.0)),)
+    assert pickle.loads(pickle.dumps(fast)) == eager
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.think = "x"  # type: ignore[misc]
+    assert not hasattr(fast, "__dict__")  # slots: nothing hidden can be stored on it
+    built = ParsedCompletion("t", None, None, (), False, ("missing <think>",))
+    assert think_boxes(built) == () and built != eager
 
 
 def test_format_reward_columns_match_the_parser() -> None:

@@ -16,6 +16,7 @@ from medground_eval.parsing import (
     completion_text,
     format_box,
     parse_completion,
+    think_boxes,
 )
 from medground_eval.regions import parse_batch, parse_many
 from medground_eval.structures import ParsedBox
@@ -75,7 +76,7 @@ def test_missing_answer_gives_no_boxes_and_none_answer() -> None:
     assert parsed.answer_boxes == ()
     assert not parsed.has_answer_box
     assert parsed.problems == ("missing <answer>",)
-    assert parsed.think_boxes == (ParsedBox((1.0, 2.0, 3.0, 4.0)),)
+    assert think_boxes(parsed) == (ParsedBox((1.0, 2.0, 3.0, 4.0)),)
 
 
 def test_unclosed_think_runs_to_end_without_answer() -> None:
@@ -294,7 +295,7 @@ def test_think_boxes_in_order_across_dialects() -> None:
     )
     parsed = parse_completion(wrap(QWEN25, think=think))
     assert parsed.strict_format
-    assert [(b.coords, b.label) for b in parsed.think_boxes] == [
+    assert [(b.coords, b.label) for b in think_boxes(parsed)] == [
         ((0.0, 0.0, 100.0, 200.0), None),
         (B1, "apex"),
         ((12.0, 22.0, 28.0, 38.0), "lucency"),
@@ -401,7 +402,7 @@ JSONISH = st.recursive(
 
 def _check_invariants(parsed: object) -> None:
     assert parsed.strict_format == (not parsed.problems)
-    for box in parsed.answer_boxes + parsed.think_boxes:
+    for box in parsed.answer_boxes + think_boxes(parsed):
         assert len(box.coords) in (4, 6)
         assert all(math.isfinite(v) for v in box.coords)
         d = len(box.coords) // 2
@@ -453,7 +454,7 @@ def test_format_then_parse_round_trips(
     expected_labels = [None if dialect == "list" else label for _, label in written]
     assert [b.coords for b in parsed.answer_boxes] == [coords for coords, _ in written]
     assert list(parsed.labels) == expected_labels
-    assert parsed.think_boxes == parsed.answer_boxes
+    assert think_boxes(parsed) == parsed.answer_boxes
     assert parsed.strict_format, parsed.problems
 
 
@@ -525,7 +526,7 @@ def test_untagged_answer_after_think_leaves_the_reasoning_boxes_out() -> None:
     parsed = parse_completion(text, answer_tag="optional")
     assert parsed.answer == f"\n{PLAIN_JSON}"
     assert parsed.answer_boxes == PNEUMOTHORAX
-    assert parsed.think_boxes == (ParsedBox((1.0, 2.0, 3.0, 4.0)),)
+    assert think_boxes(parsed) == (ParsedBox((1.0, 2.0, 3.0, 4.0)),)
     assert parsed.problems == ("missing <answer>",)
     assert not parsed.strict_format
 

@@ -19,6 +19,7 @@ from medground_eval.datasets.base import get_loader
 from medground_eval.datasets.jsonl import sample_from_record
 from medground_eval.frames import Frame, get_frame
 from medground_eval.metrics import GroundingReport, SampleScores
+from medground_eval.parsing import think_boxes
 from medground_eval.regions import boxes_to_pixels, parse_many
 from medground_eval.structures import ParsedCompletion, Sample
 
@@ -141,7 +142,7 @@ def _to_pixels(per_sample: list[np.ndarray], convert: dict[str, object]) -> list
 
 def _think_boxes(parsed: ParsedCompletion, width: int) -> np.ndarray:
     """The reasoning boxes with ``width`` numbers, in order, as a (R, width) array."""
-    rows = [b.coords for b in parsed.think_boxes if len(b.coords) == width]
+    rows = [b.coords for b in think_boxes(parsed) if len(b.coords) == width]
     return np.array(rows, dtype=np.float64).reshape(len(rows), width)
 
 
