@@ -52,8 +52,17 @@ def _same_dims(a: np.ndarray, b: np.ndarray) -> None:
         raise ValueError(f"boxes must have the same dimension: got {a.shape[-1]} and {b.shape[-1]} numbers per box")
 
 
-def _safe_divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
-    """numerator / denominator, 0 where the denominator is not positive."""
+def safe_divide(numerator: ArrayLike, denominator: ArrayLike) -> np.ndarray:
+    """``numerator / denominator`` as float64, 0 where the denominator is not positive (never NaN, no warning).
+
+    The one division of the package for ratios whose denominator is a count, an area or a union (IoU, rates,
+    means over possibly empty groups).
+
+    >>> safe_divide([1.0, 2.0, 3.0], [2.0, 0.0, -1.0]).tolist()
+    [0.5, 0.0, 0.0]
+    """
+    numerator = np.asarray(numerator, dtype=np.float64)
+    denominator = np.asarray(denominator, dtype=np.float64)
     out = np.zeros(np.broadcast_shapes(numerator.shape, denominator.shape))
     np.divide(numerator, denominator, out=out, where=denominator > 0)
     return out
@@ -152,7 +161,7 @@ def _iou(a: np.ndarray, b: np.ndarray, outer: bool) -> tuple[np.ndarray, np.ndar
     area_a, area_b = box_area(a), box_area(b)
     union = (area_a[:, None] + area_b[None, :]) if outer else area_a + area_b
     union -= inter
-    return _safe_divide(inter, union), union
+    return safe_divide(inter, union), union
 
 
 def box_iou(a: ArrayLike, b: ArrayLike) -> np.ndarray:
@@ -167,21 +176,29 @@ def box_iou_matrix(a: ArrayLike, b: ArrayLike) -> np.ndarray:
     return _iou(a, b, outer=True)[0]
 
 
-def _giou(a: np.ndarray, b: np.ndarray, outer: bool) -> np.ndarray:
-    iou, union = _iou(a, b, outer)
-    enclosing = _enclosing(a, b, outer)
+def _giou_from(iou: np.ndarray, union: np.ndarray, enclosing: np.ndarray) -> np.ndarray:
+    """GIoU = IoU - (C - U) / C, the penalty 1 where C is 0: the one GIoU rule (boxes and regions)."""
     penalty = np.ones_like(iou)
     np.divide(enclosing - union, enclosing, out=penalty, where=enclosing > 0)
     return iou - penalty
+
+
+def _giou(a: np.ndarray, b: np.ndarray, outer: bool) -> np.ndarray:
+    iou, union = _iou(a, b, outer)
+    return _giou_from(iou, union, _enclosing(a, b, outer))
 
 
 def generalized_box_iou(a: ArrayLike, b: ArrayLike) -> np.ndarray:
     """GIoU of paired boxes, shape ``(N,)``, in [-1, 1] and never above the IoU.
 
     GIoU = IoU - (C - U) / C with C the area of the smallest box enclosing both and U their union.
-    Degenerate case: when C is 0 (both boxes flat in a common line or plane) the penalty is 1, so
-    GIoU = -1; that is the value any two zero-area boxes get when C > 0 (IoU 0, U 0), so the rule is
-    continuous in that case and never NaN.
+    Degenerate case: when C is 0 (both boxes flat in a common line or plane, e.g. a zero-width box on the same
+    zero-width true box) the penalty is 1, so GIoU = -1. That is the value any two zero-area boxes get when C > 0
+    (IoU 0, U 0, penalty 1), so the rule is continuous as two flat boxes slide onto each other, never NaN, and a
+    flat answer never scores above a clearly wrong one (IoU is 0 for zero-area boxes too).
+
+    >>> generalized_box_iou([[0, 0, 2, 2], [0, 0, 1, 1], [5, 0, 5, 10]], [[1, 1, 3, 3], [0, 0, 1, 1], [5, 0, 5, 10]])
+    array([-0.07936508,  1.        , -1.        ])
     """
     a, b = _pair_inputs(a, b, paired=True)
     return _giou(a, b, outer=False)
@@ -315,6 +332,48 @@ def region_overlap_many(preds: Sequence[ArrayLike], trues: Sequence[ArrayLike]) 
     if len(preds) != len(trues):
         raise ValueError(f"preds and trues must have the same length: got {len(preds)} and {len(trues)}")
     return region_overlap_columns(*_columns(preds, "preds"), *_columns(trues, "trues"))
+
+
+def _region_extent(flat: np.ndarray, counts: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per sample, the lower and upper corner of the box enclosing its boxes (``+inf`` / ``-inf`` for none)."""
+    lo, hi = np.full((len(counts), d), np.inf), np.full((len(counts), d), -np.inf)
+    has = counts > 0
+    if has.any():  # the starts of the non-empty samples cut flat into exactly their rows
+        starts = _starts(counts)[has]
+        lo[has] = np.minimum.reduceat(flat[:, :d], starts, axis=0)
+        hi[has] = np.maximum.reduceat(flat[:, d:], starts, axis=0)
+    return lo, hi
+
+
+def region_giou_columns(
+    pred_flat: np.ndarray,
+    pred_counts: np.ndarray,
+    true_flat: np.ndarray,
+    true_counts: np.ndarray,
+    *,
+    overlap: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
+    """GIoU of the predicted region with the true region per sample, columns as in :func:`region_overlap_columns`.
+
+    GIoU = IoU - (C - U) / C with U the area of the union of the two regions and C that of the box enclosing every
+    predicted and true box: for one box on each side it is :func:`generalized_box_iou` (the same rule, degenerate
+    case included: penalty 1 when C is 0). -1 for a sample without a predicted box. ``overlap``: the
+    ``(intersection, union)`` of :func:`region_overlap_columns` when already computed.
+
+    >>> region_giou_columns(np.array([[0., 0, 1, 1], [2, 0, 3, 1]]), [2], np.array([[0., 0, 3, 1]]), [1]).round(4)
+    array([0.6667])
+    """
+    pred_counts, true_counts = np.asarray(pred_counts, np.int64), np.asarray(true_counts, np.int64)
+    inter, union = overlap if overlap is not None else region_overlap_columns(
+        pred_flat, pred_counts, true_flat, true_counts
+    )
+    d = true_flat.shape[1] // 2 if true_flat.size else max(pred_flat.shape[1] // 2, 2)
+    pred_lo, pred_hi = _region_extent(pred_flat.reshape(-1, 2 * d), pred_counts, d)
+    true_lo, true_hi = _region_extent(true_flat.reshape(-1, 2 * d), true_counts, d)
+    sides = np.maximum(pred_hi, true_hi) - np.minimum(pred_lo, true_lo)
+    enclosing = np.prod(np.clip(np.nan_to_num(sides, posinf=0.0, neginf=0.0), 0.0, None), axis=1)
+    giou = _giou_from(safe_divide(inter, union), union, enclosing)
+    return np.where(pred_counts > 0, giou, -1.0)
 
 
 def region_pointing_columns(

@@ -138,7 +138,7 @@ def score_samples(
     true_flat = np.concatenate(trues) if n else np.zeros((0, width))
     inter, union = boxes.region_overlap_columns(pred_flat, pred_counts, true_flat, true_counts)
     if multi == "union":
-        iou = np.divide(inter, union, out=np.zeros(n), where=union > 0)
+        iou = boxes.safe_divide(inter, union)
     else:
         iou = np.array([boxes.matched_iou(pred, true) for pred, true in zip(preds, trues)])
     pointing = boxes.region_pointing_columns(pred_flat, pred_counts, true_flat, true_counts)
@@ -266,7 +266,7 @@ def grounding_report(
         # Every statistic lies in [0, 1]; only Gaussian-limit draws can leave it (a no-op for exact resampling).
         ci["miou"] = bca_interval(np.clip(means[:, t], 0.0, 1.0), overall["miou"], _jackknife_means(scores.iou),
                                   confidence)
-        ci["ciou"] = bca_interval(np.clip(_ratio(means[:, t + 2], means[:, t + 3]), 0.0, 1.0), overall["ciou"],
+        ci["ciou"] = bca_interval(np.clip(boxes.safe_divide(means[:, t + 2], means[:, t + 3]), 0.0, 1.0), overall["ciou"],
                                   _jackknife_ratio(scores.intersection, scores.union), confidence)
         ci["pointing"] = wilson_interval(int(np.count_nonzero(scores.pointing)), n, confidence)
 
@@ -348,7 +348,7 @@ def _summary(hits: np.ndarray, keys: list[str], iou: np.ndarray, inter: np.ndarr
     return {
         "acc": {key: float(row.mean()) for key, row in zip(keys, hits)},
         "miou": float(iou.mean()),
-        "ciou": float(_ratio(inter.sum(), union.sum())),
+        "ciou": float(boxes.safe_divide(inter.sum(), union.sum())),
         "pointing": float(pointing.mean()),
     }
 
@@ -365,14 +365,6 @@ def iou_hits(iou: np.ndarray, thresholds: float | Sequence[float], inclusive: bo
     limits = np.asarray(thresholds, dtype=np.float64)
     limits = limits if limits.ndim == 0 else limits[:, None]
     return iou >= limits - IOU_TOLERANCE if inclusive else iou > limits + IOU_TOLERANCE
-
-
-def _ratio(numerator: np.ndarray | float, denominator: np.ndarray | float) -> np.ndarray:
-    """numerator / denominator, 0 where the denominator is 0."""
-    numerator = np.asarray(numerator, dtype=np.float64)
-    denominator = np.asarray(denominator, dtype=np.float64)
-    return np.divide(numerator, denominator, out=np.zeros(np.broadcast(numerator, denominator).shape),
-                     where=denominator > 0)
 
 
 def _bootstrap_means(columns: np.ndarray, n_bootstrap: int, rng: np.random.Generator) -> np.ndarray:
@@ -466,8 +458,8 @@ def _jackknife_ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarr
     numerator = np.asarray(numerator, dtype=np.float64)
     denominator = np.asarray(denominator, dtype=np.float64)
     if len(numerator) < 2:
-        return _ratio(numerator, denominator)
-    return _ratio(numerator.sum() - numerator, denominator.sum() - denominator)
+        return boxes.safe_divide(numerator, denominator)
+    return boxes.safe_divide(numerator.sum() - numerator, denominator.sum() - denominator)
 
 
 def _check_thresholds(thresholds: Sequence[float]) -> tuple[float, ...]:

@@ -202,3 +202,25 @@ def test_3d_reward_in_the_m3d_npy_frame_reads_the_crop_box_from_input_size():
     columns["input_size"] = [[0, 0, 0, 256, 256]]
     with pytest.raises(RewardInputError, match="crop box"):
         SpatialReward(dims=3)(completion, **columns)
+
+
+# One GIoU: the reward's is the boxes module's -----------------------------------------------------------------------
+
+def test_giou_reward_is_the_boxes_modules_giou_on_degenerate_and_random_boxes() -> None:
+    """Issue 11: rewards/spatial once had its own GIoU and gave 0.5 for a zero-width box on the same zero-width true
+    box, boxes.generalized_box_iou -1 (reward 0). The rule decided: -1, so the reward is 0, as for any flat answer."""
+    from medground_eval.boxes import generalized_box_iou
+
+    reward = SpatialReward(mode="giou")
+    flat = [5.0, 0.0, 5.0, 10.0]
+    assert reward([f"<answer>{flat}</answer>"], solution=[[flat]]) == [0.0]
+    rng = np.random.default_rng(7)
+    lo = rng.integers(0, 50, (200, 2)).astype(float)
+    pred = np.hstack([lo, lo + rng.integers(0, 30, (200, 2))])  # zero widths and heights included
+    lo = rng.integers(0, 50, (200, 2)).astype(float)
+    true = np.hstack([lo, lo + rng.integers(0, 30, (200, 2))])
+    pred[:20, 2] = pred[:20, 0]
+    true[:20] = pred[:20]  # a zero-width box on the same zero-width true box
+    completions = [f"<answer>{box.tolist()}</answer>" for box in pred]
+    values = reward(completions, solution=[[box.tolist()] for box in true])
+    np.testing.assert_allclose(values, (generalized_box_iou(pred, true) + 1) / 2, atol=1e-12)

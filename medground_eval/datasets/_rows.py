@@ -15,8 +15,7 @@ from pathlib import Path
 from medground_eval.datasets.base import DataError, RowErrors, SkippedRow
 from medground_eval.structures import Sample
 
-EDGE_TOLERANCE = 1e-6
-"""Pixels a box may pass the image edge by: float round-off of ``x + w`` in files that store x, y, w, h."""
+from medground_eval.validation import EDGE_TOLERANCE, box_problem  # noqa: F401  (the one box rule, used by the loaders)
 
 
 def parse_number(text: str, *, path: str | Path, line: int | None, field: str) -> float:
@@ -41,24 +40,6 @@ def parse_size(value: object, *, path: str | Path, line: int | None, field: str)
     if number is None or not math.isfinite(number) or number != int(number) or number <= 0:
         raise DataError(path, line, field, value, "a positive integer number of pixels")
     return int(number)
-
-
-def box_problem(box: Sequence[float], image_size: tuple[int, int] | None) -> str | None:
-    """What is wrong with a corner box ``[x1, y1, x2, y2]`` in pixels, or None when it is valid.
-
-    Valid: x2 >= x1, y2 >= y1 (zero width or height is allowed), x1 >= 0, y1 >= 0 and, when the
-    image size ``(W, H)`` is known, x2 <= W and y2 <= H (up to :data:`EDGE_TOLERANCE`).
-    """
-    x1, y1, x2, y2 = box
-    if x2 < x1 or y2 < y1:
-        return "x2 >= x1 and y2 >= y1"
-    if x1 < 0 or y1 < 0:
-        return "coordinates >= 0"
-    if image_size is not None:
-        width, height = image_size
-        if x2 > width + EDGE_TOLERANCE or y2 > height + EDGE_TOLERANCE:
-            return f"a box inside the {width}x{height} image (x2 <= {width}, y2 <= {height})"
-    return None
 
 
 def filter_split(samples: list[Sample], split: str | None, *, path: str | Path) -> list[Sample]:

@@ -23,15 +23,11 @@ from pathlib import Path
 import numpy as np
 
 from medground_eval.datasets._rows import box_problem, filter_split, parse_size
+from medground_eval.validation import is_number
 from medground_eval.datasets.base import DataError, LoadedDataset, OnError, RowErrors, register_dataset
 from medground_eval.structures import Sample
 
 KNOWN_FIELDS = ("id", "phrase", "boxes", "image_size", "category", "image", "split")
-
-
-def _is_number(value: object) -> bool:
-    return type(value) is int or type(value) is float or (isinstance(value, (int, float))
-                                                             and not isinstance(value, bool))
 
 
 def _optional_text(record: Mapping[str, object], name: str, path: str | Path | None, line: int | None) -> str | None:
@@ -45,16 +41,14 @@ def _parse_boxes(
     value: object, image_size: tuple[int, int] | None, path: str | Path | None, line: int | None
 ) -> tuple[list[float], int]:
     """``boxes`` (one box ``[x1, y1, x2, y2]`` or a non-empty list of them) as flat float coordinates and a count."""
-    if isinstance(value, list) and len(value) == 4 and all(_is_number(v) for v in value):
+    if isinstance(value, list) and len(value) == 4 and all(is_number(v) for v in value):
         value = [value]
     if not isinstance(value, list) or not value:
         raise DataError(path, line, "boxes", value, "a non-empty list of [x1, y1, x2, y2] boxes, or one such box")
     coords: list[float] = []
     for index, box in enumerate(value):
-        if not isinstance(box, list) or len(box) != 4 or not all(_is_number(v) for v in box):
-            raise DataError(path, line, f"boxes[{index}]", box, "4 numbers [x1, y1, x2, y2]")
-        if not all(math.isfinite(v) for v in box):
-            raise DataError(path, line, f"boxes[{index}]", box, "finite numbers")
+        if not isinstance(box, list) or len(box) != 4 or not all(is_number(v) for v in box):
+            raise DataError(path, line, f"boxes[{index}]", box, "4 numbers [x1, y1, x2, y2] (finite numbers)")
         problem = box_problem(box, image_size)
         if problem is not None:
             raise DataError(path, line, f"boxes[{index}]", box, problem)

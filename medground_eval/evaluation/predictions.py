@@ -15,7 +15,6 @@ took 5.4-6.0 s against 4.6-6.5 s in one process (the parent's join and the pickl
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from medground_eval.datasets.mscxr import mscxr_sample_id
 from medground_eval.frames import FRAME_PRESETS, get_frame
 from medground_eval.parsing import completion_text
 from medground_eval.regions import parse_batch
+from medground_eval.validation import is_number
 
 CHUNK_BYTES = 4 << 20
 """Bytes of whole lines read, decoded and parsed as one block."""
@@ -78,11 +78,6 @@ class Line:
     truth: TruthRecord | None = None
     prediction: PredictionRecord | None = None
     error: DataError | None = None
-
-
-def is_number(value: object) -> bool:
-    """A finite int or float (not a bool): the one test of a number in a prediction line."""
-    return (type(value) is int or type(value) is float) and math.isfinite(value)
 
 
 def frame_dims_problem(frame: str, dims: int) -> str | None:

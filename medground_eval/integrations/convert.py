@@ -2,8 +2,9 @@
 
 Every record carries the Chain-of-Box prompt (or another template) for the sample's phrase, the image path, and the
 label of :mod:`medground_eval.integrations.labels` (a JSON string wherever an engine hands it to the reward unchanged).
-The image path is ``image_root / sample.image`` (``sample.image`` as written when ``image_root`` is None); a sample
-without an image is an error naming its id.
+The image path follows :func:`medground_eval.integrations.hf_data.image_path` (the rule of training and ``predict``):
+an absolute ``sample.image`` as is, a relative one under ``image_root``; a sample without an image, or a relative
+one without ``image_root``, is an error naming its id.
 
 For a ``resized`` frame (Qwen2.5-VL: absolute pixels of the model input) each label also carries ``input_size``, the
 ``[w, h]`` the model sees: :func:`~medground_eval.frames.smart_resize` of the image **file**'s size (read from its
@@ -34,7 +35,7 @@ from typing import Literal
 from medground_eval.datasets import LoadedDataset
 from medground_eval.frames import Frame, get_frame
 from medground_eval.prompts import chat_prompt, render_prompt
-from medground_eval.integrations.hf_data import image_file_size
+from medground_eval.integrations.hf_data import image_file_size, image_path
 from medground_eval.integrations.labels import sample_label
 from medground_eval.outputs import atomic_directory, open_atomic
 from medground_eval.structures import Sample
@@ -44,15 +45,6 @@ FORMATS: tuple[str, ...] = ("trl", "openrlhf", "verl", "easyr1")
 SUFFIXES = {"trl": "", "openrlhf": ".jsonl", "verl": ".parquet", "easyr1": ".jsonl"}
 EASYR1_PIXELS = (262144, 4194304)
 """EasyR1's default ``data.min_pixels`` / ``data.max_pixels``: it rescales each image into this range first."""
-
-
-def image_path(sample: Sample, image_root: str | Path | None) -> str:
-    """The image file of ``sample`` as the engines will open it."""
-    if sample.image is None:
-        raise ValueError(
-            f"sample {sample.id!r}: field 'image' is None: expected an image path (training needs the image)"
-        )
-    return str(Path(image_root) / sample.image) if image_root is not None else sample.image
 
 
 def easyr1_image_size(size: tuple[int, int], min_pixels: int = EASYR1_PIXELS[0],
@@ -120,7 +112,7 @@ def convert_records(
         raise ValueError(f"data set {dataset.name!r} (split {split!r}) has no samples: nothing to convert")
     render_prompt("", template)  # an unknown template fails here, once
     build = RECORDS[fmt]
-    images = [image_path(sample, image_root) for sample in dataset.samples]
+    images = [str(image_path(sample, image_root)) for sample in dataset.samples]
     labels = [sample_label(sample, frame) for sample in dataset.samples]
     spec = get_frame(frame)
     if spec.kind == "resized":

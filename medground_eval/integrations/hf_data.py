@@ -30,7 +30,9 @@ class MissingImageError(FileNotFoundError):
 
 
 def image_path(sample: Sample, image_root: str | Path | None) -> Path:
-    """The file of ``sample.image``: an absolute path as is, a relative one under ``image_root``."""
+    """The file of ``sample.image``: an absolute path as is, a relative one under ``image_root`` (a relative path
+    without ``image_root`` is an error: it would be read from wherever the process runs). The one image-path rule of
+    training, ``predict`` and ``convert``."""
     if not sample.image:
         raise MissingImageError(f"sample {sample.id!r}: no image path in the data set (field 'image' is empty)")
     path = Path(sample.image)

@@ -21,12 +21,12 @@ columns of :meth:`SpatialSemanticReward.breakdown <medground_eval.rewards.Spatia
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
 
 from medground_eval.frames import Frame, get_frame, preset_name
 from medground_eval.rewards import RewardBreakdown, SpatialSemanticReward
 from medground_eval.structures import Sample
+from medground_eval.validation import is_number
 
 COMPONENTS = ("format", "iou", "spatial", "semantic", "anatomy")
 """The reward components every adapter reports next to the total."""
@@ -66,10 +66,6 @@ def _fail(value: object, field: str, expected: str) -> LabelError:
     return LabelError(f"label field {field!r} = {shown[:200]}{'...' if len(shown) > 200 else ''}: expected {expected}")
 
 
-def _numbers(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _solution(value: object) -> list[list[float]]:
     boxes = value if isinstance(value, list) and value and isinstance(value[0], list) else [value]
     expected = "a non-empty list of boxes [x1, y1, x2, y2] (or 6 numbers in 3D) with x2 >= x1, y2 >= y1"
@@ -78,7 +74,7 @@ def _solution(value: object) -> list[list[float]]:
         raise _fail(value, "solution", expected)
     dims = width // 2
     for box in boxes:
-        if not isinstance(box, list) or len(box) != width or not all(_numbers(v) for v in box):
+        if not isinstance(box, list) or len(box) != width or not all(is_number(v) for v in box):
             raise _fail(value, "solution", expected)
         if any(box[dims + k] < box[k] for k in range(dims)):
             raise _fail(value, "solution", expected)
@@ -88,7 +84,7 @@ def _solution(value: object) -> list[list[float]]:
 def _size(value: object, field: str, widths: tuple[int, ...]) -> list[float] | None:
     if value is None:
         return None
-    if not isinstance(value, list) or len(value) not in widths or not all(_numbers(v) and v > 0 for v in value):
+    if not isinstance(value, list) or len(value) not in widths or not all(is_number(v) and v > 0 for v in value):
         raise _fail(value, field, f"null or {' / '.join(map(str, widths))} positive numbers")
     return [float(v) for v in value]
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import get_args, get_type_hints
 
+from medground_eval.validation import is_number
+
 
 @dataclass
 class TrainOptions:
@@ -79,18 +81,14 @@ def _read_config(path: Path) -> dict[str, object]:
     return data
 
 
-def _number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 _KINDS: dict[object, tuple[str, Callable[[object], bool]]] = {
     str: ("a string", lambda v: isinstance(v, str)),
     int: ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)),
-    float: ("a number", _number),
+    float: ("a finite number", is_number),
     bool: ("true or false", lambda v: isinstance(v, bool)),
     tuple[float, float, float]: (
         "a list of three numbers [format, spatial, semantic]",
-        lambda v: isinstance(v, (list, tuple)) and len(v) == 3 and all(_number(w) for w in v),
+        lambda v: isinstance(v, (list, tuple)) and len(v) == 3 and all(is_number(w) for w in v),
     ),
     dict[str, object]: ("a table of options", lambda v: isinstance(v, dict)),
 }

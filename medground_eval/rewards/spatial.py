@@ -43,8 +43,10 @@ class SpatialReward(Reward):
 
     - ``mode="iou"``: the IoU itself, in [0, 1].
     - ``mode="threshold"``: 1.0 when IoU >= ``threshold`` (``inclusive=True``) or > ``threshold``, else 0.0.
-    - ``mode="giou"``: ``(GIoU + 1) / 2``, in [0, 1]; GIoU of the union regions, whose enclosing box is the box
-      around all predicted and true boxes (for one box each this is the usual GIoU).
+    - ``mode="giou"``: ``(GIoU + 1) / 2``, in [0, 1]; GIoU of the union regions
+      (:func:`medground_eval.boxes.region_giou_columns`: the enclosing box is the box around all predicted and true
+      boxes; for one box each it is :func:`~medground_eval.boxes.generalized_box_iou`). A zero-area answer on a
+      zero-area true box has GIoU -1, reward 0 (the boxes module's degenerate rule).
     - ``multi="union"`` (default, the MS-CXR convention): several boxes on either side form one region (their
       union); ``multi="match"``: one-to-one Hungarian matching, sum of matched IoU / max(#pred, #true).
       GIoU is defined on union regions only.
@@ -106,42 +108,21 @@ class SpatialReward(Reward):
             intersection, union = geometry.region_overlap_columns(
                 regions.flat, regions.counts, truth.flat, truth.counts
             )
-            iou = _safe_ratio(intersection, union)
+            iou = geometry.safe_divide(intersection, union)
         if self.mode == "iou":
             reward = iou
         elif self.mode == "threshold":
             reward = iou_hits(iou, self.threshold, self.inclusive).astype(np.float64)
         else:
-            reward = (_region_giou(iou, union, regions.boxes, truth.boxes, self.dims) + 1.0) / 2.0
+            giou = geometry.region_giou_columns(
+                regions.flat, regions.counts, truth.flat, truth.counts, overlap=(intersection, union)
+            )
+            reward = (giou + 1.0) / 2.0
         reward = np.where(regions.parse_failed, 0.0, reward)
         return SpatialResult(iou, reward, regions.parse_failed, regions.out_of_frame, batch, regions, truth)
 
     def scores(self, completions: Sequence[object], **columns: object) -> np.ndarray:
         return self.evaluate(completions, columns).reward
-
-
-def _safe_ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
-    out = np.zeros_like(numerator, dtype=np.float64)
-    np.divide(numerator, denominator, out=out, where=denominator > 0)
-    return out
-
-
-def _region_giou(
-    iou: np.ndarray, union: np.ndarray, preds: list[np.ndarray], trues: list[np.ndarray], dims: int
-) -> np.ndarray:
-    """GIoU = IoU - (C - U) / C, C the volume of the box enclosing both regions; -1 when nothing was predicted."""
-    enclosing = np.array(
-        [
-            np.prod(np.clip(np.vstack([p, t])[:, dims:].max(0) - np.vstack([p, t])[:, :dims].min(0), 0, None))
-            if len(p)
-            else 0.0
-            for p, t in zip(preds, trues)
-        ],
-        dtype=np.float64,
-    ).reshape(len(preds))
-    giou = iou - _safe_ratio(enclosing - union, enclosing)
-    has_prediction = np.fromiter((len(p) > 0 for p in preds), dtype=bool, count=len(preds))
-    return np.where(has_prediction, giou, -1.0)
 
 
 spatial_reward = SpatialReward()
