@@ -104,7 +104,8 @@ def test_one_safe_division_never_warns_and_gives_zero():
 
 
 def test_one_image_path_rule_for_training_predict_and_convert(tmp_path):
-    """convert once wrote a relative image path as is when --image-root was missing, while training refused it."""
+    """Training, predict and convert join the image root alike; only convert keeps a root-less relative path (the
+    engine reads it from its working folder), and every surface refuses a sample without an image alike."""
     from medground_eval.datasets import LoadedDataset
     from medground_eval.integrations.convert import convert_records
     from medground_eval.integrations.hf_data import MissingImageError, image_path
@@ -118,7 +119,12 @@ def test_one_image_path_rule_for_training_predict_and_convert(tmp_path):
     assert [r["images"][0] for r in records] == [str(image_path(s, tmp_path)) for s in dataset.samples]
     with pytest.raises(MissingImageError, match="relative path"):
         image_path(relative, None)
-    with pytest.raises(MissingImageError, match="relative path"):
-        convert_records(LoadedDataset(name="jsonl", samples=[relative]), "openrlhf", image_root=None, frame="pixel")
+    kept = convert_records(LoadedDataset(name="jsonl", samples=[relative]), "openrlhf", image_root=None, frame="pixel")
+    assert kept[0]["images"] == ["img/a.png"]
+    no_image = Sample(id="c", phrase="p", boxes=[[0, 0, 1, 1]], image_size=(4, 4), image=None)
+    for call in (lambda: image_path(no_image, tmp_path),
+                 lambda: convert_records(LoadedDataset(name="jsonl", samples=[no_image]), "openrlhf", frame="pixel")):
+        with pytest.raises(MissingImageError, match="sample 'c': field 'image' is None"):
+            call()
     assert json.loads(records[0]["label"])["frame"] == "pixel"
     assert Path(records[1]["images"][0]).is_absolute()

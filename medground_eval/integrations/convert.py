@@ -3,8 +3,8 @@
 Every record carries the Chain-of-Box prompt (or another template) for the sample's phrase, the image path, and the
 label of :mod:`medground_eval.integrations.labels` (a JSON string wherever an engine hands it to the reward unchanged).
 The image path follows :func:`medground_eval.integrations.hf_data.image_path` (the rule of training and ``predict``):
-an absolute ``sample.image`` as is, a relative one under ``image_root``; a sample without an image, or a relative
-one without ``image_root``, is an error naming its id.
+an absolute ``sample.image`` as is, a relative one under ``image_root`` (as written without ``image_root``: the engine
+reads it from its working folder); a sample without an image is an error naming its id.
 
 For a ``resized`` frame (Qwen2.5-VL: absolute pixels of the model input) each label also carries ``input_size``, the
 ``[w, h]`` the model sees: :func:`~medground_eval.frames.smart_resize` of the image **file**'s size (read from its
@@ -112,7 +112,7 @@ def convert_records(
         raise ValueError(f"data set {dataset.name!r} (split {split!r}) has no samples: nothing to convert")
     render_prompt("", template)  # an unknown template fails here, once
     build = RECORDS[fmt]
-    images = [str(image_path(sample, image_root)) for sample in dataset.samples]
+    images = [str(image_path(sample, image_root, keep_relative=True)) for sample in dataset.samples]
     labels = [sample_label(sample, frame) for sample in dataset.samples]
     spec = get_frame(frame)
     if spec.kind == "resized":

@@ -25,24 +25,31 @@ from medground_eval.prompts import chat_prompt
 from medground_eval.structures import Sample
 
 
-class MissingImageError(FileNotFoundError):
-    """A sample's image is missing or unreadable; the message names the sample id and the path."""
+class MissingImageError(FileNotFoundError, ValueError):
+    """A sample's image is missing or unreadable (a FileNotFoundError, and a ValueError of the data set); the message
+    names the sample id and the path."""
 
 
-def image_path(sample: Sample, image_root: str | Path | None) -> Path:
-    """The file of ``sample.image``: an absolute path as is, a relative one under ``image_root`` (a relative path
-    without ``image_root`` is an error: it would be read from wherever the process runs). The one image-path rule of
-    training, ``predict`` and ``convert``."""
+def image_path(sample: Sample, image_root: str | Path | None, *, keep_relative: bool = False) -> Path:
+    """The file of ``sample.image``: an absolute path as is, a relative one under ``image_root``. The one image-path
+    rule of training, ``predict`` and ``convert``.
+
+    A relative path without ``image_root`` is an error (it would be read from wherever the process runs), unless
+    ``keep_relative`` (``convert``: the engine resolves it from its own working folder). A sample without an image
+    is an error naming its id.
+    """
     if not sample.image:
-        raise MissingImageError(f"sample {sample.id!r}: no image path in the data set (field 'image' is empty)")
+        raise MissingImageError(
+            f"sample {sample.id!r}: field 'image' is {sample.image!r}: no image path in the data set (training needs it)"
+        )
     path = Path(sample.image)
-    if not path.is_absolute():
-        if image_root is None:
-            raise MissingImageError(
-                f"sample {sample.id!r}: image {sample.image!r} is a relative path: expected --image-root to say where"
-                " the images are"
-            )
+    if not path.is_absolute() and image_root is not None:
         path = Path(image_root) / path
+    elif not path.is_absolute() and not keep_relative:
+        raise MissingImageError(
+            f"sample {sample.id!r}: image {sample.image!r} is a relative path: expected --image-root to say where"
+            " the images are"
+        )
     return path
 
 

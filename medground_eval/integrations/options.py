@@ -84,7 +84,7 @@ def _read_config(path: Path) -> dict[str, object]:
 _KINDS: dict[object, tuple[str, Callable[[object], bool]]] = {
     str: ("a string", lambda v: isinstance(v, str)),
     int: ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)),
-    float: ("a finite number", is_number),
+    float: ("a number (finite)", is_number),
     bool: ("true or false", lambda v: isinstance(v, bool)),
     tuple[float, float, float]: (
         "a list of three numbers [format, spatial, semantic]",
