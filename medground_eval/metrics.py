@@ -266,8 +266,9 @@ def grounding_report(
         # Every statistic lies in [0, 1]; only Gaussian-limit draws can leave it (a no-op for exact resampling).
         ci["miou"] = bca_interval(np.clip(means[:, t], 0.0, 1.0), overall["miou"], _jackknife_means(scores.iou),
                                   confidence)
-        ci["ciou"] = bca_interval(np.clip(boxes.safe_divide(means[:, t + 2], means[:, t + 3]), 0.0, 1.0), overall["ciou"],
-                                  _jackknife_ratio(scores.intersection, scores.union), confidence)
+        ciou = np.clip(boxes.safe_divide(means[:, t + 2], means[:, t + 3]), 0.0, 1.0)
+        ci["ciou"] = bca_interval(ciou, overall["ciou"], _jackknife_ratio(scores.intersection, scores.union),
+                                  confidence)
         ci["pointing"] = wilson_interval(int(np.count_nonzero(scores.pointing)), n, confidence)
 
     return GroundingReport(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from medground_eval.parsing import parse_completion
+from medground_eval.parsing import parse_completion, think_boxes
 from medground_eval.structures import ParsedBox
 
 
@@ -133,4 +133,4 @@ def test_prose_coordinates_stay_out() -> None:
 )
 def test_dialects_in_think_are_chain_of_box_steps(think: str) -> None:
     parsed = parse_completion(f"<think>{think}</think><answer>[1, 2, 3, 4]</answer>")
-    assert parsed.think_boxes and parsed.think_boxes[0].coords == (1.0, 2.0, 3.0, 4.0)
+    assert think_boxes(parsed) and think_boxes(parsed)[0].coords == (1.0, 2.0, 3.0, 4.0)
