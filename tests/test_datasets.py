@@ -341,6 +341,59 @@ def test_mscxr_coco_json_errors(tmp_path):
         load_mscxr(path)
 
 
+def test_mscxr_json_image_comes_from_path_not_file_name(tmp_path):
+    # Issue 14: the COCO JSON's images carry the release's `path` (the CSV's `path` column, the MIMIC-CXR image);
+    # `file_name` is only a fallback. Synthetic rows only (MS-CXR is credentialed data).
+    document = mscxr_coco()
+    for image in document["images"]:
+        image["path"] = image["file_name"]
+        image["file_name"] = f"{image['dicom_id']}.png"  # a name that is not where the image lies
+        del image["dicom_id"]
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps(document))
+    from_csv = load_mscxr(write_mscxr(tmp_path / "m.csv")).samples
+    from_json = load_mscxr(path).samples
+    assert [(s.id, s.image) for s in from_json] == [(s.id, s.image) for s in from_csv]
+    assert from_json[0].image == "files/p10/d1.jpg" and from_json[0].extra["dicom_id"] == "d1"
+    document["images"][0]["path"] = ""
+    path.write_text(json.dumps(document))
+    with pytest.raises(DataError, match=r"images\[0\].path"):
+        load_mscxr(path)
+
+
+def test_mscxr_json_float_boxes_are_kept(tmp_path):
+    # The JSON keeps the annotators' float boxes; the CSV rounds them to integers (up to ~1.7 px apart).
+    document = mscxr_coco()
+    document["annotations"][3]["bbox"] = [600.4, 899.6, 800.7, 700.2]
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps(document))
+    sample = next(s for s in load_mscxr(path).samples if s.phrase == "enlarged heart")
+    np.testing.assert_allclose(sample.boxes, [[600.4, 899.6, 1401.1, 1599.8]])
+
+
+CASE_VARIANTS = MSCXR_BOXES + [
+    ("d1", "Pneumonia", "Patchy opacity, right base", 120, 220, 280, 380, "train"),  # case differs only
+    ("d1", "Pneumonia", "patchy  opacity, right base ", 130, 230, 270, 370, "train"),  # spaces differ
+    ("d2", "Cardiomegaly", "Enlarged heart", 610, 910, 790, 690, "test"),
+    ("d3", "Edema", "Mild Edema", 10, 20, 1990, 2480, "val"),
+    ("d2", "Pneumonia", "mild edema", 0, 0, 10, 10, "test"),  # same text on another image: never merged
+]
+
+
+def test_mscxr_phrase_grouping_across_letter_case(tmp_path):
+    path = write_mscxr(tmp_path / "m.csv", rows=mscxr_rows(CASE_VARIANTS))
+    exact = load_mscxr(path)
+    folded = load_mscxr(path, phrase_case="fold")
+    # the synthetic file has 10 rows: 9 samples grouped exactly, 5 with case and spaces folded (docs/datasets.md)
+    assert (len(exact), len(folded)) == (9, 5)
+    patchy = folded.samples[0]
+    assert patchy.phrase == "patchy opacity, right base" and len(patchy.boxes) == 4  # the first row's text
+    assert patchy.id == mscxr_sample_id("d1", "patchy opacity, right base")
+    assert [s.id for s in exact.samples[:1]] == [patchy.id]  # exact ids are unchanged
+    with pytest.raises(ValueError, match="phrase_case"):
+        load_mscxr(path, phrase_case="lower")
+
+
 def test_mscxr_release_folder_picks_newest_csv_then_json(tmp_path):
     with pytest.raises(FileNotFoundError, match="MS_CXR_Local_Alignment_v1.1.0.csv"):
         load_mscxr(tmp_path)

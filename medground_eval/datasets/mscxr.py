@@ -10,10 +10,21 @@ in the order of :data:`RELEASE_FILES`):
 
 - ``MS_CXR_Local_Alignment_v1.1.0.csv`` / ``v1.0.0.csv``: columns :data:`CSV_COLUMNS` (v1.1.0 adds
   ``split``: train / val / test); ``x, y`` top-left corner and ``w, h`` size in pixels of the original image.
-- the COCO-style JSON: ``images`` [{id, file_name, width, height, dicom_id?, split?}],
+- the COCO-style JSON: ``images`` [{id, file_name, path?, width, height, dicom_id?, split?}],
   ``annotations`` [{image_id, bbox [x, y, w, h], category_id, label_text | phrase | caption, split?}],
-  ``categories`` [{id, name}]. ``dicom_id`` defaults to the stem of ``file_name``; the phrase is the first
-  of ``label_text``, ``phrase``, ``caption`` present; ``split`` is the annotation's, else the image's.
+  ``categories`` [{id, name}]. The image is the release's ``path`` (the same MIMIC-CXR path as the CSV's
+  ``path`` column), ``file_name`` only where ``path`` is absent; ``dicom_id`` defaults to the stem of that
+  image; the phrase is the first of ``label_text``, ``phrase``, ``caption`` present; ``split`` is the
+  annotation's, else the image's.
+
+Boxes: the CSV writes integer ``x, y, w, h`` (rounded: up to ~1.7 px from the JSON's floats); the JSON keeps the
+floats. A folder holding both is read from the CSV (:data:`RELEASE_FILES` order), the file most published
+numbers use; name the JSON with ``--annotations`` to score against the floats.
+
+Phrase grouping (``phrase_case``): ``"exact"`` (default) groups rows by their stripped ``label_text`` exactly, so
+two texts differing only in letter case on one image are two samples, as the release lists them; ``"fold"`` groups
+by the case-folded, whitespace-collapsed text (one sample with the union of their boxes; the first row's text is
+the phrase and the id hashes the folded text). docs/datasets.md gives the counts of both on a synthetic file.
 """
 
 from __future__ import annotations
@@ -42,15 +53,23 @@ RELEASE_FILES = (
     "MS_CXR_Local_Alignment_v1.0.0.json",
 )
 PHRASE_KEYS = ("label_text", "phrase", "caption")
+PHRASE_CASES = ("exact", "fold")
 # Fields every box of a sample must share, named as in error messages: image size, image path, category, split.
 CSV_AGREE = ("image_width,image_height", "path", "category_name", "split")
-JSON_AGREE = ("images.width,height", "images.file_name", "categories.name", "split")
+JSON_AGREE = ("images.width,height", "images.path", "categories.name", "split")
 
 
 def mscxr_sample_id(dicom_id: str, label_text: str) -> str:
     """``f"{dicom_id}:{first 12 hex digits of sha256(label_text.strip())}"``."""
     digest = hashlib.sha256(label_text.strip().encode("utf-8")).hexdigest()[:12]
     return f"{dicom_id}:{digest}"
+
+
+def grouping_text(label_text: str, phrase_case: str) -> str:
+    """What rows are grouped by: the stripped text (``"exact"``), or its case-folded form with runs of whitespace
+    collapsed to one space (``"fold"``)."""
+    text = label_text.strip()
+    return text if phrase_case == "exact" else " ".join(text.casefold().split())
 
 
 def release_file(path: str | Path) -> Path:
@@ -79,7 +98,7 @@ def _corner_box(
     return box
 
 
-def _csv_rows(path: Path, groups: SampleGroups) -> bool:
+def _csv_rows(path: Path, groups: SampleGroups, phrases: dict, phrase_case: str) -> bool:
     """Add every CSV row to ``groups``; True when the file has a ``split`` column (v1.1.0)."""
     with path.open(encoding="utf-8-sig", newline="") as handle:
         reader = csv.reader(handle)
@@ -102,7 +121,8 @@ def _csv_rows(path: Path, groups: SampleGroups) -> bool:
                 empty = "dicom_id" if not value["dicom_id"] else "label_text"
                 groups.errors.handle(DataError(path, line, empty, cells[index[empty]], "a non-empty string"))
                 continue
-            key = (value["dicom_id"], value["label_text"])
+            key = (value["dicom_id"], grouping_text(value["label_text"], phrase_case))
+            phrases.setdefault(key, value["label_text"])
             try:
                 size = (
                     parse_size(value["image_width"], path=path, line=line, field="image_width"),
@@ -127,7 +147,7 @@ def _entries(document: dict, name: str, path: Path) -> list:
     return entries
 
 
-def _json_rows(path: Path, groups: SampleGroups) -> bool:
+def _json_rows(path: Path, groups: SampleGroups, phrases: dict, phrase_case: str) -> bool:
     """Add every COCO annotation to ``groups``; True when any annotation or image carries a split."""
     with path.open(encoding="utf-8") as handle:
         try:
@@ -156,9 +176,14 @@ def _json_rows(path: Path, groups: SampleGroups) -> bool:
         except DataError as error:
             errors.handle(error)
             continue
-        dicom_id = image.get("dicom_id") or Path(file_name).stem
+        image_path = image.get("path")
+        if image_path is not None and (not isinstance(image_path, str) or not image_path):
+            errors.handle(DataError(path, None, f"{where}.path", image_path, "a non-empty image path or no path key"))
+            continue
+        image_path = image_path or file_name
+        dicom_id = image.get("dicom_id") or Path(image_path).stem
         split = image.get("split")
-        images[image["id"]] = {"file_name": file_name, "size": size, "dicom_id": str(dicom_id), "split": split}
+        images[image["id"]] = {"path": image_path, "size": size, "dicom_id": str(dicom_id), "split": split}
     categories: dict[object, str] = {}
     for i, category in enumerate(_entries(document, "categories", path)):
         if not isinstance(category, dict) or "id" not in category or not isinstance(category.get("name"), str):
@@ -182,7 +207,8 @@ def _json_rows(path: Path, groups: SampleGroups) -> bool:
             field = f"{where}.{phrase_key or 'label_text'}"
             errors.handle(DataError(path, None, field, phrase, f"a non-empty phrase in one of {list(PHRASE_KEYS)}"))
             continue
-        key = (image["dicom_id"], phrase.strip())
+        key = (image["dicom_id"], grouping_text(phrase, phrase_case))
+        phrases.setdefault(key, phrase.strip())
         try:
             category = categories.get(annotation.get("category_id"))
             if category is None:
@@ -200,33 +226,41 @@ def _json_rows(path: Path, groups: SampleGroups) -> bool:
             groups.reject(key, error, where)
             continue
         has_split = has_split or split is not None
-        agree = dict(zip(JSON_AGREE, (image["size"], image["file_name"], category, split)))
+        agree = dict(zip(JSON_AGREE, (image["size"], image["path"], category, split)))
         groups.add(BoxRow(where, None, key, box, agree))
     return has_split
 
 
 @register_dataset("mscxr")
-def load_mscxr(path: str | Path, *, split: str | None = None, on_error: OnError = "raise") -> LoadedDataset:
+def load_mscxr(
+    path: str | Path, *, split: str | None = None, on_error: OnError = "raise", phrase_case: str = "exact"
+) -> LoadedDataset:
     """Read the MS-CXR release (CSV or COCO JSON; see the module docstring) into one sample per phrase and image.
+
+    ``phrase_case`` (:data:`PHRASE_CASES`) decides whether texts differing only in letter case are one sample.
 
     Boxes of one sample must agree on image size, image path, category and split (error otherwise).
     ``split`` ("train", "val", "test") needs a release with splits (v1.1.0). Under ``on_error="skip"``
     a bad row drops its whole sample; every row left out is listed in ``skipped``.
     """
+    if phrase_case not in PHRASE_CASES:
+        raise ValueError(f"phrase_case={phrase_case!r}; expected one of {', '.join(PHRASE_CASES)}")
     file = release_file(path)
     errors = RowErrors(on_error)
     groups = SampleGroups(file, errors)
     is_json = file.suffix.lower() == ".json"
-    has_split = _json_rows(file, groups) if is_json else _csv_rows(file, groups)
+    phrases: dict[tuple[str, str], str] = {}
+    read = _json_rows if is_json else _csv_rows
+    has_split = read(file, groups, phrases, phrase_case)
     if split is not None and not has_split:
         raise DataError(file, None, "split", split, "a release with a split column (MS-CXR v1.1.0); use split=None")
     samples = []
-    for (dicom_id, phrase), rows in groups:
+    for (dicom_id, grouped), rows in groups:
         image_size, image, category, sample_split = (rows[0].agree[k] for k in (JSON_AGREE if is_json else CSV_AGREE))
         samples.append(
             Sample(
-                id=mscxr_sample_id(dicom_id, phrase),
-                phrase=phrase,
+                id=mscxr_sample_id(dicom_id, grouped),
+                phrase=phrases[(dicom_id, grouped)],
                 boxes=[row.box for row in rows],
                 image_size=image_size,
                 category=category,
