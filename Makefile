@@ -17,6 +17,7 @@ $(VENV)/.core: pyproject.toml
 $(VENV)/.all: $(VENV)/.core
 	$(PIP) torch==2.13.0
 	$(PIP) -e ".[all,dev]"
+	$(PIP) --no-deps lmms-eval==0.7.3  # its modules needed for task loading are in the lmms-eval extra
 	touch $@
 
 demo: $(VENV)/.core

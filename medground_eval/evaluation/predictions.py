@@ -170,6 +170,8 @@ def read_prediction(record: object, task: ReadTask, path: Path | str | None,
     read from (None for a ``pred_boxes`` line, whose boxes the record already holds)."""
     if not isinstance(record, Mapping):
         raise DataError(path, line, None, record, "a JSON object with id and completion (or pred_boxes)")
+    if "id" not in record and "doc_id" in record and "filtered_resps" in record:
+        record = lmms_eval_record(record, path, line)
     sample_id = record.get("id")
     if sample_id is None and task.mscxr_keys and "dicom_id" in record:
         sample_id = _mscxr_key(record, path, line)
@@ -196,6 +198,22 @@ def read_prediction(record: object, task: ReadTask, path: Path | str | None,
     prediction.coords, prediction.count = _pred_boxes(record["pred_boxes"], task.dims, path, line)
     prediction.problems = "" if prediction.count else "no box in pred_boxes"
     return prediction, None
+
+
+def lmms_eval_record(record: Mapping[str, object], path: Path | str | None, line: int) -> dict[str, object]:
+    """A line of lmms-eval's ``samples_<task>.jsonl`` (``doc_id``, ``target``, ``filtered_resps``; lmms-eval 0.7
+    drops the doc) as a prediction record: the id is ``target`` (our lmms-eval tasks' ``doc_to_target`` is the
+    sample id, see :mod:`medground_eval.integrations.lmms_eval`), the completion the one generated text.
+    A line of another task (no string target) or with several texts is an error naming the line."""
+    target = record.get("target")
+    if not isinstance(target, str) or not target:
+        raise DataError(path, line, "target", target, "the sample id (a medground-eval lmms-eval task writes it)")
+    texts = record.get("filtered_resps")
+    while isinstance(texts, list) and len(texts) == 1:
+        texts = texts[0]
+    if not isinstance(texts, str):
+        raise DataError(path, line, "filtered_resps", texts, "one generated text (a generate_until task, repeats 1)")
+    return {"id": target, "completion": texts}
 
 
 def _read_texts(records: list[PredictionRecord], texts: list[str], task: ReadTask) -> None:
