@@ -285,3 +285,39 @@ def test_mscxr_predictions_join_by_dicom_id_and_phrase_and_ids_lists_the_ids(tmp
     assert result.exit_code == 2
     output = flat(result.output)
     assert repr(ids[0]["id"]) in output and "given 'd1'" in output and "'dicom_id' and 'phrase'" in output
+
+
+def test_report_overlays_scale_boxes_to_half_size_copies_and_say_so(tmp_path):
+    from PIL import Image
+
+    from medground_eval.evaluation.report.plots import PRED_COLOR, TRUE_COLOR
+
+    # Annotated on 1400 x 1000 images; the files on disk are 700 x 500 copies (as 512-px MIMIC copies are).
+    truth, preds = [], []
+    for i in range(9):
+        x1 = 100 + 40 * i
+        box = [x1, 200, x1 + 400, 600]
+        truth.append({"id": f"c{i}", "phrase": "opacity", "boxes": [box], "image_size": [1400, 1000],
+                      "image": f"img/c{i}.png"})
+        preds.append({"id": f"c{i}", "pred_boxes": [[box[0], box[1], box[2] + 10 * i, box[3]]]})
+        (tmp_path / "img").mkdir(exist_ok=True)
+        Image.new("L", (700, 500), 0).save(tmp_path / f"img/c{i}.png")
+    gt, pred_file = write_jsonl(tmp_path / "gt.jsonl", truth), write_jsonl(tmp_path / "p.jsonl", preds)
+    result = runner.invoke(app, ["score", str(pred_file), "--dataset", "jsonl", "--annotations", str(gt),
+                                 "--bootstrap", "0", "--report", str(tmp_path / "rep"), "--image-root", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    overlays = sorted((tmp_path / "rep").glob("overlay_*.png"))
+    assert overlays
+    markdown = next((tmp_path / "rep").glob("*.md")).read_text()
+    assert markdown.count("boxes scaled from the annotated 1400 x 1000 to the stored file's 700 x 500") == len(overlays)
+    for path in overlays:
+        with Image.open(path) as image:
+            pixels = np.asarray(image.convert("RGB"))
+        assert pixels.shape == (500, 700, 3)
+        green = np.argwhere((pixels == TRUE_COLOR).all(axis=2))
+        red = np.argwhere((pixels == PRED_COLOR).all(axis=2))
+        assert len(green) and len(red)
+        # Every true box spans y 200-600 annotated = 100-300 stored (outlines drawn inside the edges, the red one over
+        # the green), x within [50, 470]: half the annotated numbers (unscaled it would run off the 500-row file).
+        assert 100 <= green[:, 0].min() <= 104 and 296 <= green[:, 0].max() <= 300
+        assert green[:, 1].min() >= 50 and green[:, 1].max() <= 470

@@ -44,6 +44,8 @@ class SampleView:
       nothing parsed.
     - ``think_boxes``: the 2d-number boxes written inside ``<think>`` (Chain-of-Box steps), in order, converted in
       the same frame as the answer, (R, 2d).
+    - ``image_size``: the annotated image size ``(W, H)`` the boxes refer to (None: unknown, taken as the stored
+      file's); an overlay on a file stored at another size scales the boxes to it.
     """
 
     id: str
@@ -52,6 +54,7 @@ class SampleView:
     true_boxes: np.ndarray
     pred_boxes: np.ndarray
     think_boxes: np.ndarray
+    image_size: tuple[int, ...] | None = None
 
 
 def sample_views(
@@ -92,7 +95,7 @@ def sample_views(
     pred = _to_pixels(answers, convert)
     think = _to_pixels(thinks, convert)
     return {
-        s.id: SampleView(s.id, s.phrase, s.image, s.boxes, pred[i], think[i])
+        s.id: SampleView(s.id, s.phrase, s.image, s.boxes, pred[i], think[i], s.image_size)
         for i, s in enumerate(samples)
     }
 

@@ -103,12 +103,22 @@ def category_plot_height(n_categories: int) -> float:
     return max(FIGURE_SIZE[1], 1.2 + 0.4 * n_categories)
 
 
+def stored_scale(view: SampleView, stored_size: tuple[int, int]) -> tuple[float, float] | None:
+    """``(sx, sy)`` from the annotated image size of ``view`` to a file stored at ``stored_size`` ``(w, h)`` (a 512-px
+    copy of a 2048-px image: 0.25 each), or None when the sizes agree or the annotated size is unknown."""
+    if view.image_size is None or tuple(view.image_size[:2]) == tuple(stored_size):
+        return None
+    return stored_size[0] / view.image_size[0], stored_size[1] / view.image_size[1]
+
+
 def draw_overlay(image_path: Path, view: SampleView, path: Path) -> Path:
     """The image with true (green), predicted (red) and reasoning (orange, numbered) boxes, saved as PNG.
 
-    Outlines are drawn inside each box's edges; the true box's outline is twice as wide as the predicted one's.
-    The image is converted to RGB (16-bit and float images are scaled min-max to 0-255) and downscaled so its longer
-    side is at most :data:`MAX_OVERLAY_SIDE`; boxes are scaled with it. Raises ``ValueError`` for 3D boxes.
+    Boxes are in the annotated image's pixels; on a file stored at another size they are scaled to it per axis
+    (:func:`stored_scale`). Outlines are drawn inside each box's edges; the true box's outline is twice as wide as
+    the predicted one's. The image is converted to RGB (16-bit and float images are scaled min-max to 0-255) and
+    downscaled so its longer side is at most :data:`MAX_OVERLAY_SIDE`; boxes are scaled with it. Raises
+    ``ValueError`` for 3D boxes.
     """
     from PIL import Image, ImageDraw
 
@@ -116,9 +126,11 @@ def draw_overlay(image_path: Path, view: SampleView, path: Path) -> Path:
         raise ValueError(f"sample {view.id!r}: overlays are 2D only, got boxes with {view.true_boxes.shape[1]} numbers")
     with Image.open(image_path) as opened:
         image = _to_rgb(opened)
-    scale = min(1.0, MAX_OVERLAY_SIDE / max(image.size))
-    if scale < 1.0:
-        image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))))
+    sx, sy = stored_scale(view, image.size) or (1.0, 1.0)
+    shrink = min(1.0, MAX_OVERLAY_SIDE / max(image.size))
+    if shrink < 1.0:
+        image = image.resize((max(1, round(image.width * shrink)), max(1, round(image.height * shrink))))
+    scale = np.array([sx, sy, sx, sy]) * shrink
     draw = ImageDraw.Draw(image)
     width = max(2, round(max(image.size) / 256))
     for step, box in enumerate(view.think_boxes * scale, start=1):

@@ -38,7 +38,7 @@ from medground_eval.evaluation.report.data import (
     _prediction_lines,
 )
 from medground_eval.evaluation.report.plots import (
-    draw_overlay, plot_accuracy_curve, plot_categories, plot_iou_histogram,
+    draw_overlay, plot_accuracy_curve, plot_categories, plot_iou_histogram, stored_scale,
 )
 from medground_eval.evaluation.scorer import join_notes
 from medground_eval.metrics import GroundingReport, SampleScores
@@ -233,9 +233,21 @@ def _overlays(
                 continue
             name = f"overlay_{group}_{k}.png"
             images.append(draw_overlay(image_root / view.image, view, out / name))
-            caption = f"{sample_id}: \"{view.phrase}\", IoU {iou[sample_id]:.3f}"
+            caption = f"{sample_id}: \"{view.phrase}\", IoU {iou[sample_id]:.3f}" + _scaled_note(image_root, view)
             blocks.append(("image", name, f"overlay of {sample_id}", caption))
     return blocks, images, skipped
+
+
+def _scaled_note(image_root: Path, view: SampleView) -> str:
+    """The caption's note when the stored file is not the annotated size (the boxes were scaled to it)."""
+    from PIL import Image
+
+    with Image.open(image_root / view.image) as opened:
+        stored = opened.size
+    if stored_scale(view, stored) is None:
+        return ""
+    w, h = view.image_size[:2]
+    return f" (boxes scaled from the annotated {w} x {h} to the stored file's {stored[0]} x {stored[1]})"
 
 
 def _overlay_problem(view: SampleView | None, image_root: Path) -> str | None:
