@@ -139,14 +139,36 @@ def test_gemini_answers_score_iou_one_under_their_preset(tmp_path):
     assert metrics["miou"] < 0.6 and "fit frame gemini clearly better" in flat(wrong.output)
 
 
-def test_paligemma_boxes_score_iou_one_under_their_preset(tmp_path):
+def test_paligemma_loc_tokens_score_iou_one_under_their_preset(tmp_path):
+    # PaliGemma writes <locYYYY><locXXXX><locYYYY><locXXXX> label: y first, v / 1024 of the side (big_vision).
     truth = synthetic_truth()
-    lines = [{"id": row["id"], "frame": "paligemma",
-              "pred_boxes": get_frame("paligemma").from_pixels(row["boxes"], row["image_size"]).tolist()}
-             for row in truth]
-    result, metrics = score(tmp_path, lines, truth=truth)
+    lines = []
+    for row in truth:
+        w, h = row["image_size"]
+        row["boxes"] = [[w / 8, h / 4, w / 2, 3 * h / 4]]  # on the 1024-bin grid, so the tokens are exact
+        y1, x1, y2, x2 = (int(v) for v in get_frame("paligemma").from_pixels(row["boxes"], (w, h))[0])
+        lines.append({"id": row["id"], "completion": f"<loc{y1:04d}><loc{x1:04d}><loc{y2:04d}><loc{x2:04d}> effusion"})
+    result, metrics = score(tmp_path, lines, "--answer-tag", "optional", "--frame", "paligemma", truth=truth)
     assert result.exit_code == 0, result.output
-    assert metrics["miou"] == pytest.approx(1.0)
+    assert metrics["miou"] == pytest.approx(1.0) and metrics["config"]["frames_used"] == {"paligemma": N}
+    # Under an x-first frame the same answers carry a problem naming the y-first presets (and still score).
+    per_sample = tmp_path / "s.csv"
+    wrong, _ = score(tmp_path, lines, "--answer-tag", "optional", "--frame", "norm1000", "--per-sample",
+                     str(per_sample), truth=truth)
+    assert wrong.exit_code == 0
+    assert "box written y first" in per_sample.read_text() and "paligemma" in per_sample.read_text()
+
+
+def test_florence_loc_tokens_score_under_their_preset(tmp_path):
+    # Florence-2 writes label<loc_X1><loc_Y1><loc_X2><loc_Y2>, x first, 1000 bins dequantized at the bin centre.
+    truth = synthetic_truth()
+    lines = []
+    for row in truth:
+        x1, y1, x2, y2 = (int(round(v)) for v in get_frame("florence-2").from_pixels(row["boxes"], row["image_size"])[0])
+        lines.append({"id": row["id"], "completion": f"effusion<loc_{x1}><loc_{y1}><loc_{x2}><loc_{y2}>"})
+    result, metrics = score(tmp_path, lines, "--answer-tag", "optional", "--frame", "florence-2", truth=truth)
+    assert result.exit_code == 0, result.output
+    assert metrics["miou"] > 0.98  # one bin (< 3 px here) of quantization
 
 
 def test_id_mismatch_exits_2_with_expected_and_given_ids(tmp_path):

@@ -236,7 +236,21 @@ def _read_texts(records: list[PredictionRecord], texts: list[str], task: ReadTas
         # strict_format means "no problem" (parsing.py); the others' reasons are in the batch's one parse.
         if not strict:
             record.problems = "; ".join(batch.problems(i))
+        if count and not batch.canonical[i]:  # the fast path reads x-first dialects only
+            mismatch = axes_problem(batch.completion(i).answer_boxes, record.frame)
+            if mismatch:
+                record.problems = f"{record.problems}; {mismatch}" if record.problems else mismatch
         offset = end
+
+
+def axes_problem(boxes: Iterable[object], frame: str) -> str | None:
+    """The problem of answer boxes whose dialect writes y first (Gemini ``box_2d``, PaliGemma ``<locYYYY>``;
+    ``ParsedBox.axes == "yx"``) scored under an x-first frame, which would read them as x, y: their boxes still
+    score (in the frame given), and the problem names the presets that read them right. None otherwise."""
+    if get_frame(frame).axes == "yx" or not any(getattr(box, "axes", "xy") == "yx" for box in boxes):
+        return None
+    return (f"box written y first ([y1, x1, y2, x2]: Gemini box_2d or PaliGemma loc tokens) scored in the x-first "
+            f"frame {frame!r}: use --frame gemini (0-1000) or paligemma (loc tokens)")
 
 
 def read_block(records: Iterable[tuple[int, object]], task: ReadTask, path: Path | str | None) -> list[Line]:
