@@ -15,7 +15,6 @@ Each non-blank line is a JSON object::
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from medground_eval.datasets._rows import box_problem, filter_split, parse_size
-from medground_eval.validation import is_number
 from medground_eval.datasets.base import DataError, LoadedDataset, OnError, RowErrors, register_dataset
 from medground_eval.structures import Sample
+from medground_eval.validation import is_number
 
 KNOWN_FIELDS = ("id", "phrase", "boxes", "image_size", "category", "image", "split")
 

@@ -32,9 +32,9 @@ after ``</think>`` (or the whole text) as :func:`~medground_eval.parsing.parse_c
 The path from completion to pixels is the one of the rewards: :func:`medground_eval.regions.parse_batch` (with its
 canonical Qwen2.5-VL fast path) and :func:`medground_eval.regions.boxes_to_pixels`. The work is split by job:
 :mod:`~medground_eval.evaluation.predictions` reads and validates lines (each completion parsed once),
-:mod:`~medground_eval.evaluation.join` joins predictions with the ground truth, :mod:`~medground_eval.evaluation.overlaps`
-computes the per-sample scores under the run's :class:`~medground_eval.evaluation.compat.ScoringRules`, and
-:mod:`~medground_eval.evaluation.result` holds the result; this module checks the options and wires them together.
+:mod:`~medground_eval.evaluation.join` joins predictions with the ground truth,
+:mod:`~medground_eval.evaluation.overlaps` computes the per-sample scores under the run's
+:class:`~medground_eval.evaluation.compat.ScoringRules`, and :mod:`~medground_eval.evaluation.result` holds the result; this module checks the options and wires them together.
 """
 
 from __future__ import annotations
@@ -108,7 +108,8 @@ def _anatomy(truth: TruthTable, scored: ScoredSamples, convention: str) -> Later
     left_on_right = np.array([sample_left_on_right(truth.orientation.get(i), convention) for i in range(len(truth.ids))]
                              if truth.orientation else [convention_name(convention) == "radiological"], dtype=bool)
     return laterality_columns(
-        truth.phrases, scored.pred_flat, scored.pred_counts, np.asarray(truth.flat, dtype=np.float64).reshape(-1, width),
+        truth.phrases, scored.pred_flat, scored.pred_counts,
+        np.asarray(truth.flat, dtype=np.float64).reshape(-1, width),
         np.asarray(truth.counts, dtype=np.int64), scored.image_sizes, left_on_right=left_on_right,
         categories=truth.categories,
     )
