@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from workload import make_workload, write_images  # noqa: E402
 
-from medground_eval.rewards import SpatialReward, format_reward  # noqa: E402
+from medground_eval.rewards import SpatialReward, SpatialSemanticReward, format_reward  # noqa: E402
 
 PEER_FORMAT = re.compile(r"<think>.*?</think>\s*<answer>.*?\{.*\[\d+,\s*\d+,\s*\d+,\s*\d+\].*\}.*?</answer>", re.DOTALL)
 PEER_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
@@ -154,12 +154,15 @@ def main() -> int:
     work = make_workload(n, "qwen2.5-vl")
     columns = work.columns
     spatial = SpatialReward(frame=work.frame)
+    both = SpatialSemanticReward(weights=(1.0, 1.0, 0.0), anatomy_weight=0.0, frame=work.frame, encoder="lexical")
     with tempfile.TemporaryDirectory() as tmp:
         images = write_images(Path(tmp), work.image_size)
         timings = {
             "ours: format_reward + spatial_reward (two TRL reward functions)":
                 lambda: (format_reward(work.completions), spatial(work.completions, **columns)),
             "ours, chat messages": lambda: (format_reward(work.chats), spatial(work.chats, **columns)),
+            "ours: one call, SpatialSemanticReward(weights=(1, 1, 0), anatomy_weight=0) (one parse)":
+                lambda: both(work.completions, **columns),
             "VLM-R1 regex format + first-box IoU": lambda: vlm_r1_rewards(work.completions, work.solution),
             "VLM-R1, with its per-completion image open":
                 lambda: vlm_r1_rewards(work.completions, work.solution, images),
