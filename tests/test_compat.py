@@ -105,7 +105,7 @@ def wrap(answer: str) -> str:
 ])
 def test_default_and_compat_disagree(completion, default, compat, why):
     assert acc(completion) == default, why
-    assert acc(completion, compat="vlm-r1") == compat, why
+    assert acc(completion, compat="medground-r1") == compat, why
 
 
 def test_compat_ignores_frames_and_clipping():
@@ -113,10 +113,10 @@ def test_compat_ignores_frames_and_clipping():
     completion = wrap('{"bbox_2d": [0, 0, 100, 100]}')
     truth = LoadedDataset("jsonl", [Sample(id="s", phrase="p", boxes=[[0, 0, 200, 200]], image_size=(2000, 2000))])
     ours = score_predictions([{"id": "s", "completion": completion}], truth, frame="norm1000", n_bootstrap=0)
-    theirs = score_predictions([{"id": "s", "completion": completion}], truth, compat="vlm-r1", n_bootstrap=0)
+    theirs = score_predictions([{"id": "s", "completion": completion}], truth, compat="medground-r1", n_bootstrap=0)
     assert ours.report.miou == 1.0 and theirs.report.miou == pytest.approx(0.25)
     past_edge = score_predictions([{"id": "s", "completion": wrap('{"bbox_2d": [0, 0, 2400, 2400]}')}], truth,
-                                  compat="vlm-r1", n_bootstrap=0)
+                                  compat="medground-r1", n_bootstrap=0)
     assert past_edge.report.out_of_frame_rate == 1.0  # flagged, not clipped
     assert past_edge.per_sample.iou[0] == pytest.approx(their_iou([0, 0, 2400, 2400], [0, 0, 200, 200]))
 
@@ -125,29 +125,29 @@ def test_one_pixel_overlap_counts_zero_in_their_iou():
     truth = LoadedDataset("jsonl", [Sample(id="s", phrase="p", boxes=[[0, 0, 10, 10]], image_size=(100, 100))])
     records = [{"id": "s", "completion": wrap('{"bbox_2d": [9, 0, 10, 10]}')}]
     assert score_predictions(records, truth, n_bootstrap=0).per_sample.iou[0] == pytest.approx(0.1)
-    assert score_predictions(records, truth, compat="vlm-r1", n_bootstrap=0).per_sample.iou[0] == 0.0
+    assert score_predictions(records, truth, compat="medground-r1", n_bootstrap=0).per_sample.iou[0] == 0.0
 
 
 def test_report_states_the_preset_and_rejects_what_it_cannot_do():
-    result = score_predictions([{"id": "s", "completion": wrap("x")}], TRUTH, compat="vlm-r1", n_bootstrap=0)
-    assert result.config["compat"] == "vlm-r1" and result.config["inclusive"] is False
-    assert result.config["parse_rules"] == get_compat("vlm-r1").parse_rules
+    result = score_predictions([{"id": "s", "completion": wrap("x")}], TRUTH, compat="medground-r1", n_bootstrap=0)
+    assert result.config["compat"] == "medground-r1" and result.config["inclusive"] is False
+    assert result.config["parse_rules"] == get_compat("medground-r1").parse_rules
     assert result.problems == ["vlm-r1: no {...[int, int, int, int]...} in the answer"]
     with pytest.raises(ValueError, match="unknown compat preset 'vlm-r2'"):
         get_compat("vlm-r2")
     with pytest.raises(ValueError, match="raw coordinates"):
-        score_predictions([], TRUTH, compat="vlm-r1", frame="norm1000")
+        score_predictions([], TRUTH, compat="medground-r1", frame="norm1000")
     with pytest.raises(DataError, match=r"<records>:1: field 'pred_boxes'"):
-        score_predictions([{"id": "s", "pred_boxes": [0, 0, 1, 1]}], TRUTH, compat="vlm-r1")
+        score_predictions([{"id": "s", "pred_boxes": [0, 0, 1, 1]}], TRUTH, compat="medground-r1")
     with pytest.raises(DataError, match=r"<records>:1: field 'frame' = 'norm1000': expected 'pixel' under --compat"):
-        score_predictions([{"id": "s", "completion": "x", "frame": "norm1000"}], TRUTH, compat="vlm-r1")
+        score_predictions([{"id": "s", "completion": "x", "frame": "norm1000"}], TRUTH, compat="medground-r1")
 
 
 def test_multi_box_truth_is_compared_as_its_enclosing_box():
     truth = LoadedDataset("jsonl", [Sample(id="s", phrase="p", boxes=[[0, 0, 10, 10], [90, 90, 100, 100]],
                                            image_size=(100, 100))])
     result = score_predictions([{"id": "s", "completion": wrap('{"bbox_2d": [0, 0, 100, 100]}')}], truth,
-                               compat="vlm-r1", n_bootstrap=0)
+                               compat="medground-r1", n_bootstrap=0)
     assert result.per_sample.iou[0] == 1.0
 
 
@@ -156,7 +156,7 @@ def test_compat_misses_and_parse_failures_pool_the_same_enclosing_area():
     boxes = [[0, 0, 10, 10], [90, 90, 100, 100]]  # union 200, enclosing box 10,000
     truth = LoadedDataset("jsonl", [Sample(id="a", phrase="p", boxes=boxes, image_size=(100, 100)),
                                     Sample(id="b", phrase="p", boxes=boxes, image_size=(100, 100))])
-    result = score_predictions([{"id": "a", "completion": wrap("no box")}], truth, compat="vlm-r1", n_bootstrap=0)
+    result = score_predictions([{"id": "a", "completion": wrap("no box")}], truth, compat="medground-r1", n_bootstrap=0)
     assert result.config["missing_predictions"] == 1
     assert result.per_sample.union.tolist() == [10_000.0, 10_000.0]
     ours = score_predictions([{"id": "a", "completion": wrap("no box")}], truth, n_bootstrap=0)

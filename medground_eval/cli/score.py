@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from medground_eval.evaluation.compat import RENAMED_NOTICE
 from medground_eval.cli import app
 from medground_eval.cli.frame_options import (
     MaxPixelsOption,
@@ -111,7 +112,8 @@ def score_command(
     view: Annotated[str, typer.Option(help="m3d-refseg target: volume (3D boxes), slice (the 2D box on the slice "
                                            "with the most region voxels) or projection (the box projected along "
                                            "z).")] = "volume",
-    compat: Annotated[str | None, typer.Option(help="Score as a published script does: vlm-r1.")] = None,
+    compat: Annotated[str | None, typer.Option(help="Score as a published script does: vlm-r1 (today's VLM-R1), "
+                                                    "medground-r1, lmms-eval (docs/metrics.md).")] = None,
     answer_tag: Annotated[str, typer.Option(help=ANSWER_TAG_HELP)] = "required",
     convention: Annotated[str, typer.Option(help=CONVENTION_HELP)] = "radiological",
     output: Annotated[Path | None, typer.Option(help="Write the metrics JSON here.")] = None,
@@ -154,6 +156,8 @@ def score_command(
                    "(the report's plots and tables work without it)", err=True)
         raise typer.Exit(1)
     run_frame = cli_frame(frame, model, processor, min_pixels, max_pixels)
+    if compat in RENAMED_NOTICE:
+        typer.echo(RENAMED_NOTICE[compat], err=True)
     options = dict(dataset=dataset, annotations=annotations, split=split, frame=run_frame, compat=compat,
                    on_error=on_error, thresholds=_thresholds(thresholds), inclusive=inclusive,
                    n_bootstrap=bootstrap, seed=seed, view=view, answer_tag=answer_tag, convention=convention)

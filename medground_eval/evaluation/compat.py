@@ -40,6 +40,7 @@ a zero (or negative) union, which raises ZeroDivisionError there, scores IoU 0; 
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -83,6 +84,8 @@ class ScoringRules:
     - ``overlap``: None: continuous region overlap (:func:`medground_eval.boxes.region_overlap_columns`); else the
       preset's paired one-box arithmetic (:data:`Overlap`), a parse failure scored as ``failure_box``.
     - ``inclusive``: the hit rule (IoU >= t when True, > t when False); None: the run's ``inclusive`` option.
+    - ``rescale``: with ``raw_coordinates``, ``"resized"`` multiplies each answer by image / model input per axis
+      (VLM-R1's ``resize_bbox``; input = ``smart_resize`` of the image), still unclipped; ``"none"``: as written.
     - ``parse_rules`` / ``source``: what the run records in ``config`` (``source``: the script and its commit).
     """
 
@@ -95,6 +98,7 @@ class ScoringRules:
     overlap: Overlap | None = None
     failure_box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
     inclusive: bool | None = None
+    rescale: Literal["none", "resized"] = "none"
 
     @property
     def own_parser(self) -> bool:
@@ -161,7 +165,7 @@ def enclosing_box(boxes: np.ndarray) -> np.ndarray:
 DEFAULT_RULES = ScoringRules(name=None, parse_rules=DEFAULT_PARSE_RULES, source="medground-eval")
 """The rules of a run without ``compat``: our parser, frames and clipping, union regions, the run's hit rule."""
 
-VLM_R1 = ScoringRules(
+_VLM_R1_RAW = ScoringRules(
     name="vlm-r1",
     parse_rules=(
         "vlm-r1: first <answer>(.*?)</answer>; box = the 4 unsigned integers matched by "
@@ -180,10 +184,89 @@ VLM_R1 = ScoringRules(
     inclusive=False,
 )
 
+MEDGROUND_R1 = dataclasses.replace(
+    _VLM_R1_RAW,
+    name="medground-r1",
+    parse_rules=_VLM_R1_RAW.parse_rules.replace("vlm-r1:", "medground-r1:", 1),
+    source=(
+        "bio-mlhui/MedGround-R1 evaluation (VLM-R1's src/eval/test_rec_r1.py before om-ai-lab/VLM-R1 commit 00755a2, "
+        "2025-06-26: raw coordinates, no resize_bbox); open-r1-multimodal/src/open_r1/grpo_rec.py"
+    ),
+)
+"""The MedGround-R1 fork's evaluation: the rules ``vlm-r1`` has meant so far (raw coordinates, greedy ``{...[int x4]
+...}``, the -1/+1 IoU, hit when IoU > 0.5). VLM-R1's own script rescales since commit 00755a2 (2025-06-26)."""
+
+VLM_R1 = dataclasses.replace(
+    _VLM_R1_RAW,
+    parse_rules=_VLM_R1_RAW.parse_rules.replace(
+        "raw coordinates (no frame, no clipping)",
+        "answer rescaled from the model's resized input (smart_resize of the image, Qwen2.5-VL default pixel "
+        "limits) to original pixels by resize_bbox, no clipping",
+    ),
+    source="om-ai-lab/VLM-R1 src/eval/test_rec_r1.py since commit 00755a2 (2025-06-26): extract_bbox_answer, "
+           "resize_bbox (input = image_grid_thw * 14), iou, > 0.5",
+    rescale="resized",
+)
+"""Today's VLM-R1 REC evaluation: MedGround-R1's rules plus ``resize_bbox`` before the IoU. Until issue 14 this name
+meant :data:`MEDGROUND_R1`; ``score`` prints a notice when it is used."""
+
+RENAMED_NOTICE = {
+    "vlm-r1": "note: --compat vlm-r1 now follows VLM-R1's current src/eval/test_rec_r1.py (answers rescaled from the "
+              "model's resized input, commit 00755a2, 2025-06-26); the raw-coordinate protocol it meant before is "
+              "--compat medground-r1",
+}
+"""A one-line notice printed when a preset whose meaning changed is used."""
+
+LMMS_EVAL_BOX = re.compile(
+    r"\[\s*(-?\d+(?:\.\d+)?),\s*(-?\d+(?:\.\d+)?),\s*(-?\d+(?:\.\d+)?),\s*(-?\d+(?:\.\d+)?)\s*\]"
+)
+"""``parse_float_sequence_within`` of lmms-eval's ``lmms_eval/tasks/refcoco/utils_rec.py`` (0.7.3)."""
+
+
+def lmms_eval_read(text: str) -> Extraction:
+    """lmms-eval refcoco ``bbox_rec``'s reading: the first ``[a, b, c, d]`` of signed decimals anywhere in the text
+    (no tags); none: their ``[0, 0, 0, 0]``, which their Center_ACC still tests (it is returned as the box, and the
+    reason is kept for the per-sample report)."""
+    match = LMMS_EVAL_BOX.search(text)
+    if match is None:
+        return (0.0, 0.0, 0.0, 0.0), "lmms-eval: no [x1, y1, x2, y2] in the completion (scored as [0, 0, 0, 0])"
+    return tuple(float(match.group(i)) for i in range(1, 5)), ""
+
+
+def lmms_eval_overlap(pred: np.ndarray, true: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """lmms-eval refcoco ``compute_iou``'s intersection and union for paired (n, 4) boxes: continuous,
+    ``max(0, w) * max(0, h)`` of the overlap, ``union = area(a) + area(b) - inter`` with signed areas (a swapped box
+    has a negative area there; a union <= 0, a ZeroDivisionError or a negative IoU there, scores 0 here)."""
+    pred = np.asarray(pred, dtype=np.float64).reshape(-1, 4)
+    true = np.asarray(true, dtype=np.float64).reshape(-1, 4)
+    width = np.maximum(0.0, np.minimum(pred[:, 2], true[:, 2]) - np.maximum(pred[:, 0], true[:, 0]))
+    height = np.maximum(0.0, np.minimum(pred[:, 3], true[:, 3]) - np.maximum(pred[:, 1], true[:, 1]))
+    inter = width * height
+    area_pred = (pred[:, 2] - pred[:, 0]) * (pred[:, 3] - pred[:, 1])
+    area_true = (true[:, 2] - true[:, 0]) * (true[:, 3] - true[:, 1])
+    return inter, area_pred + area_true - inter
+
+
+LMMS_EVAL = ScoringRules(
+    name="lmms-eval",
+    parse_rules=(
+        "lmms-eval: the first [a, b, c, d] of signed decimals anywhere in the completion (no tags), else [0, 0, 0, 0] "
+        "(still scored, also by the centre test); raw coordinates (the ground truth's own units); continuous IoU; "
+        "Acc@t with IoU >= t; centre accuracy = pointing (centre of the box within the truth, inclusive); "
+        "multi-box ground truth compared as its enclosing box"
+    ),
+    source="EvolvingLMMs-Lab/lmms-eval lmms_eval/tasks/refcoco/utils_rec.py (bbox_rec; 0.7.3, commit 75571cf)",
+    extract=lmms_eval_read,
+    raw_coordinates=True,
+    truth_region="enclosing",
+    overlap=lmms_eval_overlap,
+    inclusive=True,
+)
+
 CompatPreset = ScoringRules
 """The former name of :class:`ScoringRules` (a compat preset is a rules value)."""
 
-COMPAT_PRESETS: dict[str, ScoringRules] = {VLM_R1.name: VLM_R1}
+COMPAT_PRESETS: dict[str, ScoringRules] = {p.name: p for p in (VLM_R1, MEDGROUND_R1, LMMS_EVAL)}
 
 
 def get_compat(name: str) -> ScoringRules:

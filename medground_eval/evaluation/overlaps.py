@@ -116,7 +116,10 @@ def _score_matched(truth: TruthTable, preds: PredictionTable, rows: np.ndarray, 
         line_sizes = np.asarray([s if s is not None else [np.nan] * dims for s in preds.image_sizes],
                                 dtype=np.float64).reshape(k, dims)
         row_sizes = np.where(np.isnan(row_sizes), line_sizes, row_sizes)
-    if rules.raw_coordinates:
+    if rules.raw_coordinates and rules.rescale == "resized":
+        converted = _resized_to_image(flat, counts, row_sizes)
+        out = _outside_raw(converted, counts, row_sizes, dims)
+    elif rules.raw_coordinates:
         converted, out = flat, _outside_raw(flat, counts, row_sizes, dims)
     else:
         converted, out = _to_pixels(truth, preds, flat, counts, row_sizes, dims)
@@ -140,6 +143,25 @@ def _score_matched(truth: TruthTable, preds: PredictionTable, rows: np.ndarray, 
     union = np.where(union > 0, union, 0.0)
     inter = np.where(union > 0, inter, 0.0)
     return iou, inter, union, pointing, failed, out, converted, row_sizes
+
+
+def _resized_to_image(flat: np.ndarray, counts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """VLM-R1's ``resize_bbox``: each (x, y) of a 2D box times ``image / input`` per axis, the input being
+    :func:`medground_eval.frames.smart_resize` of the image (Qwen2.5-VL's default pixel limits), no clipping."""
+    from medground_eval.frames import smart_resize
+
+    owner = np.repeat(np.arange(len(counts)), counts)
+    box_sizes = sizes[owner]
+    if np.isnan(box_sizes).any():
+        raise ValueError("the preset rescales answers from the model's resized input: every sample needs its "
+                         "image size")
+    scale = np.empty_like(box_sizes)
+    for size in np.unique(box_sizes, axis=0):
+        width, height = int(size[0]), int(size[1])
+        input_height, input_width = smart_resize(height, width)
+        rows = (box_sizes == size).all(axis=1)
+        scale[rows] = [width / input_width, height / input_height]
+    return flat * np.hstack([scale, scale])
 
 
 def _outside_raw(flat: np.ndarray, counts: np.ndarray, sizes: np.ndarray, dims: int) -> np.ndarray:
