@@ -15,12 +15,11 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("lmms_eval")
-from lmms_eval.api.model import lmms  # noqa: E402
+from lmms_eval.api.model import lmms
+from PIL import Image
 
-from PIL import Image  # noqa: E402
-
-from medground_eval.datasets.mscxr import load_mscxr  # noqa: E402
-from medground_eval.integrations.lmms_eval import write_task_folder  # noqa: E402
+from medground_eval.datasets.mscxr import load_mscxr
+from medground_eval.integrations.lmms_eval import write_task_folder
 
 HEADER = ["dicom_id", "category_name", "label_text", "path", "x", "y", "w", "h", "image_width", "image_height"]
 ROWS = [  # synthetic rows with the MS-CXR schema (never real MS-CXR rows)
@@ -70,11 +69,10 @@ class FakeModel(lmms):
 
 
 def test_lmms_eval_loads_and_scores_our_task(task_folder, tmp_path, monkeypatch):
+    import lmms_eval.evaluator
     from lmms_eval.evaluator import simple_evaluate
     from lmms_eval.loggers import EvaluationTracker
     from lmms_eval.tasks import TaskManager
-
-    import lmms_eval.evaluator
 
     folder, samples = task_folder
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf_cache"))

@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 
-from medground_eval.evaluation.compat import RENAMED_NOTICE
 from medground_eval.cli import app
 from medground_eval.cli.frame_options import (
     MaxPixelsOption,
@@ -17,6 +16,7 @@ from medground_eval.cli.frame_options import (
     ProcessorOption,
     cli_frame,
 )
+from medground_eval.evaluation.compat import RENAMED_NOTICE
 
 PROGRESS_MIN_BYTES = 50 * 1024 * 1024
 """Prediction files at least this large get a progress bar."""
