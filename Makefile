@@ -8,6 +8,12 @@ export TRANSFORMERS_OFFLINE := 1
 
 .PHONY: demo test bench learn clean
 
+# The engines' own code for the adapter tests (tests/test_engine_code.py): openrlhf and verl without their GPU
+# dependencies, plus only what their argument parsing, config (Hydra), reward loaders and reward managers import.
+# Exact pins: none of them changes a package .all installed (checked with pip install --dry-run).
+ENGINE_DEPS := hydra-core==1.3.8 omegaconf==2.3.1 codetiming==1.4.0 aiohttp==3.14.5 pylatexenc==2.11 ray==2.55.0
+ENGINE_NODEPS := openrlhf==0.11.2 verl==0.9.1 tensordict==0.10.0 pyvers==0.1.0 orjson==3.13.0
+
 $(VENV)/.core: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) -e .
@@ -20,11 +26,17 @@ $(VENV)/.all: $(VENV)/.core
 	$(PIP) --no-deps lmms-eval==0.7.3  # its modules needed for task loading are in the lmms-eval extra
 	touch $@
 
+$(VENV)/.engines: $(VENV)/.all
+	$(PIP) $(ENGINE_DEPS)
+	$(PIP) --no-deps $(ENGINE_NODEPS)
+	touch $@
+
 demo: $(VENV)/.core
 	$(VENV)/bin/medground-eval demo
 
-test: $(VENV)/.all
-	$(PY) -m pytest -q -n 2
+# MEDGROUND_REQUIRE_ENGINES: a missing engine fails its tests instead of skipping them (tests/engine_code.py).
+test: $(VENV)/.engines
+	MEDGROUND_REQUIRE_ENGINES=1 $(PY) -m pytest -q -n 2
 
 # synth -> tiny model -> SFT -> GRPO -> held-out table (docs/training.md); CPU, one torch thread, about 20 minutes.
 learn: $(VENV)/.all

@@ -80,7 +80,9 @@ def test_verl_parquet_schema(annotations, images, tmp_path):
     second = rows[1]
     assert second["data_source"] == "medground/jsonl"
     assert second["prompt"] == [{"role": "user", "content": "<image>" + render_prompt("cardiomegaly")}]
-    assert second["images"] == [{"image": "imgs/p2.png"}]
+    # the frame's pixel limits beside the image: qwen_vl_utils.fetch_image (run by verl before the processor)
+    # resizes to the processor's own size once
+    assert second["images"] == [{"image": "imgs/p2.png", "min_pixels": 3136, "max_pixels": 12845056}]
     assert second["reward_model"]["style"] == "rule"
     assert read_label(second["reward_model"]["ground_truth"]) == expected_label(ROWS[1])
     assert second["extra_info"] == {"split": "train", "index": 1, "id": "p2",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 from concurrent.futures import ThreadPoolExecutor
@@ -22,9 +23,10 @@ from medground_eval.integrations.engines import (
     load_reward,
     reward_from_env,
 )
-from medground_eval.integrations.labels import LabelError, label_columns, read_label, sample_label
+from medground_eval.integrations.labels import BrokenLabel, LabelError, label_columns, read_label, sample_label
 from medground_eval.integrations.openrlhf import response_text
 from medground_eval.integrations.options import TrainOptions
+from medground_eval.integrations.reward_config import load_engine_reward
 from medground_eval.structures import Sample
 
 COMPLETIONS = [
@@ -55,7 +57,9 @@ def qwen_query(completion: str, pads: int) -> tuple[str, str]:
 
 
 def core(reward: SpatialSemanticReward, completions=COMPLETIONS, labels=LABELS):
-    return reward.breakdown(completions, **label_columns([read_label(label) for label in labels]))
+    """The core breakdown with its total as the adapters hand it to the engines: divided by ``max_total``."""
+    breakdown = reward.breakdown(completions, **label_columns([read_label(label) for label in labels]))
+    return dataclasses.replace(breakdown, total=breakdown.total / reward.max_total)
 
 
 @pytest.fixture
@@ -106,7 +110,7 @@ def test_openrlhf_reward_file_in_threads(lexical_config):
 def test_openrlhf_broken_label_raises(lexical_config):
     module = load_openrlhf_file()
     query, prompt = qwen_query(COMPLETIONS[0], pads=5)
-    with pytest.raises(LabelError, match="'solution'"):
+    with pytest.raises(BrokenLabel, match="'solution'"):  # past OpenRLHF's `except Exception` (test_engine_code.py)
         module.reward_func([query], [prompt], [json.dumps({"phrase": "x", "solution": [[5, 5, 1, 1]]})])
 
 
@@ -160,14 +164,14 @@ def test_easyr1_batch_call_matches_core(lexical_config):
     out = easyr1.compute_score(inputs)
     assert [o["overall"] for o in out] == pytest.approx(expected.total.tolist(), abs=1e-6)
     assert [o["iou"] for o in out] == pytest.approx(expected.iou.tolist(), abs=1e-6)
-    with pytest.raises(TypeError, match="reward_type=batch"):
+    with pytest.raises(TypeError, match="REWARD_TYPE = 'batch'"):
         easyr1.compute_score(inputs[0])
 
 
 def test_default_config_uses_minilm(monkeypatch):
     monkeypatch.delenv(REWARD_CONFIG_ENV, raising=False)
     reward = reward_from_env()
-    assert reward is reward_from_env()
+    assert reward is reward_from_env() and reward.normalize
     expected = core(SpatialSemanticReward(), COMPLETIONS[:2], LABELS[:2])
     outs = [verl.compute_score(data_source="x", solution_str=c, ground_truth=l) for c, l in zip(COMPLETIONS, LABELS[:2])]
     assert [o["score"] for o in outs] == pytest.approx(expected.total.tolist(), abs=1e-5)
@@ -242,25 +246,31 @@ def write_jsonl_dataset(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("backend", ["openrlhf", "verl"])
+@pytest.mark.parametrize("backend", ["openrlhf", "verl", "easyr1"])
 def test_launch_dry_run_prints_command_and_writes_nothing(backend, tmp_path, capsys):
     options = TrainOptions(model="Qwen/Qwen2.5-VL-3B-Instruct", data_dir=str(write_jsonl_dataset(tmp_path)),
-                           output_dir=str(tmp_path / "run"), use_lora=backend == "verl")
+                           image_root=str(tmp_path), output_dir=str(tmp_path / "run"), use_lora=backend != "openrlhf")
     assert launch_engine(backend, options, dry_run=True) == 0
     printed = capsys.readouterr().out
     assert str(Path(engines.__file__).with_name(f"{backend}.py")) in printed
-    assert f"{REWARD_CONFIG_ENV}=" in printed
-    if backend == "openrlhf":
-        for flag in ("--reward.remote_url", "--rollout.n_samples_per_prompt 8", "--algo.kl.init_coef 0.04",
+    assert f"{REWARD_CONFIG_ENV}={tmp_path / 'run' / 'reward_config.json'}" in printed
+    assert "defaults of Qwen2.5-VL" in printed  # a hub name: the processor cannot be read, and the plan says so
+    # 512 x 512 images: 18 x 18 patches of 28 pixels = 324 image tokens (the largest prompt), rounded up to 64
+    assert "324 image tokens" in printed
+    flags = {
+        "openrlhf": ("--reward.remote_url", "--rollout.n_samples_per_prompt 8", "--algo.kl.init_coef 0.04",
                      "--actor.adam.lr 1e-06", "--rollout.max_new_tokens 256", "--data.label_key label",
-                     "--data.image_key images", "--rollout.batch_size 8 ", "--train.batch_size 64 "):
-            assert flag in printed
-    else:
-        for flag in ("reward.custom_reward_function.name=compute_score", "actor_rollout_ref.rollout.n=8",
-                     "actor_rollout_ref.actor.kl_loss_coef=0.04", "algorithm.adv_estimator=grpo",
-                     "data.train_files=", "train.parquet", "data.val_files=", "test.parquet",
-                     "actor_rollout_ref.model.lora_rank=16"):
-            assert flag in printed
+                     "--data.image_key images", "--rollout.batch_size 8 ", "--train.batch_size 64 ",
+                     "--vllm.num_engines 8 ", "--eval.steps 50 "),
+        "verl": ("reward.custom_reward_function.name=compute_score", "actor_rollout_ref.rollout.n=8",
+                 "actor_rollout_ref.actor.kl_loss_coef=0.04", "algorithm.adv_estimator=grpo",
+                 "data.train_files=", "train.parquet", "data.val_files=", "test.parquet",
+                 "actor_rollout_ref.model.lora_rank=16", "trainer.test_freq=50 "),
+        "easyr1": ("worker.rollout.n=8", "algorithm.kl_coef=0.04", "data.format_prompt=null",
+                   "worker.actor.model.lora.rank=16", "trainer.val_freq=50 ", "compute_score"),
+    }[backend]
+    for flag in flags:
+        assert flag in printed
     assert not (tmp_path / "run").exists()
 
 
@@ -294,13 +304,16 @@ def test_openrlhf_refuses_lora():
 
 
 @pytest.mark.parametrize(("model_type", "frame"), [("qwen2_vl", "norm1000"), ("qwen3_vl", "norm1000"),
-                                                   ("qwen2_5_vl", "qwen2.5-vl"), ("llava", "pixel")])
+                                                   ("qwen2_5_vl", "qwen2.5-vl")])
 def test_engine_labels_use_the_model_frame(model_type, frame, tmp_path, monkeypatch):
     """As with TRL, the frame of a local checkpoint comes from its config, not from the --frame default."""
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    from transformers import Qwen2VLImageProcessorPil
+
+    monkeypatch.setattr(engines, "engine_installed", lambda backend: False)
     model = tmp_path / "model"
     model.mkdir()
     (model / "config.json").write_text(json.dumps({"model_type": model_type}))
+    Qwen2VLImageProcessorPil().save_pretrained(model)
     options = TrainOptions(model=str(model), data_dir=str(write_jsonl_dataset(tmp_path)), image_root=str(tmp_path),
                            output_dir=str(tmp_path / "run"), eval_split=None, frame="pixel")
     assert launch_engine("verl", options, dry_run=False) == 2
@@ -309,8 +322,25 @@ def test_engine_labels_use_the_model_frame(model_type, frame, tmp_path, monkeypa
     assert json.loads((tmp_path / "run/reward_config.json").read_text())["frame"] == frame
 
 
+def test_engine_refuses_what_it_cannot_size(tmp_path):
+    """A model type whose processor the prompt budget does not know, a checkpoint without its processor file, and
+    pixel-limit overrides (no engine's processor takes them) stop the launch with the reason."""
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"model_type": "llava"}))
+    options = TrainOptions(model=str(model), data_dir=str(write_jsonl_dataset(tmp_path)), image_root=str(tmp_path),
+                           output_dir=str(tmp_path / "run"))
+    with pytest.raises(ValueError, match="model_type 'llava'"):
+        launch_engine("verl", options, dry_run=True)
+    (model / "config.json").write_text(json.dumps({"model_type": "qwen2_5_vl"}))
+    with pytest.raises(ValueError, match="preprocessor_config.json"):
+        launch_engine("verl", options, dry_run=True)
+    with pytest.raises(ValueError, match="extra.max_pixels = 1000000.*preprocessor_config.json"):
+        launch_engine("openrlhf", dataclasses.replace(options, extra={"max_pixels": 1000000}), dry_run=True)
+
+
 def test_launch_without_engine_writes_files_and_says_what_to_install(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    monkeypatch.setattr(engines, "engine_installed", lambda backend: False)
     options = TrainOptions(model="m", data_dir=str(write_jsonl_dataset(tmp_path)), image_root=str(tmp_path),
                            output_dir=str(tmp_path / "run"))
     assert launch_engine("openrlhf", options, dry_run=False) == 2
@@ -318,11 +348,47 @@ def test_launch_without_engine_writes_files_and_says_what_to_install(tmp_path, c
     assert "pip install 'openrlhf" in captured.err and "train_ppo_ray" in captured.out
     train = (tmp_path / "run/data/openrlhf/train.jsonl").read_text().splitlines()
     assert len(train) == 3 and len((tmp_path / "run/data/openrlhf/test.jsonl").read_text().splitlines()) == 2
-    assert read_label(json.loads(train[0])["label"])["frame"] == "qwen2.5-vl"
+    record = json.loads(train[0])
+    assert read_label(record["label"])["frame"] == "qwen2.5-vl"
+    assert record["images"] == [str(tmp_path / "img/0.png")]  # absolute: Ray workers have another working directory
     config = json.loads((tmp_path / "run/reward_config.json").read_text())
+    data = tmp_path / "run/data/openrlhf"
     assert config == {"weights": [1.0, 1.0, 1.0], "spatial_mode": "iou", "encoder": "minilm", "anatomy_weight": 0.5,
-                      "frame": "qwen2.5-vl"}
+                      "frame": "qwen2.5-vl", "normalize": True,
+                      "label_files": [str(data / "train.jsonl"), str(data / "test.jsonl")]}
     assert load_reward(tmp_path / "run/reward_config.json").weights == (1.0, 1.0, 1.0)
+
+
+def test_broken_label_file_fails_when_the_reward_loads(tmp_path, monkeypatch):
+    """The reward config names the data files; a label broken after conversion stops the adapter when the engine
+    loads it, naming the file, the line and the field."""
+    monkeypatch.setattr(engines, "engine_installed", lambda backend: False)
+    options = TrainOptions(model="m", data_dir=str(write_jsonl_dataset(tmp_path)), image_root=str(tmp_path),
+                           output_dir=str(tmp_path / "run"), semantic_encoder="lexical")
+    assert launch_engine("easyr1", options, dry_run=False) == 2
+    data = tmp_path / "run/data/easyr1/test.jsonl"
+    lines = data.read_text().splitlines()
+    record = json.loads(lines[1])
+    record["answer"] = json.dumps({**json.loads(record["answer"]), "solution": [[50, 50, 10, 10]]})
+    data.write_text("\n".join([lines[0], json.dumps(record)]) + "\n")
+    with pytest.raises(LabelError, match=r"test.jsonl: line 2 field 'answer': label field 'solution'"):
+        load_engine_reward(tmp_path / "run/reward_config.json")
+
+
+def test_cli_train_easyr1_dry_run(tmp_path):
+    """`medground-eval train --backend easyr1 --dry-run` exists and maps --gpus / --nodes / --eval-steps."""
+    from typer.testing import CliRunner
+
+    from medground_eval.cli import app
+
+    result = CliRunner().invoke(app, [
+        "train", "--backend", "easyr1", "--dry-run", "--model", "Qwen/Qwen2.5-VL-7B-Instruct",
+        "--data-dir", str(write_jsonl_dataset(tmp_path)), "--image-root", str(tmp_path),
+        "--output-dir", str(tmp_path / "run"), "--gpus", "8", "--nodes", "2", "--eval-steps", "10"])
+    assert result.exit_code == 0, result.output
+    for flag in ("verl.trainer.main", "trainer.nnodes=2", "trainer.n_gpus_per_node=8", "trainer.val_freq=10 "):
+        assert flag in result.output
+    assert not (tmp_path / "run").exists()
 
 
 def test_engine_command_errors():
@@ -330,19 +396,59 @@ def test_engine_command_errors():
         engine_command("trl", TrainOptions(model="m"))
     with pytest.raises(ValueError, match="'model' is empty"):
         engine_command("verl", TrainOptions())
-    command = engine_command("verl", TrainOptions(model="m", extra={"engine_args": ["trainer.n_gpus_per_node=8"]}))
-    assert command[-1] == "trainer.n_gpus_per_node=8"
+    command = engine_command("verl", TrainOptions(model="m", extra={"engine_args": ["trainer.n_gpus_per_node=4"]}))
+    assert command[-1] == "trainer.n_gpus_per_node=4" and "trainer.n_gpus_per_node=8" not in command
+    with pytest.raises(ValueError, match="rollout_tensor_parallel = 3 does not divide gpus = 8"):
+        engine_command("openrlhf", TrainOptions(model="m", rollout_tensor_parallel=3))
+    with pytest.raises(ValueError, match="60 completions per step .* do not divide over 16 GPUs"):
+        engine_command("verl", TrainOptions(model="m", nodes=2, per_device_train_batch_size=6, num_generations=10))
     with pytest.raises(ValueError, match="engine_args"):
         engine_command("verl", TrainOptions(model="m", extra={"engine_args": "x"}))
 
 
 def test_options_an_engine_does_not_take_are_reported_not_dropped(tmp_path, capsys):
     options = TrainOptions(model="Qwen/Qwen2.5-VL-3B-Instruct", data_dir=str(write_jsonl_dataset(tmp_path)),
-                           output_dir=str(tmp_path / "run"), max_steps=10, resume_from_checkpoint="last")
+                           image_root=str(tmp_path), output_dir=str(tmp_path / "run"), max_steps=10,
+                           resume_from_checkpoint="last", use_cpu=True)
     assert launch_engine("openrlhf", options, dry_run=True) == 0
-    err = capsys.readouterr().err
-    assert "openrlhf does not take option max_steps = 10" in err
-    assert "resume_from_checkpoint = 'last'" in err
+    captured = capsys.readouterr()
+    assert "openrlhf does not take option max_steps = 10" in captured.err and "use_cpu = True" in captured.err
+    assert "--ckpt.load_enable" in captured.out
     assert launch_engine("verl", options, dry_run=True) == 0
-    err = capsys.readouterr().err
-    assert "max_steps" not in err and "verl does not take option resume_from_checkpoint" in err
+    captured = capsys.readouterr()
+    assert "max_steps" not in captured.err and "verl does not take option use_cpu" in captured.err
+    assert "trainer.resume_mode=auto" in captured.out and "trainer.total_training_steps=10" in captured.out
+    with pytest.raises(ValueError, match="OpenRLHF resumes from the latest checkpoint"):
+        engine_command("openrlhf", dataclasses.replace(options, resume_from_checkpoint="some/folder"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["openrlhf", "verl"])
+def test_after_training_the_checkpoint_is_scored_on_the_held_out_split(backend, tmp_path, monkeypatch, capsys):
+    """When the engine exits 0 and left a Hugging Face checkpoint (OpenRLHF: ``--ckpt.output_dir``; verl:
+    ``global_step_N/actor/huggingface`` from ``save_contents`` with ``hf_model``), the same launch predicts and
+    scores the held-out split with it. The engine run is a stub that writes a tiny Qwen2.5-VL there."""
+    import subprocess
+
+    from tiny_qwen import build_tiny_qwen
+
+    model = build_tiny_qwen(tmp_path / "model")
+    options = TrainOptions(model=str(model), data_dir=str(write_jsonl_dataset(tmp_path)), image_root=str(tmp_path),
+                           output_dir=str(tmp_path / "run"), semantic_encoder="lexical", max_completion_length=8)
+    runs = []
+
+    def engine_run(command, env, check):
+        runs.append((command, env))
+        target = tmp_path / ("run/model" if backend == "openrlhf" else "run/checkpoints/global_step_4/actor/huggingface")
+        build_tiny_qwen(target)
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(engines, "engine_installed", lambda backend: True)
+    monkeypatch.setattr(engines.subprocess, "run", engine_run)
+    assert launch_engine(backend, options) == 0
+    (command, env), = runs
+    assert env[REWARD_CONFIG_ENV] == str(tmp_path / "run/reward_config.json")
+    predictions = [json.loads(line) for line in (tmp_path / "run/eval_predictions.jsonl").read_text().splitlines()]
+    assert [p["id"] for p in predictions] == ["r3", "r4"] and predictions[0]["frame"] == "resized"
+    metrics = json.loads((tmp_path / "run/eval_metrics.json").read_text())
+    assert "held-out metrics" in capsys.readouterr().out and metrics

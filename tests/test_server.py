@@ -77,9 +77,11 @@ def test_get_reward_matches_core(url, reward):
     assert response.status_code == 200
     body = response.json()
     expected = reward.breakdown(RESPONSES, **label_columns([read_label(l) for l in LABELS]))
-    assert body["rewards"] == pytest.approx(expected.total.tolist())
+    # normalised as the reward file does: OpenRLHF's dynamic filtering range defaults to (0, 1)
+    assert body["rewards"] == pytest.approx((expected.total / reward.max_total).tolist())
     assert body["scores"] == body["rewards"]
-    assert set(body["extra_logs"]) == {"format", "iou", "spatial", "semantic", "anatomy"}
+    assert set(body["extra_logs"]) == {"format", "iou", "spatial", "semantic", "anatomy", "total_raw"}
+    assert body["extra_logs"]["total_raw"] == pytest.approx(expected.total.tolist())
     assert body["extra_logs"]["iou"] == pytest.approx(expected.iou.tolist())
     assert expected.format[0] == 1.0 and response_text(query(RESPONSES[0]), PROMPT) == RESPONSES[0]
 
@@ -107,10 +109,13 @@ def test_prompts_optional_and_labels_as_objects(url):
         (json.dumps({"query": ["a"], "labels": [{"solution": [[1, 2, 3]], "phrase": "x"}]}).encode(), 422, "'solution'"),
     ],
 )
-def test_malformed_requests_get_4xx_with_message(url, content, status, message):
-    response = httpx.post(f"{url}/get_reward", content=content, headers={"content-type": "application/json"})
+def test_malformed_requests_get_4xx_with_message(url, content, status, message, caplog):
+    with caplog.at_level("WARNING", logger="medground_eval.integrations.server"):
+        response = httpx.post(f"{url}/get_reward", content=content, headers={"content-type": "application/json"})
     assert response.status_code == status
     assert message in response.json()["detail"]
+    # OpenRLHF's client shows only the status line (agent.py _post_request): the server's log carries the reason
+    assert any(f"answered {status}" in r.getMessage() and message in r.getMessage() for r in caplog.records)
 
 
 def test_oversized_requests_are_refused(url):

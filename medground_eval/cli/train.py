@@ -1,4 +1,5 @@
-"""`medground-eval train`: MedGround-R1 GRPO with TRL (here) or OpenRLHF / verl (``trainers.engines``)."""
+"""`medground-eval train`: MedGround-R1 GRPO with TRL (``integrations.trl``) or OpenRLHF / verl / EasyR1
+(``integrations.engines``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import typer
 
 from medground_eval.cli import app
 
-BACKENDS = ("trl", "openrlhf", "verl")
+BACKENDS = ("trl", "openrlhf", "verl", "easyr1")
 
 
 def _weights(text: str | None) -> tuple[float, float, float] | None:
@@ -27,7 +28,7 @@ def _weights(text: str | None) -> tuple[float, float, float] | None:
 
 @app.command("train")
 def train_command(
-    backend: Annotated[str, typer.Option(help="Training engine: trl, openrlhf or verl.")] = "trl",
+    backend: Annotated[str, typer.Option(help="Training engine: trl, openrlhf, verl or easyr1.")] = "trl",
     stage: Annotated[str | None, typer.Option(
         help="sft (supervised warm-start on the true boxes, in the model's frame) or grpo (default).")] = None,
     init_from: Annotated[str | None, typer.Option(
@@ -66,10 +67,15 @@ def train_command(
     ] = None,
     seed: Annotated[int | None, typer.Option()] = None,
     eval_steps: Annotated[int | None, typer.Option(
-        help="Predict and score the held-out split every N steps (curves.png, curves.jsonl); 0: only at the end.")] = None,
+        help="Predict and score the held-out split every N steps (curves.png, curves.jsonl); 0: only at the end "
+             "(engines: 0 evaluates at every checkpoint, --save-steps).")] = None,
     stop_on_zero_gradient: Annotated[int | None, typer.Option(
         help="GRPO: stop after N steps in which every group had identical rewards (no gradient); 0: never.")] = None,
     use_cpu: Annotated[bool | None, typer.Option("--use-cpu/--no-use-cpu", help="Train on the CPU.")] = None,
+    gpus: Annotated[int | None, typer.Option(help="Engines: GPUs per node (default: 8).")] = None,
+    nodes: Annotated[int | None, typer.Option(help="Engines: nodes (default: 1).")] = None,
+    rollout_tensor_parallel: Annotated[int | None, typer.Option(
+        help="Engines: GPUs per vLLM rollout engine (default: 1).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Check the setup and print the plan; do not train.")] = False,
 ) -> None:
     """Train a vision-language model (SFT warm-start or GRPO) on a grounding data set, then score the held-out split."""
@@ -97,7 +103,7 @@ def train_command(
             typer.echo(json.dumps(trl.check_run(options), indent=2))
             return
         result = trl.train(options)
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, ValueError, OSError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
     for message in result.messages:

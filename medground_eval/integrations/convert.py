@@ -18,7 +18,9 @@ EasyR1's own rescaling into ``[min_pixels, max_pixels]`` (:data:`EASYR1_PIXELS`)
   ``--data.input_key prompt --data.image_key images --data.label_key label --data.apply_chat_template``.
 - ``verl``: Parquet in the schema of verl's multimodal examples (``examples/data_preprocess/geo3k.py``):
   ``data_source`` (``medground/<data set>``), ``prompt`` ``[{"role": "user", "content": "<image>..."}]``,
-  ``images`` ``[{"image": path}]``, ``ability`` (``grounding``), ``reward_model`` ``{"style": "rule",
+  ``images`` ``[{"image": path, "min_pixels", "max_pixels"}]`` (the processor's pixel limits, so that
+  ``qwen_vl_utils.fetch_image``, which verl runs before the processor, resizes to the processor's own size once),
+  ``ability`` (``grounding``), ``reward_model`` ``{"style": "rule",
   "ground_truth": label JSON}``, ``extra_info`` ``{"split", "index", "id", "label"}``.
 - ``easyr1``: JSON lines ``{"problem": "<image>...", "answer": label JSON, "images": [path]}`` (EasyR1's default
   ``data.prompt_key`` / ``answer_key`` / ``image_key``).
@@ -36,7 +38,7 @@ from medground_eval.datasets import LoadedDataset
 from medground_eval.frames import Frame, get_frame
 from medground_eval.prompts import chat_prompt, render_prompt
 from medground_eval.integrations.hf_data import image_file_size, image_path
-from medground_eval.integrations.labels import sample_label
+from medground_eval.integrations.labels import LabelError, read_label, sample_label
 from medground_eval.outputs import atomic_directory, open_atomic
 from medground_eval.structures import Sample
 
@@ -75,7 +77,7 @@ def _verl(sample: Sample, image: str, label: dict, template: str, context: dict)
     return {
         "data_source": f"medground/{context['dataset']}",
         "prompt": [{"role": "user", "content": "<image>" + render_prompt(sample.phrase, template)}],
-        "images": [{"image": image}],
+        "images": [{"image": image, **context["pixels"]}],
         "ability": "grounding",
         "reward_model": {"style": "rule", "ground_truth": ground_truth},
         "extra_info": {"split": context["split"], "index": context["index"], "id": sample.id, "label": ground_truth},
@@ -98,6 +100,7 @@ def convert_records(
     *,
     image_root: str | Path | None = None,
     frame: str | Frame = "qwen2.5-vl",
+    pixel_limits: tuple[int, int] | None = None,
     template: str = "chain-of-box",
     split: str | None = None,
 ) -> list[dict]:
@@ -105,6 +108,9 @@ def convert_records(
 
     ``frame``: a preset name or the model's :class:`~medground_eval.frames.Frame`
     (:func:`~medground_eval.frames.resolve_model_frame`), whose pixel limits give the labels' ``input_size``.
+    ``pixel_limits``: the processor's ``(min_pixels, max_pixels)`` written beside each verl image (default: a
+    ``resized`` frame's). Every label is read back (:func:`~medground_eval.integrations.labels.read_label`) before
+    it is written: a broken one is a LabelError.
     """
     if fmt not in RECORDS:
         raise ValueError(f"format = {fmt!r}: expected one of {list(FORMATS)}")
@@ -113,16 +119,25 @@ def convert_records(
     render_prompt("", template)  # an unknown template fails here, once
     build = RECORDS[fmt]
     images = [str(image_path(sample, image_root, keep_relative=True)) for sample in dataset.samples]
-    labels = [sample_label(sample, frame) for sample in dataset.samples]
     spec = get_frame(frame)
+    labels = [sample_label(sample, frame) for sample in dataset.samples]
     if spec.kind == "resized":
         sizes = [image_file_size(sample, Path(image)) for sample, image in zip(dataset.samples, images)]
         if fmt == "easyr1":
             sizes = [easyr1_image_size(size) for size in sizes]
         for label, input_size in zip(labels, spec.input_sizes(sizes).astype(int).tolist()):
             label["input_size"] = input_size
+    for sample, label in zip(dataset.samples, labels):
+        try:
+            read_label(label)
+        except LabelError as error:
+            raise LabelError(f"sample {sample.id!r}: {error}") from None
+    if pixel_limits is None and spec.kind == "resized":
+        pixel_limits = (spec.min_pixels, spec.max_pixels)
+    pixels = {} if pixel_limits is None else {"min_pixels": pixel_limits[0], "max_pixels": pixel_limits[1]}
     return [
-        build(sample, image, label, template, {"dataset": dataset.name, "split": split, "index": index})
+        build(sample, image, label, template,
+              {"dataset": dataset.name, "split": split, "index": index, "pixels": pixels})
         for index, (sample, image, label) in enumerate(zip(dataset.samples, images, labels))
     ]
 
@@ -134,12 +149,14 @@ def convert_dataset(
     *,
     image_root: str | Path | None = None,
     frame: str | Frame = "qwen2.5-vl",
+    pixel_limits: tuple[int, int] | None = None,
     template: str = "chain-of-box",
     split: str | None = None,
 ) -> Path:
     """Write the records of :func:`convert_records` to ``output`` (a file; a directory for ``trl``), atomically (a
     killed run leaves no partial file under ``output``); returns it."""
-    records = convert_records(dataset, fmt, image_root=image_root, frame=frame, template=template, split=split)
+    records = convert_records(dataset, fmt, image_root=image_root, frame=frame, pixel_limits=pixel_limits,
+                              template=template, split=split)
     output = Path(output)
     if fmt == "trl":
         import datasets

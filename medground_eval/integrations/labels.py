@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from medground_eval.frames import Frame, get_frame, preset_name
 from medground_eval.rewards import RewardBreakdown, SpatialSemanticReward
@@ -36,6 +37,11 @@ _EXPECTED = "a JSON object with 'solution' (list of boxes) and 'phrase', optiona
 
 class LabelError(ValueError):
     """A label that is not valid JSON or misses / mistypes a field; the message names the field and value."""
+
+
+class BrokenLabel(BaseException):
+    """A :class:`LabelError` raised inside an engine that turns every ``Exception`` of a reward call into a reward of
+    None (OpenRLHF 0.11's ``SingleTurnAgentExecutor``): a ``BaseException`` passes its ``except Exception``."""
 
 
 def sample_label(sample: Sample, frame: str | Frame = "pixel") -> dict:
@@ -156,3 +162,50 @@ def score_labels(
     if len(completions) != len(labels):
         raise LabelError(f"{len(completions)} completions and {len(labels)} labels: expected one label each")
     return reward.breakdown(list(completions), **label_columns([read_label(label) for label in labels]))
+
+
+LABEL_FIELDS = ("label", "answer")
+"""The label's field in an engine's JSON lines: ``label`` (OpenRLHF), ``answer`` (EasyR1); in Parquet (verl) the
+label is ``reward_model.ground_truth``."""
+
+
+def _file_labels(path: Path):
+    """``(row name, label)`` of every record of an engine data file (see :data:`LABEL_FIELDS`)."""
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        column = pq.read_table(path, columns=["reward_model"]).column("reward_model").to_pylist()
+        for row, value in enumerate(column):
+            yield f"row {row} field 'reward_model.ground_truth'", (value or {}).get("ground_truth")
+        return
+    with path.open(encoding="utf-8") as handle:
+        for line_number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError as error:
+                raise LabelError(f"{path}:{line_number}: not JSON ({error})") from None
+            field = next((name for name in LABEL_FIELDS if isinstance(record, dict) and name in record), None)
+            if field is None:
+                raise LabelError(f"{path}:{line_number}: no label field: expected one of {list(LABEL_FIELDS)}")
+            yield f"line {line_number} field {field!r}", record[field]
+
+
+def validate_label_files(paths: Sequence[str | Path]) -> int:
+    """Read every label of the engine data files ``paths`` (``.jsonl`` or ``.parquet``); returns how many.
+
+    Raises :class:`LabelError` naming the file, the row or line, the field and what is wrong with the first broken
+    label, and FileNotFoundError for a missing file.
+    """
+    count = 0
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise FileNotFoundError(f"label file {path}: not found")
+        for where, label in _file_labels(path):
+            try:
+                read_label(label)
+            except LabelError as error:
+                raise LabelError(f"{path}: {where}: {error}") from None
+            count += 1
+    return count

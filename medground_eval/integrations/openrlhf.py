@@ -11,22 +11,35 @@ calls ``reward_func(queries, prompts, labels)`` in a thread, one sample at a tim
 - ``labels[i]``: the data set's ``label`` column unchanged: the JSON label of :mod:`medground_eval.integrations.labels`.
 
 Returns ``{"rewards", "scores", "extra_logs"}``, one value per query: ``rewards`` and ``scores`` are both the
-weighted total (OpenRLHF uses ``rewards`` for advantages, ``scores`` for dynamic filtering), ``extra_logs`` holds
-the components ``format``, ``iou``, ``spatial``, ``semantic``. They are float32 torch tensors, as in OpenRLHF's
-own examples: 0.11 wraps each sample's value as ``torch.tensor([value])``, which gives the expected shape ``(1,)``
-for a tensor but ``(1, 1)`` for a list. torch is imported inside the call (it is already loaded in any OpenRLHF
-worker). The reward comes from ``$MEDGROUND_REWARD_CONFIG`` (see :mod:`medground_eval.integrations.engines`).
+engine score (OpenRLHF uses ``rewards`` for advantages, ``scores`` for dynamic filtering, whose range defaults to
+(0, 1)): the weighted total divided by its maximum, in [0, 1], unless the reward config sets ``normalize = false``
+(see :mod:`medground_eval.integrations.reward_config`). ``extra_logs`` holds the components ``format``, ``iou``,
+``spatial``, ``semantic``, ``anatomy`` (each in [0, 1]) and ``total_raw`` (the weighted total, in [0, max_total]).
+They are float32 torch tensors, as in OpenRLHF's own examples: 0.11 wraps each sample's value as
+``torch.tensor([value])``, which gives the expected shape ``(1,)`` for a tensor but ``(1, 1)`` for a list. torch is
+imported inside the call (it is already loaded in any OpenRLHF worker).
+
+Broken labels. OpenRLHF 0.11's ``SingleTurnAgentExecutor.execute`` catches every ``Exception`` of the reward call,
+logs it at INFO and keeps a reward of None (batching then fails later with an unrelated TypeError). A label the
+reward cannot read is therefore logged at ERROR with its reason and raised as :class:`BrokenLabel`, a
+``BaseException`` that the executor's ``except Exception`` does not swallow: the rollout stops with the reason.
+The reward (and the ``label_files`` of its config) is built when OpenRLHF loads this file, so a broken config or
+data file stops the run before the first rollout.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Sequence
 
 import numpy as np
 
+from medground_eval.integrations.labels import BrokenLabel, LabelError
+from medground_eval.integrations.reward_config import REWARD_CONFIG_ENV, EngineReward, reward_from_env
 from medground_eval.rewards import SpatialSemanticReward
-from medground_eval.integrations.engines import reward_from_env
-from medground_eval.integrations.labels import COMPONENTS, score_labels
+
+logger = logging.getLogger("medground_eval.integrations.openrlhf")
 
 ASSISTANT_HEADERS = (
     "<|im_start|>assistant\n",  # Qwen2/2.5/3-VL, InternVL
@@ -56,22 +69,33 @@ def response_text(query: str, prompt: str = "") -> str:
 
 
 def score_queries(
-    reward: SpatialSemanticReward, queries: Sequence[str], prompts: Sequence[str], labels: Sequence[object]
+    reward: EngineReward | SpatialSemanticReward, queries: Sequence[str], prompts: Sequence[str],
+    labels: Sequence[object],
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Total reward and components per query: the core call shared by :func:`reward_func` and the HTTP server."""
+    """Engine score and components per query: the core call shared by :func:`reward_func` and the HTTP server."""
+    if isinstance(reward, SpatialSemanticReward):
+        reward = EngineReward(reward)
     completions = [response_text(query, prompt) for query, prompt in zip(queries, prompts, strict=True)]
-    breakdown = score_labels(reward, completions, labels)
-    return breakdown.total, {name: getattr(breakdown, name) for name in COMPONENTS}
+    scores = reward.score(completions, labels)
+    return scores.score, scores.components
 
 
 def reward_func(queries: list[str], prompts: list[str], labels: list[str], **kwargs: object) -> dict:
     """OpenRLHF's custom reward entry point (extra keyword arguments of newer OpenRLHF releases are ignored)."""
     import torch
 
-    total, components = score_queries(reward_from_env(), queries, prompts, labels)
+    try:
+        total, components = score_queries(reward_from_env(), queries, prompts, labels)
+    except LabelError as error:
+        logger.error("medground-eval reward: broken label, training cannot score this sample: %s", error)
+        raise BrokenLabel(f"medground-eval reward: broken label: {error}") from None
     rewards = torch.as_tensor(total, dtype=torch.float32)
     return {
         "rewards": rewards,
         "scores": rewards.clone(),
         "extra_logs": {name: torch.as_tensor(value, dtype=torch.float32) for name, value in components.items()},
     }
+
+
+if os.environ.get(REWARD_CONFIG_ENV):
+    reward_from_env()  # OpenRLHF loads this file before training: a broken config or label file fails here

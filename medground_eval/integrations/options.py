@@ -19,7 +19,11 @@ from medground_eval.validation import is_number
 
 @dataclass
 class TrainOptions:
-    """Everything a training run needs; field names are the config-file keys and the ``--flag`` names."""
+    """Everything a training run needs; field names are the config-file keys and the ``--flag`` names.
+
+    ``gpus`` (per node), ``nodes`` and ``rollout_tensor_parallel`` (GPUs per vLLM engine) serve the OpenRLHF, verl and
+    EasyR1 backends; there ``eval_steps = 0`` evaluates the held-out split at every checkpoint (``save_steps``).
+    """
 
     stage: str = "grpo"
     init_from: str | None = None
@@ -55,6 +59,9 @@ class TrainOptions:
     eval_steps: int = 0
     stop_on_zero_gradient: int = 0
     use_cpu: bool = False
+    gpus: int = 8
+    nodes: int = 1
+    rollout_tensor_parallel: int = 1
     extra: dict[str, object] = field(default_factory=dict)
 
 

@@ -9,12 +9,15 @@ omitted. The answer is ``{"rewards": [...], "scores": [...], "extra_logs": {"for
 
 Errors: a body that is not JSON is a 400; a request with missing, mistyped or mismatched fields, or a label the
 reward cannot read, a 422; a body over ``max_request_bytes`` (by its Content-Length, or counted while reading a
-chunked body) a 413. Each carries ``{"detail": message}``; the worker keeps serving.
+chunked body) a 413. Each carries ``{"detail": message}``; the worker keeps serving. OpenRLHF's client shows only the
+status line of a failed request (and retries it five times), so every 4xx is also logged here at WARNING with its
+reason: the server's log says which label is broken and why.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -23,7 +26,12 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from medground_eval.rewards import RewardInputError, SpatialSemanticReward
-from medground_eval.integrations.engines import REWARD_CONFIG_ENV, load_reward, reward_from_env
+from medground_eval.integrations.reward_config import (
+    REWARD_CONFIG_ENV,
+    EngineReward,
+    load_engine_reward,
+    reward_from_env,
+)
 from medground_eval.integrations.labels import LabelError
 from medground_eval.integrations.openrlhf import score_queries
 
@@ -31,6 +39,8 @@ DEFAULT_MAX_REQUEST_BYTES = 64 * 2**20
 """64 MiB: a Qwen2.5-VL query with an expanded 1024x1024 image is about 20 kB, so some 3000 queries a request."""
 
 MAX_BYTES_ENV = "MEDGROUND_SERVER_MAX_BYTES"
+
+logger = logging.getLogger("medground_eval.integrations.server")
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -77,7 +87,7 @@ def parse_request(body: bytes) -> tuple[list[str], list[str], list[object]]:
     return queries, prompts, labels
 
 
-def create_app(reward: SpatialSemanticReward, *, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES) -> FastAPI:
+def create_app(reward: EngineReward | SpatialSemanticReward, *, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES) -> FastAPI:
     """The ASGI app scoring with ``reward`` (scoring runs in the thread pool, off the event loop)."""
     app = FastAPI(title="medground-eval reward server")
 
@@ -87,11 +97,15 @@ def create_app(reward: SpatialSemanticReward, *, max_request_bytes: int = DEFAUL
 
     @app.post("/get_reward")
     async def get_reward(request: Request) -> JSONResponse:
-        queries, prompts, labels = parse_request(await _read_body(request, max_request_bytes))
         try:
-            total, components = await run_in_threadpool(score_queries, reward, queries, prompts, labels)
-        except (LabelError, RewardInputError) as error:
-            raise HTTPException(422, str(error)) from None
+            queries, prompts, labels = parse_request(await _read_body(request, max_request_bytes))
+            try:
+                total, components = await run_in_threadpool(score_queries, reward, queries, prompts, labels)
+            except (LabelError, RewardInputError) as error:
+                raise HTTPException(422, str(error)) from None
+        except HTTPException as error:
+            logger.warning("POST /get_reward answered %d: %s", error.status_code, error.detail)
+            raise
         rewards = total.tolist()
         logs = {name: value.tolist() for name, value in components.items()}
         return JSONResponse({"rewards": rewards, "scores": rewards, "extra_logs": logs})
@@ -125,7 +139,7 @@ def serve(
         raise ValueError(f"max_request_bytes = {max_request_bytes}: expected a positive number of bytes")
     config = reward_config or os.environ.get(REWARD_CONFIG_ENV)
     if config:
-        load_reward(config)
+        load_engine_reward(config)
         os.environ[REWARD_CONFIG_ENV] = str(Path(config).resolve())
     os.environ[MAX_BYTES_ENV] = str(max_request_bytes)
     uvicorn.run("medground_eval.integrations.server:create_app_from_env", factory=True, host=host, port=port, workers=workers,

@@ -5,16 +5,19 @@ verl calls ``compute_score(data_source=..., solution_str=..., ground_truth=..., 
 with keywords. ``solution_str`` is the decoded response alone; images are not passed, so the ground truth is the
 label of :mod:`medground_eval.integrations.labels` (a JSON string, as `medground-eval convert` writes it in
 ``reward_model.ground_truth``, or the decoded dict). ``data_source`` and ``extra_info`` are not needed.
-Returns ``{"score": total, "format", "iou", "spatial", "semantic"}``; verl logs the keys besides ``score``.
-The reward comes from ``$MEDGROUND_REWARD_CONFIG`` (see :mod:`medground_eval.integrations.engines`).
+Returns ``{"score", "format", "iou", "spatial", "semantic", "anatomy", "total_raw"}``: ``score`` is the weighted total
+divided by its maximum, in [0, 1] (raw with ``normalize = false``); the components are in [0, 1] and ``total_raw`` is
+the weighted total; verl logs the keys besides ``score``. The reward comes from ``$MEDGROUND_REWARD_CONFIG`` (see
+:mod:`medground_eval.integrations.reward_config`); it is built when verl loads this file, so a broken config or label
+file (``label_files``) stops the run before training.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 
-from medground_eval.integrations.engines import reward_from_env
-from medground_eval.integrations.labels import COMPONENTS, score_labels
+from medground_eval.integrations.reward_config import REWARD_CONFIG_ENV, reward_from_env
 
 
 def compute_score(
@@ -25,5 +28,9 @@ def compute_score(
     **kwargs: object,
 ) -> dict[str, float]:
     """Score one response against its label; extra keyword arguments from verl are ignored."""
-    breakdown = score_labels(reward_from_env(), [solution_str], [ground_truth])
-    return {"score": float(breakdown.total[0]), **{name: float(getattr(breakdown, name)[0]) for name in COMPONENTS}}
+    scores = reward_from_env().score([solution_str], [ground_truth])
+    return {"score": float(scores.score[0]), **{name: float(value[0]) for name, value in scores.components.items()}}
+
+
+if os.environ.get(REWARD_CONFIG_ENV):
+    reward_from_env()  # verl loads this file before training: a broken config or label file fails here
