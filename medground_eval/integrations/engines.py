@@ -592,6 +592,23 @@ def _easyr1_merge(actor: Path) -> None:
     subprocess.run([sys.executable, str(script), "--local_dir", str(actor)], check=True)
 
 
+PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json", "chat_template.jinja", "chat_template.json",
+                   "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt")
+"""The processor and tokenizer files a checkpoint needs beside its weights to be predicted with."""
+
+
+def _complete_processor(checkpoint: Path, base: Path) -> None:
+    """Copy the processor files the engine did not save beside the weights from the trained-from ``base`` (the
+    processor the run trained with: OpenRLHF saves only what its tokenizer object holds)."""
+    import shutil
+
+    if not base.is_dir() or (checkpoint / "preprocessor_config.json").is_file():
+        return
+    for name in PROCESSOR_FILES:
+        if (base / name).is_file() and not (checkpoint / name).exists():
+            shutil.copy2(base / name, checkpoint / name)
+
+
 def evaluate_checkpoint(plan: EnginePlan, checkpoint: Path) -> tuple[Path, Path]:
     """``predict`` the held-out split with ``checkpoint`` and ``score`` it: ``eval_predictions.jsonl`` and
     ``eval_metrics.json`` in the output folder, as the TRL backend writes them."""
@@ -600,12 +617,13 @@ def evaluate_checkpoint(plan: EnginePlan, checkpoint: Path) -> tuple[Path, Path]
     from medground_eval.integrations.trl import load_split
 
     options = plan.options
+    _complete_processor(checkpoint, Path(options.model))
     model, processor = load_model_and_processor(checkpoint)
     out = Path(options.output_dir)
     predictions = predict_samples(
         model, processor, load_split(options, options.eval_split), out / "eval_predictions.jsonl",
-        image_root=options.image_root, template=options.template, default_frame=options.frame,
-        max_new_tokens=options.max_completion_length,
+        image_root=options.image_root, template=options.template,
+        frame=resolve_model_frame(checkpoint, default=options.frame), max_new_tokens=options.max_completion_length,
     )
     result = score_files(predictions, dataset=options.dataset, annotations=options.data_dir, split=options.eval_split)
     metrics = out / "eval_metrics.json"

@@ -87,7 +87,9 @@ def parse_request(body: bytes) -> tuple[list[str], list[str], list[object]]:
     return queries, prompts, labels
 
 
-def create_app(reward: EngineReward | SpatialSemanticReward, *, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES) -> FastAPI:
+def create_app(
+    reward: EngineReward | SpatialSemanticReward, *, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+) -> FastAPI:
     """The ASGI app scoring with ``reward`` (scoring runs in the thread pool, off the event loop)."""
     app = FastAPI(title="medground-eval reward server")
 
