@@ -12,6 +12,8 @@ import typer
 from medground_eval.cli import app
 
 BACKENDS = ("trl", "openrlhf", "verl", "easyr1")
+ENGINE_OPTIONS = ("gpus", "nodes", "rollout_tensor_parallel", "eval_steps")
+"""Options only the engine backends read (reported, not dropped, under --backend trl)."""
 
 
 def _weights(text: str | None) -> tuple[float, float, float] | None:
@@ -80,7 +82,7 @@ def train_command(
 ) -> None:
     """Train a vision-language model (SFT warm-start or GRPO) on a grounding data set, then score the held-out split."""
     flags = {k: v for k, v in locals().items() if k not in ("backend", "config", "no_eval", "dry_run")}
-    from medground_eval.integrations.options import load_options
+    from medground_eval.integrations.options import TrainOptions, load_options
 
     if backend not in BACKENDS:
         typer.echo(f"error: --backend {backend!r}: expected one of {', '.join(BACKENDS)}", err=True)
@@ -98,6 +100,11 @@ def train_command(
 
             raise typer.Exit(launch_engine(backend, options, dry_run=dry_run))
         from medground_eval.integrations import trl
+        engine_only = [f"--{name.replace('_', '-')}" for name in ENGINE_OPTIONS
+                       if getattr(options, name) != getattr(TrainOptions(), name)]
+        if engine_only:
+            typer.echo(f"note: {', '.join(engine_only)} serve the engine backends; --backend trl runs on the devices "
+                       "its launcher (accelerate / torchrun) gives it and evaluates once, after training", err=True)
 
         if dry_run:
             typer.echo(json.dumps(trl.check_run(options), indent=2))
