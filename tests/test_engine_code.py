@@ -150,7 +150,7 @@ def test_openrlhf_parses_the_printed_command(nodes, gpus, tmp_path, monkeypatch,
 def openrlhf_rollout(executor, prompt: str, label: str, response: str):
     """One rollout through OpenRLHF's ``SingleTurnAgentExecutor.execute``, with a text tokenizer and a stub vLLM
     engine that answers ``response``: the query our reward gets is decoded by OpenRLHF itself."""
-    from tiny_qwen import build_tokenizer
+    from medground_eval.tiny_model import build_tokenizer
 
     tokenizer = build_tokenizer()
 
@@ -248,7 +248,7 @@ def test_verl_reward_manager_scores_our_parquet(tmp_path, monkeypatch):
     require_engine("verl")
     import torch
     from tensordict import TensorDict
-    from tiny_qwen import build_tokenizer
+    from medground_eval.tiny_model import build_tokenizer
     from verl import DataProto
     from verl.trainer.ppo.reward import load_reward_manager
 
@@ -329,7 +329,7 @@ def test_labels_carry_the_engine_processors_input_size(backend, tmp_path, monkey
 
     sizes = [(2048, 2500), (300, 200), (512, 512), (1000, 3000), (64, 64)]
     model = tiny_checkpoint(tmp_path / "model")
-    from tiny_qwen import build_tokenizer
+    from medground_eval.tiny_model import build_tokenizer
 
     build_tokenizer().save_pretrained(model)
     options = TrainOptions(model=str(model), data_dir=str(write_dataset(tmp_path, sizes)), image_root=str(tmp_path),

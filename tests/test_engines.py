@@ -261,13 +261,13 @@ def test_launch_dry_run_prints_command_and_writes_nothing(backend, tmp_path, cap
         "openrlhf": ("--reward.remote_url", "--rollout.n_samples_per_prompt 8", "--algo.kl.init_coef 0.04",
                      "--actor.adam.lr 1e-06", "--rollout.max_new_tokens 256", "--data.label_key label",
                      "--data.image_key images", "--rollout.batch_size 8 ", "--train.batch_size 64 ",
-                     "--vllm.num_engines 8 ", "--eval.steps 50 "),
+                     "--vllm.num_engines 8 ", "--eval.steps 500 "),
         "verl": ("reward.custom_reward_function.name=compute_score", "actor_rollout_ref.rollout.n=8",
                  "actor_rollout_ref.actor.kl_loss_coef=0.04", "algorithm.adv_estimator=grpo",
                  "data.train_files=", "train.parquet", "data.val_files=", "test.parquet",
-                 "actor_rollout_ref.model.lora_rank=16", "trainer.test_freq=50 "),
+                 "actor_rollout_ref.model.lora_rank=16", "trainer.test_freq=500 "),
         "easyr1": ("worker.rollout.n=8", "algorithm.kl_coef=0.04", "data.format_prompt=null",
-                   "worker.actor.model.lora.rank=16", "trainer.val_freq=50 ", "compute_score"),
+                   "worker.actor.model.lora.rank=16", "trainer.val_freq=500 ", "compute_score"),
     }[backend]
     for flag in flags:
         assert flag in printed

@@ -12,7 +12,7 @@ import typer
 from medground_eval.cli import app
 
 BACKENDS = ("trl", "openrlhf", "verl", "easyr1")
-ENGINE_OPTIONS = ("gpus", "nodes", "rollout_tensor_parallel", "eval_steps")
+ENGINE_OPTIONS = ("gpus", "nodes", "rollout_tensor_parallel")
 """Options only the engine backends read (reported, not dropped, under --backend trl)."""
 
 
@@ -104,7 +104,7 @@ def train_command(
                        if getattr(options, name) != getattr(TrainOptions(), name)]
         if engine_only:
             typer.echo(f"note: {', '.join(engine_only)} serve the engine backends; --backend trl runs on the devices "
-                       "its launcher (accelerate / torchrun) gives it and evaluates once, after training", err=True)
+                       "its launcher (accelerate / torchrun) gives it", err=True)
 
         if dry_run:
             typer.echo(json.dumps(trl.check_run(options), indent=2))
