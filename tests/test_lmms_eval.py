@@ -125,3 +125,26 @@ def load_mscxr_rows(tmp_path: Path) -> list:
     csv_path = tmp_path / "m.csv"
     csv_path.write_text("\n".join(",".join(f'"{c}"' if "," in str(c) else str(c) for c in r) for r in [HEADER, *ROWS]))
     return load_mscxr(csv_path).samples
+
+
+REAL_BBOX_LIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "chestxray8" / "BBox_List_2017.csv"
+
+
+@pytest.mark.skipif(not REAL_BBOX_LIST.is_file(), reason="the NIH box list lives in ../shared beside the checkout")
+def test_chestxray8_task_loads_in_lmms_eval(tmp_path, monkeypatch):
+    """The ChestX-ray8 task from the real NIH box list (placeholder images: only their paths are checked here)."""
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf_cache"))
+    from lmms_eval.tasks import TaskManager, get_task_dict
+
+    from medground_eval.datasets.chestxray8 import load_chestxray8
+
+    samples = load_chestxray8(REAL_BBOX_LIST, phrase_template="{finding}").samples[:5]
+    for sample in samples:
+        Image.new("L", (8, 8)).save(tmp_path / sample.image)
+    write_task_folder(samples, "medground_chestxray8", tmp_path / "tasks", image_root=tmp_path, frame="pixel")
+    manager = TaskManager(include_path=str(tmp_path / "tasks"))
+    task = get_task_dict(["medground_chestxray8"], manager)["medground_chestxray8"]
+    docs = list(task.test_docs())
+    assert [d["id"] for d in docs] == [s.id for s in samples]
+    assert docs[0]["image_size"] == [1024, 1024] and docs[0]["boxes"] == samples[0].boxes.tolist()
+    assert task.doc_to_target(docs[0]) == samples[0].id
