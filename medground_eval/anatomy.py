@@ -317,7 +317,8 @@ class LateralityReport:
     - ``zone_agreement``: among samples whose phrase names a zone, the share whose predicted region has a box
       centre in one of the zones named;
     - ``truth_laterality_accuracy``: ``laterality_accuracy`` of the true regions themselves, a check of the side
-      convention (well below 1: the images or the convention are not what the run assumes);
+      convention (well below 1: the images or the convention are not what the run assumes), and
+      ``truth_laterality_other``: the same under the other convention (left and right swapped);
     - ``n_sided``, ``n_one_sided``, ``n_zoned``: the denominators; ``n_no_size``: samples naming a side or zone that
       could not be placed (no image size), left out and counted. Rates are None when their denominator is 0.
     """
@@ -330,6 +331,7 @@ class LateralityReport:
     wrong_side_rate: float | None
     zone_agreement: float | None
     truth_laterality_accuracy: float | None
+    truth_laterality_other: float | None
     wrong_side: int
     mirrored: int
     per_category: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -404,6 +406,7 @@ def laterality_columns(
     zoned = (exp_zone > 0) & known
     on_side = (p_left | p_right) & (p_left == exp_left) & (p_right == exp_right)
     truth_on_side = (t_left == exp_left) & (t_right == exp_right)
+    truth_on_other = (t_right == exp_left) & (t_left == exp_right)
     wrong = one_sided & (p_left | p_right) & ~((p_left & exp_left) | (p_right & exp_right))
     in_zone = (p_zone & exp_zone) > 0
     mirrored = 0
@@ -435,6 +438,7 @@ def laterality_columns(
         n_sided=int(sided.sum()), n_one_sided=int(one_sided.sum()), n_zoned=int(zoned.sum()),
         n_no_size=int(no_size.sum()), laterality_accuracy=_rate(on_side, sided), wrong_side_rate=_rate(wrong, one_sided),
         zone_agreement=_rate(in_zone, zoned), truth_laterality_accuracy=_rate(truth_on_side, sided),
+        truth_laterality_other=_rate(truth_on_other, sided),
         wrong_side=int(wrong.sum()), mirrored=mirrored, per_category=per_category,
     )
 

@@ -238,6 +238,17 @@ def test_mirrored_answers_are_all_on_the_wrong_side_and_correct_ones_never(tmp_p
     # The same truth read under the neurological convention contradicts its phrases: the convention check says so.
     neurological = laterality_report(phrases, truth, truth, sizes, left_on_right=False)
     assert neurological.truth_laterality_accuracy == pytest.approx(5 / 40)
+    assert neurological.truth_laterality_other == 1.0 and correct.truth_laterality_other == pytest.approx(5 / 40)
+
+    # Boxes unrelated to their phrases' sides fit neither convention: no convention finding for them.
+    from medground_eval.evaluation.diagnosis import anatomy_findings
+
+    rng = np.random.default_rng(0)
+    shuffled = [truth[i] for i in rng.permutation(len(truth))]
+    unrelated = laterality_report(phrases, shuffled, shuffled, sizes)
+    assert unrelated.truth_laterality_accuracy < 0.8 and unrelated.truth_laterality_other < 0.8
+    assert anatomy_findings(unrelated) == []
+    assert [f.code for f in anatomy_findings(neurological, "neurological")] == ["side-convention"]
 
 
 def test_laterality_report_counts_what_it_cannot_place():
@@ -341,8 +352,8 @@ def test_score_names_a_systematic_flip_and_a_wrong_convention(tmp_path):
     assert "systematic left/right flip: 35 of 35" in warnings_of(mirrored)
     assert "left/right flip" not in warnings_of(correct)
     assert "side convention" not in warnings_of(correct)
-    assert "neurological side convention. the images are stored with the other convention: score with --convention " \
-           "radiological" in warnings_of(correct, "--convention", "neurological")
+    assert "neurological side convention, 1.000 under the other. the images are stored with the other convention: " \
+           "score with --convention radiological" in warnings_of(correct, "--convention", "neurological")
 
 
 def test_doctor_names_the_flip_of_a_mirrored_model(tmp_path):
