@@ -26,10 +26,10 @@ LEARN_TEMPLATE = 'Locate "{phrase}": <think>...</think><answer>[{{"bbox_2d": [x1
 
 DEFAULTS: dict[str, object] = {
     "n": 1200, "n_test": 200, "seed": 0,
-    "sft_steps": 150, "sft_lr": 1e-3, "sft_batch": 8,
-    "grpo_steps": 60, "grpo_lr": 2e-5, "grpo_generations": 8, "grpo_prompts": 2, "grpo_beta": 0.0,
-    "grpo_temperature": 1.0, "spatial_mode": "iou", "reward_weights": (1.0, 1.0, 0.0),
-    "eval_steps": 50, "save_steps": 0, "max_completion_length": 100,
+    "sft_steps": 600, "sft_lr": 2e-3, "sft_batch": 8, "sft_eval_steps": 100,
+    "grpo_steps": 40, "grpo_lr": 2e-5, "grpo_generations": 8, "grpo_prompts": 2, "grpo_beta": 0.04,
+    "grpo_temperature": 0.7, "spatial_mode": "iou", "reward_weights": (1.0, 1.0, 0.0), "grpo_eval_steps": 20,
+    "save_steps": 0, "max_completion_length": 100,
 }
 
 
@@ -39,7 +39,7 @@ def _run_options(args: argparse.Namespace, out: Path, stage: str, **fields: obje
     common = dict(
         stage=stage, dataset="jsonl", data_dir=str(out / "data" / "data.jsonl"), image_root=str(out / "data"),
         output_dir=str(out / stage), template=LEARN_TEMPLATE, max_completion_length=args.max_completion_length,
-        use_cpu=True, seed=args.seed, eval_steps=args.eval_steps, save_steps=args.save_steps or 10**6, logging_steps=5,
+        use_cpu=True, seed=args.seed, save_steps=args.save_steps or 10**6, logging_steps=5,
         semantic_encoder="lexical", anatomy_weight=0.0, extra={"report_to": "none", "eval_batch_size": 50},
     )
     common.update(fields)
@@ -86,14 +86,15 @@ def run(args: argparse.Namespace) -> dict:
 
     start = time.perf_counter()
     sft = trl.train(_run_options(args, out, "sft", model=str(out / "model"), learning_rate=args.sft_lr,
-                                 max_steps=args.sft_steps, per_device_train_batch_size=args.sft_batch))
+                                 max_steps=args.sft_steps, per_device_train_batch_size=args.sft_batch,
+                                 eval_steps=args.sft_eval_steps))
     clock["sft_s"] = time.perf_counter() - start
     start = time.perf_counter()
     grpo = trl.train(_run_options(
         args, out, "grpo", init_from=str(sft.output_dir), learning_rate=args.grpo_lr, max_steps=args.grpo_steps,
         num_generations=args.grpo_generations, per_device_train_batch_size=args.grpo_generations * args.grpo_prompts,
         beta=args.grpo_beta, temperature=args.grpo_temperature, spatial_mode=args.spatial_mode,
-        reward_weights=tuple(args.reward_weights), stop_on_zero_gradient=20,
+        reward_weights=tuple(args.reward_weights), stop_on_zero_gradient=20, eval_steps=args.grpo_eval_steps,
     ))
     clock["grpo_s"] = time.perf_counter() - start
 

@@ -88,45 +88,55 @@ class RunMonitor:
         return [r for r in self.history if r["kind"] == "eval"]
 
     def plot(self) -> Path:
-        """Draw ``curves.png``: the training signal (reward components, else loss) and held-out Acc@0.5 / mIoU."""
-        import matplotlib
+        """Draw ``curves.png`` from the run's history (:func:`plot_curves`)."""
+        return plot_curves(self.history, self.run_dir / "curves.png", title=self.eval_split or "all")
 
-        matplotlib.use("Agg")
-        from matplotlib.figure import Figure
 
-        train = [r for r in self.history if r["kind"] == "train"]
-        keys = sorted({k for r in train for k in r if k.startswith("rewards/") and k.endswith("/mean")})
-        keys = keys or [k for k in ("loss",) if any(k in r for r in train)]
-        figure = Figure(figsize=(10, 4))
-        left, right = figure.subplots(1, 2)
-        for key in keys:
-            points = [(r["step"], r[key]) for r in train if key in r and math.isfinite(r[key])]
-            if points:
-                left.plot(*zip(*points), label=key.removeprefix("rewards/").removesuffix("/mean"))
-        left.set_xlabel("step")
-        left.set_title("training: " + ("reward per component (mean)" if keys != ["loss"] else "loss"))
-        if keys:
-            left.legend(fontsize=8)
-        evals = self.evaluations()
-        for key in ("acc@0.5", "miou"):
-            points = [(r["step"], r[key]) for r in evals if r.get(key) is not None]
-            if points:
-                right.plot(*zip(*points), marker="o", label=key)
-        right.set_xlabel("step")
-        right.set_ylim(0, 1)
-        right.set_title(f"held-out ({self.eval_split or 'all'}, n = {evals[-1]['n'] if evals else 0})")
-        if evals:
-            right.legend(fontsize=8)
-        figure.tight_layout()
-        import io
+def read_curves(path: str | Path) -> list[dict]:
+    """The records of a ``curves.jsonl`` file."""
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
 
-        from medground_eval.outputs import atomic_write_bytes
 
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", dpi=100)
-        path = self.run_dir / "curves.png"
-        atomic_write_bytes(path, buffer.getvalue())
-        return path
+def plot_curves(history: Sequence[Mapping], path: str | Path, *, title: str = "test") -> Path:
+    """Draw ``path`` (PNG): left, the training signal (reward per component for GRPO, else the loss); right, held-out
+    Acc@0.5 and mIoU, against the step. ``history`` holds ``curves.jsonl`` records."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    from medground_eval.outputs import atomic_write_bytes
+
+    train = [r for r in history if r["kind"] == "train"]
+    keys = sorted({k for r in train for k in r if k.startswith("rewards/") and k.endswith("/mean")})
+    keys = keys or [k for k in ("loss",) if any(k in r for r in train)]
+    figure = Figure(figsize=(10, 4))
+    left, right = figure.subplots(1, 2)
+    for key in keys:
+        points = [(r["step"], r[key]) for r in train if key in r and math.isfinite(r[key])]
+        if points:
+            left.plot(*zip(*points), label=key.removeprefix("rewards/").removesuffix("/mean"))
+    left.set_xlabel("step")
+    left.set_title("training: " + ("reward per component (mean)" if keys != ["loss"] else "loss"))
+    if keys:
+        left.legend(fontsize=8)
+    evals = [r for r in history if r["kind"] == "eval"]
+    for key in ("acc@0.5", "miou"):
+        points = [(r["step"], r[key]) for r in evals if r.get(key) is not None]
+        if points:
+            right.plot(*zip(*points), marker="o", label=key)
+    right.set_xlabel("step")
+    right.set_ylim(0, 1)
+    right.set_title(f"held-out ({title}, n = {evals[-1]['n'] if evals else 0})")
+    if evals:
+        right.legend(fontsize=8)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    atomic_write_bytes(path, buffer.getvalue())
+    return Path(path)
 
 
 def likely_cause(logs: Mapping[str, float]) -> str:
