@@ -408,8 +408,12 @@ def processor_pixel_limits(folder: str | Path) -> dict[str, int]:
 
     Read as transformers reads ``preprocessor_config.json``: ``size.shortest_edge`` / ``size.longest_edge``, which
     top-level ``min_pixels`` / ``max_pixels`` override; ``factor = patch_size * merge_size``; a key not set takes the
-    class default (:data:`PROCESSOR_DEFAULTS`). No ``preprocessor_config.json``: an empty dict (the preset's limits
-    stand). Raises ValueError naming the file and field for a malformed value.
+    class default (:data:`PROCESSOR_DEFAULTS`). Without ``preprocessor_config.json`` the ``image_processor`` object of
+    ``processor_config.json`` is read the same way: transformers 5's ``ProcessorMixin.save_pretrained`` (a processor
+    saved by a trainer, e.g. TRL's checkpoints and ``train --stage sft``) writes the image processor there and no
+    ``preprocessor_config.json``; reading neither gave the default limits, a wrong frame and near-zero IoU.
+    Neither file: an empty dict (the preset's limits stand). Raises ValueError naming the file and field for a
+    malformed value.
 
     >>> import tempfile
     >>> folder = Path(tempfile.mkdtemp())
@@ -418,9 +422,15 @@ def processor_pixel_limits(folder: str | Path) -> dict[str, int]:
     {'factor': 28, 'min_pixels': 3136, 'max_pixels': 1003520}
     """
     path = Path(folder) / "preprocessor_config.json"
-    if not path.is_file():
-        return {}
-    config = _json_object(path)
+    if path.is_file():
+        config = _json_object(path)
+    else:
+        path = Path(folder) / "processor_config.json"
+        if not path.is_file() or _json_object(path).get("image_processor") is None:
+            return {}
+        config = _json_object(path)["image_processor"]
+        if not isinstance(config, dict):
+            raise ValueError(f"{path}: field 'image_processor' = {config!r}: expected an object")
     size = config.get("size") or {}
     if not isinstance(size, dict):
         raise ValueError(f"{path}: field 'size' = {size!r}: expected an object with shortest_edge / longest_edge")
@@ -471,12 +481,13 @@ def resolve_model_frame(
     """
     folder = Path(model_or_processor_dir)
     frame = get_frame(default)
-    config, processor = folder / "config.json", folder / "preprocessor_config.json"
+    config = folder / "config.json"
+    processors = [p for p in (folder / "preprocessor_config.json", folder / "processor_config.json") if p.is_file()]
     model_type = None
     if folder.is_dir() and config.is_file():
         model_type = _json_object(config).get("model_type")
-    elif folder.is_dir() and processor.is_file():  # a processor folder: its processor class names the family
-        model_type = PROCESSOR_MODEL_TYPES.get(str(_json_object(processor).get("processor_class")))
+    elif folder.is_dir() and processors:  # a processor folder: its processor class names the family
+        model_type = PROCESSOR_MODEL_TYPES.get(str(_json_object(processors[0]).get("processor_class")))
     if model_type in MODEL_TYPE_FRAMES:
         frame = get_frame(MODEL_TYPE_FRAMES[model_type])
     if frame.kind != "resized":

@@ -155,6 +155,10 @@ def test_train_sft_then_grpo_init_from_with_evaluation_during_training(tiny_mode
     assert (sft_dir / "eval" / "step-000012.jsonl").is_file() and (sft_dir / "curves.png").stat().st_size > 1000
     metrics = json.loads((sft_dir / "eval_metrics.json").read_text())
     assert metrics["n"] == 4 and "miou" in metrics["ci"]
+    # the saved processor (transformers 5 writes it into processor_config.json, no preprocessor_config.json) gives the
+    # model's frame back: read with the default pixel limits, every box of the GRPO stage was scored in a 4x frame
+    assert not (sft_dir / "preprocessor_config.json").exists()
+    assert resolve_model_frame(sft_dir) == resolve_model_frame(tiny_model)
     run = json.loads((sft_dir / "run.json").read_text())
     assert (run["stage"], run["template"], run["global_step"]) == ("sft", "plain", 24)
     assert run["frame"]["kind"] == "resized" and run["frame"]["max_pixels"] == 56 * 56
