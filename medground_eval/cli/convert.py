@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from medground_eval.cli import app
+from medground_eval.cli.frame_options import MaxPixelsOption, MinPixelsOption, ProcessorOption
 
 
 @app.command("convert")
@@ -25,26 +26,24 @@ def convert_command(
     model: Annotated[Path | None, typer.Option(
         help="Local checkpoint folder: the frame and pixel limits come from its config / preprocessor_config.")
     ] = None,
-    min_pixels: Annotated[int | None, typer.Option(help="Override the processor's minimum pixels (with --model).")] = None,
-    max_pixels: Annotated[int | None, typer.Option(help="Override the processor's maximum pixels (with --model).")] = None,
+    processor: ProcessorOption = None,
+    min_pixels: MinPixelsOption = None,
+    max_pixels: MaxPixelsOption = None,
     template: Annotated[str, typer.Option(help="chain-of-box, plain, or a string with {phrase}.")] = "chain-of-box",
 ) -> None:
     """Convert a data set into an engine's training file, with the Chain-of-Box prompt and the reward's label."""
     from medground_eval.datasets import get_loader
-    from medground_eval.frames import get_frame, resolve_model_frame
+    from medground_eval.cli.frame_options import resolve_frame
+    from medground_eval.frames import get_frame
     from medground_eval.integrations.convert import FORMATS, convert_dataset, output_path
 
     if fmt not in FORMATS:
         typer.echo(f"error: --format {fmt!r}: expected one of {', '.join(FORMATS)}", err=True)
         raise typer.Exit(2)
     try:
-        if model is not None:
-            spec = resolve_model_frame(model, default=frame, min_pixels=min_pixels, max_pixels=max_pixels)
-        elif min_pixels is not None or max_pixels is not None:
-            limits = {k: v for k, v in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if v is not None}
-            spec = get_frame(frame, **limits)
-        else:
-            spec = frame
+        spec = resolve_frame(frame, model, processor, min_pixels, max_pixels)
+        if spec == get_frame(frame):
+            spec = frame  # the preset name the user gave goes into the labels
         load = get_loader(dataset)
         data = load(annotations, split=split) if split is not None else load(annotations)
         written = convert_dataset(data, fmt, output_path(output, fmt, split), image_root=image_root, frame=spec,
