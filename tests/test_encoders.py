@@ -281,3 +281,9 @@ def test_crop_square_pads_with_mean_colour() -> None:
     out = np.asarray(square)
     np.testing.assert_array_equal(out[0, 0], (200, 100, 50))  # padding row = mean of a uniform crop
     np.testing.assert_array_equal(out[5, 5], (200, 100, 50))
+
+
+def test_l2_normalize_tiny_and_huge_rows() -> None:
+    # Found by hypothesis: in float32, [0, 0, 1.6e-21] normalised to norm 1.0000207 (a subnormal square).
+    out = l2_normalize(np.array([[0.0, 0.0, 1.6e-21], [1e20, 0.0, 1e20]]))
+    assert unit_or_zero(out) and np.linalg.norm(out, axis=1).min() > 0.99

@@ -65,10 +65,14 @@ class TextEncoder(Protocol):
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:
-    """Rows of ``x`` scaled to unit L2 norm, as float32; all-zero rows stay zero (no division by zero)."""
-    x = np.asarray(x, dtype=np.float32)
+    """Rows of ``x`` scaled to unit L2 norm, as float32; all-zero rows stay zero (no division by zero).
+
+    The norm is taken in float64 on the float32 values: in float32 the square of a tiny entry (1.6e-21) is subnormal
+    and the row came out with norm 1.00002, and a huge one (1e20) overflowed to a zero row.
+    """
+    x = np.asarray(np.asarray(x, dtype=np.float32), dtype=np.float64)
     norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0).astype(np.float32)
 
 
 def calibrate(similarity: np.ndarray | float, floor: float = 0.0, ceil: float = 1.0) -> np.ndarray:
