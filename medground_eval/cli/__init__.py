@@ -9,6 +9,24 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from medground_eval.provenance import package_version
+
+        typer.echo(f"medground-eval {package_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print the package version and exit."),
+) -> None:
+    """Score and train vision-language models on medical image grounding."""
+
+
 from medground_eval.cli import convert  # noqa: E402,F401  (registers `convert`)
 from medground_eval.cli import serve  # noqa: E402,F401  (registers `serve`)
 from medground_eval.cli import train  # noqa: E402,F401  (registers `train`)
@@ -19,6 +37,7 @@ from medground_eval.cli import compare  # noqa: E402,F401  (registers `compare`)
 from medground_eval.cli import doctor  # noqa: E402,F401  (registers `doctor`)
 from medground_eval.cli import ids  # noqa: E402,F401  (registers `ids`)
 from medground_eval.cli import synth  # noqa: E402,F401  (registers `synth` and `tiny-model`)
+from medground_eval.cli import leaderboard  # noqa: E402,F401  (registers `leaderboard`)
 
 
 def main() -> None:

@@ -22,6 +22,7 @@ from medground_eval.outputs import atomic_write_text
 
 @app.command("compare")
 def compare_command(
+    ctx: typer.Context,
     predictions_a: Annotated[Path, typer.Argument(help="Run A: predictions JSON lines (id and completion or pred_boxes).")],
     predictions_b: Annotated[Path, typer.Argument(help="Run B: predictions JSON lines, same samples.")],
     dataset: Annotated[str, typer.Option(help="Ground truth: jsonl, mscxr, chestxray8 or m3d-refseg.")],
@@ -107,8 +108,12 @@ def compare_command(
     for note in notes:
         console.print(note, style="yellow", markup=False)
     if output is not None:
+        from medground_eval.provenance import provenance
+
+        record = provenance({"a": predictions_a, "b": predictions_b, "annotations": annotations},
+                            frame=result_a.config["frame"], ctx=ctx)
         document = {"a": str(predictions_a), "b": str(predictions_b), **comparison.to_dict(),
-                    "metrics_a": result_a.to_dict(), "metrics_b": result_b.to_dict()}
+                    "metrics_a": result_a.to_dict(), "metrics_b": result_b.to_dict(), "provenance": record}
         atomic_write_text(output, json.dumps(document, indent=2) + "\n")
     if markdown is not None:
         text = comparison_markdown(comparison, name_a=predictions_a.name, name_b=predictions_b.name)
