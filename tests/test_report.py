@@ -4,6 +4,7 @@ self-contained, overlays draw the boxes where they belong, views go through the 
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import io
 import json
@@ -83,14 +84,16 @@ def test_write_report_writes_markdown_html_json_and_decodable_pngs(tmp_path):
     assert png_size(files.markdown.parent / "iou_histogram.png") == (640, 400)
     assert png_size(files.markdown.parent / "categories.png") == (640, round(100 * rp.category_plot_height(3)))
     overlays = sorted(p for p in files.images if p.name.startswith("overlay_"))
-    # 6 samples, 2 per group: every sample is chosen once; "f" has no image and is skipped.
-    assert len(overlays) == 5
-    assert files.skipped_overlays == (("f", "the sample names no image"),)
+    # 6 samples, 2 per group, chosen among the 4 parsed answers (c and f are parse failures): each drawn once.
+    assert len(overlays) == 4
+    assert files.skipped_overlays == ()
     markdown = files.markdown.read_text()
     for path in overlays:
         sample_id = re.search(rf"!\[overlay of (\w)\]\({path.name}\)", markdown).group(1)
-        expected = (768, 512) if sample_id == "e" else (200, 160)
-        assert png_size(path) == expected
+        width, height = (768, 512) if sample_id == "e" else (200, 160)
+        shown = png_size(path)  # the image, then a white caption strip of whole lines under it
+        assert shown[0] == width and (shown[1] - height - 6) % rp.plots.CAPTION_LINE_HEIGHT == 0
+        assert shown[1] > height
     for path in files.images:  # every image the report references exists next to it
         assert f"]({path.name})" in markdown
 
@@ -294,16 +297,14 @@ def test_score_report_from_files_matches_the_scorer_and_draws_overlays(tmp_path)
                             image_root=tmp_path / "data", examples_per_group=2)
 
     assert json.loads(files.metrics.read_text()) == json.loads(json.dumps(result.to_dict()))
-    assert len([p for p in files.images if p.name.startswith("overlay_")]) == 5
+    # Examples come from the parsed answers only: a, b, e (c, f are parse failures, d has no prediction).
+    drawn = sorted(re.findall(r"!\[overlay of (\w)\]", files.markdown.read_text()))
+    assert drawn == ["a", "b", "e"]
     markdown = files.markdown.read_text()
     page = files.html.read_text()
     for note in ("1 ground-truth samples without a prediction (scored as misses)", "1 lines skipped (--on-error skip)"):
         assert note in markdown and note in page
     assert f"| acc@0.5 | {result.report.acc['0.5']:.4f} |" in markdown
-    d_overlay = re.search(r"!\[overlay of d\]\((overlay_\w+\.png)\)", markdown).group(1)
-    with Image.open(tmp_path / "out" / d_overlay) as image:  # no prediction: green only, no red
-        pixels = np.asarray(image.convert("RGB")).reshape(-1, 3)
-    assert (pixels == rp.TRUE_COLOR).all(axis=1).any() and not (pixels == rp.PRED_COLOR).all(axis=1).any()
 
 
 def test_score_report_reads_ground_truth_carried_by_the_prediction_lines(tmp_path):
@@ -331,8 +332,12 @@ def test_score_command_writes_the_report(tmp_path):
                                    "--image-root", str(tmp_path / "data")])
     assert run.exit_code == 0, run.output
     result = score_files(predictions, dataset="jsonl", annotations=truth, n_bootstrap=100)
-    assert json.loads((tmp_path / "out" / "metrics.json").read_text()) == json.loads(json.dumps(result.to_dict()))
-    assert len(list((tmp_path / "out").glob("overlay_*.png"))) == 5
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    provenance = metrics.pop("provenance")
+    assert metrics == json.loads(json.dumps(result.to_dict()))
+    assert provenance["inputs"]["predictions"]["sha256"] == hashlib.sha256(predictions.read_bytes()).hexdigest()
+    assert provenance["command"].startswith("medground-eval score ")
+    assert len(list((tmp_path / "out").glob("overlay_*.png"))) == 4  # the 4 parsed answers
     assert "# preds.jsonl vs jsonl" in (tmp_path / "out" / "report.md").read_text()
 
 
@@ -363,7 +368,7 @@ def test_report_images_are_confined_to_the_image_root(tmp_path):
     assert reasons["a"] == f"image path {str(outside / 'x.png')!r} is outside --image-root {str(root)!r}"
     assert reasons["b"] == f"image path '../secret/x.png' is outside --image-root {str(root)!r}"
     drawn = {p.name for p in files.images if p.name.startswith("overlay_")}
-    assert len(drawn) == 3  # c, d, e (f names no image)
+    assert len(drawn) == 2  # d, e (the examples are parsed answers: c and f are parse failures)
 
 
 def test_report_folder_appears_whole_or_not_at_all(tmp_path, monkeypatch):
@@ -378,3 +383,65 @@ def test_report_folder_appears_whole_or_not_at_all(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         rp.write_report(run, tmp_path / "out", views=views)
     assert list(tmp_path.iterdir()) == []
+def test_examples_are_chosen_among_parsed_answers_and_failures_get_a_gallery(tmp_path):
+    run, views = scored()  # c ("missing <answer>") and f (a 3-number box) are parse failures
+    eligible = rp.parsed_answers(run.per_sample, run.problems)
+    groups = rp.example_ids(run.per_sample, 3, eligible)
+    assert set(groups["worst"]) | set(groups["median"]) | set(groups["best"]) == {"a", "b", "d", "e"}
+    files = rp.write_report(run, tmp_path, views=views)
+    markdown = files.markdown.read_text()
+    gallery = markdown[markdown.index("### Parse-failure gallery"):]
+    assert "| c | missing \\<answer\\> | \\<think\\>no idea\\</think\\> nothing to say |" in gallery
+    assert "| f |" in gallery and "\\[1, 2, 3\\]" in gallery
+
+
+def test_accuracy_curve_starts_at_the_first_threshold():
+    run, _ = scored()
+    grid, values = rp.curve_points(run.report, run.per_sample)
+    assert grid[0] == min(run.report.thresholds) == 0.1 and grid[-1] == 1.0
+    assert values[0] == pytest.approx(run.report.acc["0.1"])  # not 1.0: parse failures never count
+
+
+def test_category_legend_does_not_cover_the_bars():
+    run, _ = scored()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = rp.category_figure(run.report)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    (legend,) = fig.legends
+    axes = fig.axes[0].get_window_extent(renderer)
+    box = legend.get_window_extent(renderer)
+    assert not box.overlaps(axes)
+
+
+def test_overlay_caption_sits_under_the_image(tmp_path):
+    Image.new("L", (100, 80), 0).save(tmp_path / "black.png")
+    view = rp.SampleView("s", "p", "black.png", np.array([[10.0, 10, 40, 40]]), np.empty((0, 4)), np.empty((0, 4)))
+    out = rp.draw_overlay(tmp_path / "black.png", view, tmp_path / "o.png", caption='s: "p", IoU 0.000')
+    with Image.open(out) as image:
+        pixels = np.asarray(image.convert("RGB"))
+    strip_height = pixels.shape[0] - 80 - 6  # whole caption lines (wrapped to the image's width) and a margin
+    assert pixels.shape[1] == 100 and strip_height > 0 and strip_height % rp.plots.CAPTION_LINE_HEIGHT == 0
+    strip = pixels[80:]
+    assert (strip == 255).all(axis=2).mean() > 0.5 and (strip < 100).all(axis=2).any()  # white strip, dark text
+    assert tuple(pixels[25, 10]) == rp.TRUE_COLOR  # the image keeps its pixels
+
+
+def test_score_prints_the_per_category_table_and_the_report_shows_provenance(tmp_path):
+    from typer.testing import CliRunner
+
+    from medground_eval.cli import app
+
+    truth = write_jsonl(tmp_path / "truth.jsonl", truth_rows())
+    predictions = write_jsonl(tmp_path / "preds.jsonl", RECORDS)
+    run = CliRunner().invoke(app, ["score", str(predictions), "--dataset", "jsonl", "--annotations", str(truth),
+                                   "--bootstrap", "0", "--report", str(tmp_path / "out")])
+    assert run.exit_code == 0, run.output
+    assert "Per category" in run.stdout
+    for name in ("nodule", "effusion", "heart"):
+        assert f"│ {name}" in run.stdout
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    digest = hashlib.sha256(predictions.read_bytes()).hexdigest()
+    assert "## Provenance" in markdown and digest in markdown and "medground-eval score" in markdown

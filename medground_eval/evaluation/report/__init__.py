@@ -6,8 +6,10 @@ from medground_eval.evaluation.report.data import (
     ScoredRun,
     accuracy_curve,
     example_ids,
+    failure_ids,
     failure_reasons,
     headline_threshold,
+    parsed_answers,
     read_samples,
     sample_views,
 )
@@ -15,7 +17,9 @@ from medground_eval.evaluation.report.plots import (
     PRED_COLOR,
     THINK_COLOR,
     TRUE_COLOR,
+    category_figure,
     category_plot_height,
+    curve_points,
     draw_overlay,
     plot_accuracy_curve,
     plot_categories,
@@ -25,7 +29,7 @@ from medground_eval.evaluation.report.render import ReportFiles, score_report, w
 
 __all__ = [
     "PRED_COLOR", "THINK_COLOR", "TRUE_COLOR", "ReportFiles", "SampleView", "ScoredRun", "accuracy_curve",
-    "category_plot_height", "draw_overlay", "example_ids", "failure_reasons", "headline_threshold",
+    "category_figure", "category_plot_height", "curve_points", "draw_overlay", "example_ids", "failure_ids", "failure_reasons", "headline_threshold", "parsed_answers",
     "plot_accuracy_curve", "plot_categories", "plot_iou_histogram", "read_samples", "sample_views", "score_report",
     "write_report",
 ]

@@ -19,7 +19,7 @@ from medground_eval.datasets.base import get_loader
 from medground_eval.datasets.jsonl import sample_from_record
 from medground_eval.frames import Frame, get_frame
 from medground_eval.metrics import GroundingReport, SampleScores
-from medground_eval.parsing import think_boxes
+from medground_eval.parsing import completion_text, think_boxes
 from medground_eval.regions import boxes_to_pixels, parse_many
 from medground_eval.structures import ParsedCompletion, Sample
 
@@ -46,6 +46,8 @@ class SampleView:
       the same frame as the answer, (R, 2d).
     - ``image_size``: the annotated image size ``(W, H)`` the boxes refer to (None: unknown, taken as the stored
       file's); an overlay on a file stored at another size scales the boxes to it.
+    - ``labels``: what the model named each predicted box (None where it named none; empty for ``pred_boxes``
+      records); ``completion``: the completion's text (None for a ``pred_boxes`` record or no record).
     """
 
     id: str
@@ -55,6 +57,9 @@ class SampleView:
     pred_boxes: np.ndarray
     think_boxes: np.ndarray
     image_size: tuple[int, ...] | None = None
+    labels: tuple[str | None, ...] = ()
+    completion: str | None = None
+    category: str | None = None
 
 
 def sample_views(
@@ -94,8 +99,12 @@ def sample_views(
                "input_sizes": input_sizes if np.isfinite(input_sizes).any() else None}
     pred = _to_pixels(answers, convert)
     think = _to_pixels(thinks, convert)
+    labels = [tuple(b.label for b in parsed[i].answer_boxes if len(b.coords) == width) if i in parsed else ()
+              for i in range(len(rows))]
+    texts_of = [completion_text(row["completion"]) if "completion" in row else None for row in rows]
     return {
-        s.id: SampleView(s.id, s.phrase, s.image, s.boxes, pred[i], think[i], s.image_size)
+        s.id: SampleView(s.id, s.phrase, s.image, s.boxes, pred[i], think[i], s.image_size, labels[i], texts_of[i],
+                         s.category)
         for i, s in enumerate(samples)
     }
 
@@ -177,14 +186,19 @@ def failure_reasons(per_sample: SampleScores, problems: Sequence[str]) -> Counte
     return counts
 
 
-def example_ids(per_sample: SampleScores, per_group: int = 3) -> dict[str, list[str]]:
+def example_ids(per_sample: SampleScores, per_group: int = 3,
+                eligible: np.ndarray | None = None) -> dict[str, list[str]]:
     """Ids of the ``per_group`` best, median and worst samples by IoU, no sample in two groups.
 
-    Order: ``np.argsort(iou, kind="stable")`` (ties keep file order). Best: the last ``per_group`` reversed (highest
+    Only samples where ``eligible`` is True are ranked (default: all); :func:`parsed_answers` gives the mask of
+    samples whose answer was read (the worst *answers*, not parse failures shown as IoU 0). Order:
+    ``np.argsort(iou, kind="stable")`` (ties keep file order). Best: the last ``per_group`` reversed (highest
     IoU first); worst: the first ``per_group``; median: ``per_group`` samples centred on position ``n // 2``.
     With fewer than ``3 * per_group`` samples, best is filled first, then worst, then median.
     """
-    order = [str(per_sample.ids[i]) for i in np.argsort(per_sample.iou, kind="stable")]
+    keep = np.ones(len(per_sample), dtype=bool) if eligible is None else np.asarray(eligible, dtype=bool)
+    positions = np.flatnonzero(keep)
+    order = [str(per_sample.ids[i]) for i in positions[np.argsort(per_sample.iou[positions], kind="stable")]]
     n = len(order)
     start = max(0, min(n - per_group, n // 2 - per_group // 2))
     groups = {"best": order[::-1][:per_group], "worst": order[:per_group], "median": order[start:start + per_group]}
@@ -194,6 +208,17 @@ def example_ids(per_sample: SampleScores, per_group: int = 3) -> dict[str, list[
         picked[name] = [i for i in groups[name] if i not in used]
         used.update(picked[name])
     return {name: picked[name] for name in ("best", "median", "worst")}
+
+
+def parsed_answers(per_sample: SampleScores, problems: Sequence[str]) -> np.ndarray:
+    """Per sample: a prediction was found and its answer parsed (not a parse failure, not "no prediction")."""
+    missing = np.fromiter((p == "no prediction" for p in problems), dtype=bool, count=len(per_sample))
+    return ~per_sample.parse_failed & ~missing
+
+
+def failure_ids(per_sample: SampleScores, limit: int) -> list[str]:
+    """The first ``limit`` parse failures, in the scorer's sample order."""
+    return [str(per_sample.ids[i]) for i in np.flatnonzero(per_sample.parse_failed)[:limit]]
 
 
 def accuracy_curve(iou: np.ndarray, thresholds: np.ndarray, inclusive: bool) -> np.ndarray:

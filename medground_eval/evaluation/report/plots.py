@@ -19,7 +19,7 @@ DPI = 100
 MAX_OVERLAY_SIDE = 768
 """Overlays are downscaled (never upscaled) so that their longer side is at most this many pixels."""
 CURVE_POINTS = 101
-"""IoU thresholds 0, 0.01, ..., 1 on the Acc-vs-threshold curve."""
+"""IoU thresholds on the Acc-vs-threshold curve, evenly spaced from the report's first threshold to 1."""
 HISTOGRAM_BINS = 20
 
 TRUE_COLOR = (0, 200, 0)
@@ -36,12 +36,20 @@ def _figure(height: float = FIGURE_SIZE[1]):  # noqa: ANN202  (a matplotlib Figu
     return Figure(figsize=(FIGURE_SIZE[0], height), dpi=DPI, layout="constrained")
 
 
+def curve_points(report: GroundingReport, per_sample: SampleScores) -> tuple[np.ndarray, np.ndarray]:
+    """The curve's thresholds (:data:`CURVE_POINTS` from the report's first threshold to 1: at t = 0 every sample,
+    parse failures included, has IoU >= t, so a curve from 0 jumps to 1) and Acc at each."""
+    grid = np.linspace(min(report.thresholds), 1.0, CURVE_POINTS)
+    return grid, accuracy_curve(per_sample.iou, grid, report.inclusive)
+
+
 def plot_accuracy_curve(report: GroundingReport, per_sample: SampleScores, path: Path) -> Path:
-    """Acc as a function of the IoU threshold, the report's thresholds marked with their values and intervals."""
-    grid = np.linspace(0.0, 1.0, CURVE_POINTS)
+    """Acc as a function of the IoU threshold from the report's first threshold to 1 (at t = 0 every sample would
+    count, parse failures included), the report's thresholds marked with their values and intervals."""
+    grid, values = curve_points(report, per_sample)
     fig = _figure()
     ax = fig.add_subplot()
-    ax.plot(grid, accuracy_curve(per_sample.iou, grid, report.inclusive), color="tab:blue")
+    ax.plot(grid, values, color="tab:blue")
     for key, value in report.acc.items():
         if value is None:
             continue
@@ -77,10 +85,15 @@ def plot_iou_histogram(per_sample: SampleScores, path: Path) -> Path:
 
 
 def plot_categories(report: GroundingReport, path: Path) -> Path:
-    """Horizontal bars of Acc@0.5 (see :func:`headline_threshold`) and mIoU per category, n in each label.
+    """Horizontal bars of Acc@0.5 (see :func:`headline_threshold`) and mIoU per category, n in each label; the
+    legend sits below the axes, outside the bars (:func:`category_figure`)."""
+    category_figure(report).savefig(path)
+    return path
 
-    The figure is ``FIGURE_SIZE[0]`` wide and ``1.2 + 0.4 * categories`` inches high (at least ``FIGURE_SIZE[1]``).
-    """
+
+def category_figure(report: GroundingReport):  # noqa: ANN201  (a matplotlib Figure)
+    """The figure of :func:`plot_categories`: ``FIGURE_SIZE[0]`` wide and ``1.2 + 0.4 * categories`` inches high (at
+    least ``FIGURE_SIZE[1]``)."""
     names = list(report.per_category)
     key = headline_threshold(report)
     fig = _figure(category_plot_height(len(names)))
@@ -92,10 +105,9 @@ def plot_categories(report: GroundingReport, path: Path) -> Path:
     ax.set_yticks(y, [f"{name} (n={s['n']})" for name, s in zip(names, stats)])
     ax.invert_yaxis()
     ax.set(xlim=(0, 1), xlabel="value", title="Per category")
-    ax.legend(loc="lower right")
+    fig.legend(loc="outside lower center", ncols=2)  # below the axes: never over a bar
     ax.grid(alpha=0.3, axis="x")
-    fig.savefig(path)
-    return path
+    return fig
 
 
 def category_plot_height(n_categories: int) -> float:
@@ -111,7 +123,7 @@ def stored_scale(view: SampleView, stored_size: tuple[int, int]) -> tuple[float,
     return stored_size[0] / view.image_size[0], stored_size[1] / view.image_size[1]
 
 
-def draw_overlay(image_path: Path, view: SampleView, path: Path) -> Path:
+def draw_overlay(image_path: Path, view: SampleView, path: Path, caption: str | None = None) -> Path:
     """The image with true (green), predicted (red) and reasoning (orange, numbered) boxes, saved as PNG.
 
     Boxes are in the annotated image's pixels; on a file stored at another size they are scaled to it per axis
@@ -119,6 +131,9 @@ def draw_overlay(image_path: Path, view: SampleView, path: Path) -> Path:
     the predicted one's. The image is converted to RGB (16-bit and float images are scaled min-max to 0-255) and
     downscaled so its longer side is at most :data:`MAX_OVERLAY_SIDE`; boxes are scaled with it. Raises
     ``ValueError`` for 3D boxes.
+
+    With ``caption``, a white strip under the image carries it (the id, phrase and IoU, so a PNG shared on its own
+    still says what it shows), wrapped to the image's width; the image itself keeps its pixels.
     """
     from PIL import Image, ImageDraw
 
@@ -141,8 +156,30 @@ def draw_overlay(image_path: Path, view: SampleView, path: Path) -> Path:
         draw.rectangle(box.tolist(), outline=TRUE_COLOR, width=2 * width)
     for box in view.pred_boxes * scale:
         draw.rectangle(box.tolist(), outline=PRED_COLOR, width=width)
+    if caption:
+        image = _with_caption(image, caption)
     image.save(path, format="PNG")
     return path
+
+
+CAPTION_LINE_HEIGHT = 14
+"""Pixels per caption line (Pillow's default bitmap font is 11 pixels high)."""
+
+
+def _with_caption(image, caption: str):  # noqa: ANN001, ANN202  (PIL images)
+    """``image`` above a white strip holding ``caption`` in black, wrapped at about 6 pixels a character."""
+    import textwrap
+
+    from PIL import Image, ImageDraw
+
+    lines = textwrap.wrap(caption, width=max(10, image.width // 6)) or [""]
+    strip = CAPTION_LINE_HEIGHT * len(lines) + 6
+    out = Image.new("RGB", (image.width, image.height + strip), (255, 255, 255))
+    out.paste(image, (0, 0))
+    draw = ImageDraw.Draw(out)
+    for k, line in enumerate(lines):
+        draw.text((4, image.height + 3 + k * CAPTION_LINE_HEIGHT), line, fill=(0, 0, 0))
+    return out
 
 
 def _to_rgb(image):  # noqa: ANN001, ANN202  (PIL images; PIL is imported by the caller)

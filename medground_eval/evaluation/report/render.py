@@ -34,8 +34,8 @@ import numpy as np
 
 from medground_eval.anatomy import LateralityReport
 from medground_eval.evaluation.report.data import (
-    SampleView, ScoredRun, example_ids, failure_reasons, headline_threshold, read_samples, sample_views,
-    _prediction_lines,
+    SampleView, ScoredRun, example_ids, failure_ids, failure_reasons, headline_threshold, parsed_answers,
+    read_samples, sample_views, _prediction_lines,
 )
 from medground_eval.evaluation.report.plots import (
     draw_overlay, plot_accuracy_curve, plot_categories, plot_iou_histogram, stored_scale,
@@ -43,6 +43,13 @@ from medground_eval.evaluation.report.plots import (
 from medground_eval.evaluation.scorer import join_notes
 from medground_eval.metrics import GroundingReport, SampleScores
 from medground_eval.outputs import atomic_directory
+from medground_eval.parsing import completion_text
+from medground_eval.provenance import provenance_rows
+
+FAILURE_GALLERY = 5
+"""Parse failures the report shows with their reason and text."""
+FAILURE_TEXT_CHARS = 400
+"""Characters of a failed completion the gallery shows (the per-sample JSONL export has it whole)."""
 
 Block = tuple
 """A report element, rendered to Markdown and HTML: ("h1" | "h2" | "h3" | "p", text), ("table", header, rows) or
@@ -73,6 +80,7 @@ def score_report(
     image_root: str | Path | None = None,
     title: str = "Grounding report",
     examples_per_group: int = 3,
+    provenance: Mapping[str, object] | None = None,
 ) -> ReportFiles:
     """The report of ``medground-eval score --report DIR``: :func:`write_report` of a
     :func:`medground_eval.evaluation.scorer.score_files` result, called with the same ``dataset``, ``annotations``, ``split``
@@ -80,18 +88,31 @@ def score_report(
 
     With ``image_root``, the samples :func:`example_ids` picks are read again (ground truth by :func:`read_samples`,
     and their prediction lines) and converted by :func:`sample_views`. A sample the scorer found no prediction for
-    (problem "no prediction": no line, or a line skipped under ``--on-error skip``) is drawn without predicted boxes.
+    (problem "no prediction": no line, or a line skipped under ``--on-error skip``) is never picked. The first
+    :data:`FAILURE_GALLERY` parse failures' completions are read for the parse-failure gallery.
     """
     views = None
+    failed = failure_ids(result.per_sample, FAILURE_GALLERY)
     if image_root is not None:
-        picked = [i for ids in example_ids(result.per_sample, examples_per_group).values() for i in ids]
-        used = {str(i) for i, problem in zip(result.per_sample.ids, result.problems) if problem != "no prediction"}
-        records = _prediction_lines(Path(predictions_path), set(picked) & used)
+        eligible = parsed_answers(result.per_sample, result.problems)
+        picked = [i for ids in example_ids(result.per_sample, examples_per_group, eligible).values() for i in ids]
+        records = _prediction_lines(Path(predictions_path), set(picked) | set(failed))
         samples = read_samples(predictions_path, picked, dataset=dataset, annotations=annotations, split=split)
-        views = sample_views(list(records.values()), [samples[i] for i in picked if i in samples], frame=frame,
+        views = sample_views([records[i] for i in picked if i in records],
+                             [samples[i] for i in picked if i in samples], frame=frame,
                              answer_tag=str(result.config.get("answer_tag") or "required"))
+    else:
+        records = _prediction_lines(Path(predictions_path), set(failed))
+    texts = {i: _record_text(records[i]) for i in failed if i in records}
     return write_report(result, out_dir, views=views, image_root=image_root, title=title,
-                        examples_per_group=examples_per_group)
+                        examples_per_group=examples_per_group, provenance=provenance, failure_texts=texts)
+
+
+def _record_text(record: Mapping[str, object]) -> str:
+    """What a prediction line answered: its completion's text, or its ``pred_boxes`` as JSON."""
+    if "completion" in record:
+        return completion_text(record["completion"])
+    return "pred_boxes: " + json.dumps(record.get("pred_boxes"))
 
 
 def write_report(
@@ -102,10 +123,17 @@ def write_report(
     image_root: str | Path | None = None,
     title: str = "Grounding report",
     examples_per_group: int = 3,
+    provenance: Mapping[str, object] | None = None,
+    failure_texts: Mapping[str, str] | None = None,
 ) -> ReportFiles:
     """Write the report of a scored run into the folder ``out_dir``, atomically: it is built under a temporary name
     and appears whole or not at all (:func:`medground_eval.outputs.atomic_directory`; an existing ``out_dir`` is
     replaced when it is empty or an earlier report, else FileExistsError).
+
+    The examples are the best, median and worst *parsed answers* (:func:`parsed_answers`): parse failures have
+    their own gallery, the first :data:`FAILURE_GALLERY` with their reasons and text (``failure_texts[id]``, else
+    the completion of ``views[id]``). ``provenance`` (:func:`medground_eval.provenance.provenance`) goes into
+    metrics.json and a Provenance section.
 
     Parse-failure reasons come from ``result.problems``. ``views`` (from :func:`sample_views`; at least the samples
     :func:`example_ids` picks) give the overlay boxes; overlays are drawn when ``image_root`` is given too, for
@@ -119,6 +147,8 @@ def write_report(
         anatomy = getattr(result, "anatomy", None)
         metrics = {**report.to_dict(), "anatomy": None if anatomy is None else anatomy.to_dict(),
                    "config": dict(result.config)}
+        if provenance is not None:
+            metrics["provenance"] = dict(provenance)
         metrics_path.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
 
         blocks: list[Block] = [("h1", title), ("p", _summary_line(report))] + _run_blocks(result.config)
@@ -142,11 +172,16 @@ def write_report(
                        ("image", "categories.png", "Per-category Acc and mIoU", "")]
         blocks += _anatomy_blocks(anatomy)
         blocks += _failure_blocks(per_sample, result.problems)
+        texts = {i: v.completion for i, v in (views or {}).items() if v.completion is not None}
+        blocks += _failure_gallery(per_sample, result.problems, texts | dict(failure_texts or {}))
         if views is not None and image_root is not None and report.n:
             overlay_blocks, overlay_images, skipped = _overlays(per_sample, views, Path(image_root), out,
-                                                                examples_per_group)
+                                                                examples_per_group,
+                                                                parsed_answers(per_sample, result.problems))
             blocks += overlay_blocks
             images += overlay_images
+        if provenance is not None:
+            blocks += [("h2", "Provenance"), ("table", ["item", "value"], provenance_rows(provenance))]
 
         markdown = out / "report.md"
         markdown.write_text(_markdown(blocks), encoding="utf-8")
@@ -214,15 +249,36 @@ def _failure_blocks(per_sample: SampleScores, problems: Sequence[str]) -> list[B
     return blocks
 
 
+def _failure_gallery(per_sample: SampleScores, problems: Sequence[str], texts: Mapping[str, str]) -> list[Block]:
+    """The first parse failures: id, phrase-free reason and the start of what the model wrote."""
+    ids = failure_ids(per_sample, FAILURE_GALLERY)
+    if not ids:
+        return []
+    problem_of = dict(zip(per_sample.ids.tolist(), problems))
+    rows = []
+    for sample_id in ids:
+        text = texts.get(sample_id)
+        shown = "(text not read)" if text is None else (text[:FAILURE_TEXT_CHARS] + (" ..." if len(text) >
+                                                                                   FAILURE_TEXT_CHARS else ""))
+        rows.append([sample_id, problem_of[sample_id] or "no predicted box", shown])
+    total = int(per_sample.parse_failed.sum())
+    return [("h3", "Parse-failure gallery"),
+            ("p", f"The first {len(ids)} of {total} parse failures, with the parser's reasons and the completion."),
+            ("table", ["id", "reason", "completion"], rows)]
+
+
 def _overlays(
-    per_sample: SampleScores, views: Mapping[str, SampleView], image_root: Path, out: Path, per_group: int
+    per_sample: SampleScores, views: Mapping[str, SampleView], image_root: Path, out: Path, per_group: int,
+    eligible: np.ndarray,
 ) -> tuple[list[Block], list[Path], list[tuple[str, str]]]:
     iou = dict(zip(per_sample.ids.tolist(), per_sample.iou.tolist()))
     blocks: list[Block] = [("h2", "Examples"), ("p", "Green: true boxes. Red: predicted boxes. Orange, numbered: "
-                                                      "Chain-of-Box reasoning boxes from <think>, in order.")]
+                                                      "Chain-of-Box reasoning boxes from <think>, in order. "
+                                                      "Chosen among parsed answers (parse failures are listed "
+                                                      "above).")]
     images: list[Path] = []
     skipped: list[tuple[str, str]] = []
-    for group, ids in example_ids(per_sample, per_group).items():
+    for group, ids in example_ids(per_sample, per_group, eligible).items():
         blocks.append(("h3", f"{group.capitalize()} samples"))
         for k, sample_id in enumerate(ids, start=1):
             view = views.get(sample_id)
@@ -232,8 +288,8 @@ def _overlays(
                 blocks.append(("p", f"{sample_id}: no overlay ({reason})."))
                 continue
             name = f"overlay_{group}_{k}.png"
-            images.append(draw_overlay(image_root / view.image, view, out / name))
             caption = f"{sample_id}: \"{view.phrase}\", IoU {iou[sample_id]:.3f}" + _scaled_note(image_root, view)
+            images.append(draw_overlay(image_root / view.image, view, out / name, caption=caption))
             blocks.append(("image", name, f"overlay of {sample_id}", caption))
     return blocks, images, skipped
 
