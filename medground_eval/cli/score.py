@@ -18,8 +18,6 @@ from medground_eval.cli.frame_options import (
 )
 from medground_eval.evaluation.compat import RENAMED_NOTICE
 
-PROGRESS_MIN_BYTES = 50 * 1024 * 1024
-"""Prediction files at least this large get a progress bar."""
 ALLOW_PARTIAL_HELP = ("Score even when fewer than half of the predictions (or of the ground-truth samples) match an "
                       "id; unmatched samples count as misses. Without it such a run stops with exit 2.")
 ANSWER_TAG_HELP = ("required: a completion without <answer> is a parse failure; optional: read its boxes from the "
@@ -52,8 +50,10 @@ def print_report(result: object, title: str) -> None:
         table.add_row(name, shown, "" if interval is None else f"[{interval[0]:.4f}, {interval[1]:.4f}]")
     console = Console()
     console.print(table)
+    if report.per_category:
+        console.print(category_table(report))
     rule = "IoU >= t" if config["inclusive"] else "IoU > t (strict)"
-    view = "" if config["view"] == "volume" else f", view {config['view']}"
+    view = "" if config["view"] in (None, "volume") else f", view {config['view']}"
     tag = "" if config["answer_tag"] in (None, "required") else f", answer tag {config['answer_tag']}"
     console.print(f"dataset {config['dataset']}{view}, {frame_text(config)}, hit rule {rule}, "
                   f"compat {config['compat'] or 'none'}{tag}", markup=False)
@@ -99,8 +99,51 @@ def anatomy_lines(anatomy: object) -> list[str]:
     return lines
 
 
+def category_table(report: object) -> object:
+    """A rich table of the per-category metrics: n, Acc at the headline threshold (0.5), mIoU, cIoU, pointing."""
+    from rich.table import Table
+
+    from medground_eval.evaluation.report.data import headline_threshold
+
+    key = headline_threshold(report)
+    table = Table(title="Per category")
+    for name in ("category", "n", f"acc@{key}", "miou", "ciou", "pointing"):
+        table.add_column(name, justify="left" if name == "category" else "right")
+    for name, stats in report.per_category.items():
+        cells = [stats["acc"][key], stats["miou"], stats["ciou"], stats["pointing"]]
+        table.add_row(name, str(stats["n"]), *("-" if v is None else f"{v:.4f}" for v in cells))
+    return table
+
+
+def score_with_progress(predictions: Path, dataset: str, **options: object) -> object:
+    """:func:`~medground_eval.evaluation.scorer.score_files` under a progress line shown from the start: "loading
+    ground truth" (a bar of a jsonl annotations file's bytes, a spinner for a loader), then "scoring" with a bar of
+    the predictions file's bytes (:func:`~medground_eval.evaluation.scorer.progress_total` is the whole)."""
+    from medground_eval.cli.progress import progress
+    from medground_eval.evaluation.scorer import progress_total, score_files
+
+    annotations = options.get("annotations")
+    total = progress_total(predictions, dataset=dataset, annotations=annotations) if predictions.is_file() else None
+    with progress(f"{predictions.name}: loading ground truth ({dataset})", total=total) as stage:
+
+        def advance(n: int) -> None:
+            if n == 0:  # the scorer's mark: the ground truth is loaded, the predictions are read next
+                stage.describe(f"{predictions.name}: scoring")
+            stage.advance(n)
+
+        return score_files(predictions, dataset=dataset, progress=advance, **options)
+
+
+def write_json(path: Path, document: dict) -> None:
+    """Write a JSON document atomically (``-``: standard output)."""
+    from medground_eval.outputs import atomic_write_text
+
+    atomic_write_text(path, json.dumps(document, indent=2) + "\n")
+
+
 @app.command("score")
 def score_command(
+    ctx: typer.Context,
     predictions: Annotated[Path, typer.Argument(help="JSON lines with id and completion (or pred_boxes).")],
     dataset: Annotated[str, typer.Option(help="Ground truth: jsonl, mscxr, chestxray8 or m3d-refseg.")],
     annotations: Annotated[Path | None, typer.Option(
@@ -116,8 +159,11 @@ def score_command(
                                                     "medground-r1, lmms-eval (docs/metrics.md).")] = None,
     answer_tag: Annotated[str, typer.Option(help=ANSWER_TAG_HELP)] = "required",
     convention: Annotated[str, typer.Option(help=CONVENTION_HELP)] = "radiological",
-    output: Annotated[Path | None, typer.Option(help="Write the metrics JSON here.")] = None,
-    per_sample: Annotated[Path | None, typer.Option(help="Write per-sample scores (CSV) here.")] = None,
+    output: Annotated[Path | None, typer.Option(help="Write the metrics JSON (with provenance) here; - for standard "
+                                                     "output.")] = None,
+    per_sample: Annotated[Path | None, typer.Option(
+        help="Write one row per sample here: phrase, category, image, IoU, hits, predicted and true boxes in "
+             "original pixels, labels, problems, completion (.jsonl: full completion; .csv: truncated).")] = None,
     on_error: Annotated[str, typer.Option(help="raise: stop at the first bad line; skip: leave it out and count it.")]
     = "raise",
     thresholds: Annotated[str, typer.Option(help="Comma-separated IoU thresholds for Acc@IoU.")]
@@ -141,11 +187,8 @@ def score_command(
     After scoring, the frame diagnosis re-scores the same boxes under the other plausible frames and warns when one
     fits clearly better (docs/frames.md); it never changes the score.
     """
-    from rich.progress import Progress
-
     from medground_eval.evaluation.diagnosis import JoinError, check_join
-    from medground_eval.evaluation.scorer import progress_total, score_files
-    from medground_eval.outputs import atomic_write_text
+    from medground_eval.provenance import provenance
 
     if image_root is not None and report is None:
         typer.echo("error: --image-root is used by --report (it adds box overlays to the report); give --report DIR "
@@ -158,17 +201,11 @@ def score_command(
     run_frame = cli_frame(frame, model, processor, min_pixels, max_pixels)
     if compat in RENAMED_NOTICE:
         typer.echo(RENAMED_NOTICE[compat], err=True)
-    options = dict(dataset=dataset, annotations=annotations, split=split, frame=run_frame, compat=compat,
+    options = dict(annotations=annotations, split=split, frame=run_frame, compat=compat,
                    on_error=on_error, thresholds=_thresholds(thresholds), inclusive=inclusive,
                    n_bootstrap=bootstrap, seed=seed, view=view, answer_tag=answer_tag, convention=convention)
     try:
-        total = progress_total(predictions, dataset=dataset, annotations=annotations) if predictions.is_file() else 0
-        if total >= PROGRESS_MIN_BYTES:
-            with Progress(transient=True) as bar:
-                task = bar.add_task("scoring", total=total)
-                result = score_files(predictions, progress=lambda n: bar.advance(task, n), **options)
-        else:
-            result = score_files(predictions, **options)
+        result = score_with_progress(predictions, dataset, **options)
         check_join(result, allow_partial)
     except JoinError as error:
         typer.echo(f"error: {predictions}: {error}", err=True)
@@ -176,14 +213,26 @@ def score_command(
     except (FileNotFoundError, ValueError) as error:  # DataError is a ValueError: file, line, field, value
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from None
-    print_report(result, f"{predictions.name} vs {dataset}")
+    record = provenance({"predictions": predictions, "annotations": annotations}, frame=result.config["frame"],
+                        ctx=ctx)
+    if str(output) != "-":
+        print_report(result, f"{predictions.name} vs {dataset}")
     if output is not None:
-        atomic_write_text(output, json.dumps(result.to_dict(), indent=2) + "\n")
-    if per_sample is not None:
-        result.write_per_sample(per_sample)
-    if report is not None:
-        from medground_eval.evaluation.report import score_report
+        write_json(output, {**result.to_dict(), "provenance": record})
+    if per_sample is not None or report is not None:
+        from medground_eval.cli.progress import progress
 
-        files = score_report(result, report, predictions, dataset=dataset, annotations=annotations, split=split,
-                             frame=run_frame, image_root=image_root, title=f"{predictions.name} vs {dataset}")
-        typer.echo(f"report: {files.markdown} and {files.html}")
+        with progress("writing per-sample export and report"):
+            if per_sample is not None:
+                from medground_eval.evaluation.export import write_per_sample
+
+                write_per_sample(result, per_sample, predictions, dataset=dataset, annotations=annotations,
+                                 split=split)
+            if report is not None:
+                from medground_eval.evaluation.report import score_report
+
+                files = score_report(result, report, predictions, dataset=dataset, annotations=annotations,
+                                     split=split, frame=run_frame, image_root=image_root,
+                                     title=f"{predictions.name} vs {dataset}", provenance=record)
+        if report is not None:
+            typer.echo(f"report: {files.markdown} and {files.html}", err=str(output) == "-")

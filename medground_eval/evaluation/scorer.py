@@ -116,9 +116,12 @@ def _anatomy(truth: TruthTable, scored: ScoredSamples, convention: str) -> Later
 
 
 def _result(truth: TruthTable, preds: PredictionTable, rules: ScoringRules, config: dict[str, Any]) -> ScoreResult:
-    """Score the join and summarise it; fills ``config`` with the join counts."""
+    """Score the join and summarise it; fills ``config`` with the join counts (and ``view`` None for 2D ground truth
+    read as is: the M3D-RefSeg view only applies to 3D samples)."""
     scored = score_samples(truth, preds, rules)
     anatomy = _anatomy(truth, scored, config["convention"])
+    if (truth.dims or 2) == 2 and config["view"] == "volume":
+        config["view"] = None
     config["unmatched_predictions"] = len(preds.unmatched)
     config["unmatched_examples"] = preds.unmatched[:EXAMPLES_KEPT]
     config["missing_predictions"] = int(scored.missing.sum())
@@ -162,7 +165,8 @@ def score_files(
     the default frame of the predictions (a :data:`~medground_eval.frames.FRAME_PRESETS` name); ``compat`` a
     :mod:`medground_eval.evaluation.compat` preset name, whose rules then decide parsing, IoU and the hit rule
     (``inclusive`` is ignored). ``progress`` is called with the bytes read, of a jsonl ``annotations`` file first,
-    then of the predictions file (:func:`progress_total` is their sum). ``view`` picks the target of 3D samples
+    then of the predictions file (:func:`progress_total` is their sum); once with 0 between
+    the two. ``view`` picks the target of 3D samples
     (``volume``, ``slice``, ``projection``; see the module doc); under the ``m3d-npy`` frame, ``m3d-refseg`` is
     loaded with ``npy_crop=True``. ``answer_tag``: "required" (default) or "optional" (read completions without
     ``<answer>``; not with ``compat``). ``convention``: the side convention of the anatomy metrics ("radiological",
@@ -203,6 +207,8 @@ def score_files(
     preds = PredictionTable()
     task = ReadTask("both" if carried else "prediction", truth.dims or 2, frame, rules, split if carried else None,
                     answer_tag, mscxr_keys=dataset == "mscxr")
+    if progress is not None:
+        progress(0)  # the ground truth is loaded: the predictions are read next
     join_lines(read_file(predictions_path, task, progress), truth, preds, errors, predictions_path)
     if carried and split is not None and not truth.ids:
         raise DataError(predictions_path, None, "split", split, "a split that some prediction line has")

@@ -1,0 +1,114 @@
+"""Per-sample export of a scored run: what people open in a spreadsheet or a notebook to look at the errors.
+
+One row per ground-truth sample, in the scorer's order, with: ``id``, ``phrase``, ``category``, ``image``,
+``iou``, ``hit@<t>`` for each of the run's thresholds, ``pointing``, ``parse_failed``, ``out_of_frame``,
+``pred_boxes`` and ``true_boxes`` (original-image pixels, the predicted ones converted from the run's frame and
+clipped exactly as the scorer does, through :func:`medground_eval.evaluation.report.sample_views`),
+``pred_labels`` (what the model named each predicted box), ``problems`` (the parser's, "; "-joined; "no
+prediction" for a sample without a line) and ``completion``.
+
+- ``.jsonl``: one JSON object a line, boxes as lists, the completion in full.
+- ``.csv`` (any other suffix): boxes and labels as JSON text in their cells, the completion cut to
+  :data:`CSV_COMPLETION_CHARS` characters with ``completion_truncated`` saying whether it was cut.
+
+Under a compat preset the predicted box is the one its extraction reads (raw coordinates, as scored).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from medground_eval.datasets.m3d_refseg import view_sample
+from medground_eval.evaluation.compat import vlm_r1_extract
+from medground_eval.evaluation.report.data import ScoredRun, _prediction_lines, read_samples, sample_views
+from medground_eval.metrics import iou_hits
+
+CSV_COMPLETION_CHARS = 300
+"""Characters of the completion kept in a CSV cell (the JSONL export keeps it whole)."""
+
+
+def per_sample_rows(result: ScoredRun, predictions_path: str | Path, *, dataset: str,
+                    annotations: str | Path | None = None, split: str | None = None) -> Iterator[dict[str, Any]]:
+    """The export's rows (see the module doc), in the order of ``result.per_sample``.
+
+    The ground truth is read again with the run's options (``result.config``: frame, view, answer tag) and the
+    prediction lines of the scored ids; the metric columns are the scorer's own numbers.
+    """
+    scores, config = result.per_sample, result.config
+    ids = [str(i) for i in scores.ids.tolist()]
+    samples = read_samples(predictions_path, ids, dataset=dataset, annotations=annotations, split=split)
+    view = config.get("view") or "volume"
+    if view != "volume":
+        samples = {i: view_sample(s, view) for i, s in samples.items()}
+    records = _prediction_lines(Path(predictions_path), set(ids))
+    used = [i for i, problem in zip(ids, result.problems) if problem != "no prediction"]
+    ordered = [samples[i] for i in ids if i in samples]
+    frame = str(config.get("frame") or "pixel").split(" (")[0]
+    compat = config.get("compat")
+    views = sample_views([records[i] for i in used if i in records], ordered, frame=frame,
+                         answer_tag=str(config.get("answer_tag") or "required"))
+    thresholds = [float(t) for t in config.get("thresholds") or result.report.thresholds]
+    hits = {t: iou_hits(scores.iou, t, result.report.inclusive) for t in thresholds}
+    for k, sample_id in enumerate(ids):
+        sample_view = views.get(sample_id)
+        record = records.get(sample_id, {}) if sample_id in used else {}
+        pred = [] if sample_view is None else sample_view.pred_boxes.tolist()
+        if compat is not None:
+            box = vlm_r1_extract(record["completion"]) if "completion" in record else None
+            pred = [] if box is None else [list(box)]
+        row: dict[str, Any] = {
+            "id": sample_id,
+            "phrase": None if sample_view is None else sample_view.phrase,
+            "category": scores.category[k],
+            "image": None if sample_view is None else sample_view.image,
+            "iou": float(scores.iou[k]),
+        }
+        row |= {f"hit@{t:g}": bool(hits[t][k]) for t in thresholds}
+        row |= {
+            "pointing": bool(scores.pointing[k]),
+            "parse_failed": bool(scores.parse_failed[k]),
+            "out_of_frame": bool(scores.out_of_frame[k]),
+            "pred_boxes": [[_number(v) for v in box] for box in pred],
+            "true_boxes": [] if sample_view is None else [[_number(v) for v in b] for b in sample_view.true_boxes],
+            "pred_labels": [] if sample_view is None or compat is not None else list(sample_view.labels),
+            "problems": result.problems[k],
+            "completion": None if sample_view is None else sample_view.completion,
+        }
+        yield row
+
+
+def _number(value: float) -> float | int:
+    """A coordinate as an int when it is whole (pixel boxes stay readable), else a float."""
+    return int(value) if float(value).is_integer() else round(float(value), 4)
+
+
+def write_per_sample(result: ScoredRun, path: str | Path, predictions_path: str | Path, *, dataset: str,
+                     annotations: str | Path | None = None, split: str | None = None) -> Path:
+    """Write :func:`per_sample_rows` as JSONL (``.jsonl``: full completions) or CSV (truncated completions)."""
+    path = Path(path)
+    rows = per_sample_rows(result, predictions_path, dataset=dataset, annotations=annotations, split=split)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".jsonl":
+        with path.open("w", encoding="utf-8") as handle:
+            for row in rows:
+                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        return path
+    import pandas as pd
+
+    table = pd.DataFrame([_csv_row(row) for row in rows])
+    table.to_csv(path, index=False)
+    return path
+
+
+def _csv_row(row: dict[str, Any]) -> dict[str, Any]:
+    out = dict(row)
+    for key in ("pred_boxes", "true_boxes", "pred_labels"):
+        out[key] = json.dumps(row[key], ensure_ascii=False)
+    text = row["completion"]
+    out["completion"] = None if text is None else text[:CSV_COMPLETION_CHARS]
+    out["completion_truncated"] = text is not None and len(text) > CSV_COMPLETION_CHARS
+    return out
+

@@ -1,0 +1,70 @@
+"""Per-sample export: phrase, category, image, predicted and true boxes in original pixels, labels, problems and
+the completion (full in JSONL, truncated in CSV), next to the scorer's own numbers."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from medground_eval.cli import app
+from medground_eval.evaluation.export import CSV_COMPLETION_CHARS, per_sample_rows
+from medground_eval.evaluation.scorer import score_files
+
+runner = CliRunner()
+LONG = "<think>" + "the left apex looks dense. " * 30 + "</think><answer>[500, 500, 750, 1000]</answer>"
+GT = [{"id": "a", "phrase": "left nodule", "boxes": [[100, 100, 150, 200]], "image_size": [200, 200],
+       "category": "nodule", "image": "img/a.png"},
+      {"id": "b", "phrase": "right effusion", "boxes": [[10, 10, 90, 90]], "image_size": [200, 200],
+       "category": "effusion", "image": "img/b.png"},
+      {"id": "c", "phrase": "cardiomegaly", "boxes": [[40, 40, 160, 160]], "image_size": [200, 200]}]
+PREDS = [{"id": "a", "completion": LONG},
+         {"id": "b", "completion": '<think>r</think><answer>{"bbox_2d": [50, 50, 450, 450], "label": "effusion"}'
+                                   '</answer>'}]
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_jsonl_export_has_boxes_in_original_pixels_and_full_completions(tmp_path):
+    gt, preds = write_jsonl(tmp_path / "gt.jsonl", GT), write_jsonl(tmp_path / "preds.jsonl", PREDS)
+    out = tmp_path / "deep" / "per_sample.jsonl"
+    result = runner.invoke(app, ["score", str(preds), "--dataset", "jsonl", "--annotations", str(gt), "--frame",
+                                 "norm1000", "--bootstrap", "0", "--per-sample", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = {r["id"]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert list(rows) == ["a", "b", "c"]
+    a, b, c = rows["a"], rows["b"], rows["c"]
+    assert a["pred_boxes"] == [[100, 100, 150, 200]] and a["true_boxes"] == [[100, 100, 150, 200]]  # norm1000 -> px
+    assert a["iou"] == 1.0 and a["hit@0.5"] and a["completion"] == LONG
+    assert (a["phrase"], a["category"], a["image"]) == ("left nodule", "nodule", "img/a.png")
+    assert b["pred_boxes"] == [[10, 10, 90, 90]] and b["pred_labels"] == ["effusion"]
+    assert c["problems"] == "no prediction" and c["pred_boxes"] == [] and c["completion"] is None
+    scored = score_files(preds, dataset="jsonl", annotations=gt, frame="norm1000", n_bootstrap=0)
+    assert [r["iou"] for r in rows.values()] == pytest.approx(scored.per_sample.iou.tolist())
+
+
+def test_csv_export_truncates_the_completion_and_says_so(tmp_path):
+    gt, preds = write_jsonl(tmp_path / "gt.jsonl", GT), write_jsonl(tmp_path / "preds.jsonl", PREDS)
+    out = tmp_path / "per_sample.csv"
+    assert runner.invoke(app, ["score", str(preds), "--dataset", "jsonl", "--annotations", str(gt), "--frame",
+                               "norm1000", "--bootstrap", "0", "--per-sample", str(out)]).exit_code == 0
+    table = pd.read_csv(out, keep_default_na=False)
+    assert {"phrase", "category", "image", "pred_boxes", "true_boxes", "pred_labels", "problems", "completion",
+            "completion_truncated"} <= set(table.columns)
+    first = table.iloc[0]
+    assert first["completion"] == LONG[:CSV_COMPLETION_CHARS] and bool(first["completion_truncated"])
+    assert json.loads(first["pred_boxes"]) == [[100, 100, 150, 200]]
+
+
+def test_parse_failures_keep_their_reason_and_text(tmp_path):
+    gt = write_jsonl(tmp_path / "gt.jsonl", GT[:1])
+    preds = write_jsonl(tmp_path / "preds.jsonl", [{"id": "a", "completion": "<think>hm</think> [1, 2, 3]"}])
+    result = score_files(preds, dataset="jsonl", annotations=gt, n_bootstrap=0)
+    (row,) = per_sample_rows(result, preds, dataset="jsonl", annotations=gt)
+    assert row["parse_failed"] and "missing <answer>" in row["problems"]
+    assert row["completion"] == "<think>hm</think> [1, 2, 3]" and row["pred_boxes"] == []
