@@ -25,7 +25,7 @@ def compare_command(
     ctx: typer.Context,
     predictions_a: Annotated[Path, typer.Argument(help="Run A: predictions JSON lines (id and completion or pred_boxes).")],
     predictions_b: Annotated[Path, typer.Argument(help="Run B: predictions JSON lines, same samples.")],
-    dataset: Annotated[str, typer.Option(help="Ground truth: jsonl, mscxr, chestxray8 or m3d-refseg.")],
+    dataset: Annotated[str, typer.Option(help="Ground truth: jsonl, mscxr, chestxray8, m3d-refseg or hf (a datasets folder).")],
     annotations: Annotated[Path | None, typer.Option(
         "--annotations", "--data-dir", help="The data set's file or folder (jsonl: omit to read the ground truth from each prediction file).")] = None,
     split: Annotated[str | None, typer.Option(help="Compare on this split only.")] = None,

@@ -55,6 +55,7 @@ def leaderboard_command(
     intervals; paired tests against --baseline."""
     from medground_eval.evaluation.leaderboard import Run, build_leaderboard
     from medground_eval.evaluation.scorer import join_notes
+    from medground_eval.outputs import atomic_write_text, is_stdout
     from medground_eval.provenance import provenance
 
     if format not in FORMATS:
@@ -81,9 +82,6 @@ def leaderboard_command(
         inputs = {"annotations": annotations, **{f"run {name}": path for name, path in named}}
         record = provenance(inputs, frame=scored[0].result.config["frame"], ctx=ctx)
         text = json.dumps({**board.to_dict(), "provenance": record}, indent=2) + "\n"
-    if str(output) == "-":
-        typer.echo(text, nl=False)
-    else:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(text, encoding="utf-8")
+    atomic_write_text(output, text)
+    if not is_stdout(output):
         typer.echo(f"leaderboard of {len(scored)} runs: {output}", err=True)

@@ -145,7 +145,7 @@ def write_json(path: Path, document: dict) -> None:
 def score_command(
     ctx: typer.Context,
     predictions: Annotated[Path, typer.Argument(help="JSON lines with id and completion (or pred_boxes).")],
-    dataset: Annotated[str, typer.Option(help="Ground truth: jsonl, mscxr, chestxray8 or m3d-refseg.")],
+    dataset: Annotated[str, typer.Option(help="Ground truth: jsonl, mscxr, chestxray8, m3d-refseg or hf (a datasets folder).")],
     annotations: Annotated[Path | None, typer.Option(
         "--annotations", "--data-dir",
         help="The data set's file or folder (jsonl: omit to read the ground truth from the prediction lines).")] = None,

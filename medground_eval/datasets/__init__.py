@@ -9,6 +9,6 @@ from medground_eval.datasets.base import (
     register_dataset,
 )
 from medground_eval.datasets import chestxray8, jsonl, mscxr  # noqa: F401
-from medground_eval.datasets import m3d_refseg  # noqa: F401
+from medground_eval.datasets import hf, m3d_refseg  # noqa: F401
 
 __all__ = ["DataError", "LoadedDataset", "SkippedRow", "dataset_names", "get_loader", "register_dataset"]

@@ -25,6 +25,7 @@ from medground_eval.datasets.m3d_refseg import view_sample
 from medground_eval.evaluation.compat import vlm_r1_extract
 from medground_eval.evaluation.report.data import ScoredRun, _prediction_lines, read_samples, sample_views
 from medground_eval.metrics import iou_hits
+from medground_eval.outputs import atomic_write_text, open_atomic
 
 CSV_COMPLETION_CHARS = 300
 """Characters of the completion kept in a CSV cell (the JSONL export keeps it whole)."""
@@ -87,20 +88,18 @@ def _number(value: float) -> float | int:
 
 def write_per_sample(result: ScoredRun, path: str | Path, predictions_path: str | Path, *, dataset: str,
                      annotations: str | Path | None = None, split: str | None = None) -> Path:
-    """Write :func:`per_sample_rows` as JSONL (``.jsonl``: full completions) or CSV (truncated completions)."""
-    path = Path(path)
+    """Write :func:`per_sample_rows` as JSONL (``.jsonl``: full completions) or CSV (truncated completions),
+    atomically (:mod:`medground_eval.outputs`; ``-`` is standard output, as CSV)."""
     rows = per_sample_rows(result, predictions_path, dataset=dataset, annotations=annotations, split=split)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() == ".jsonl":
-        with path.open("w", encoding="utf-8") as handle:
+    if Path(path).suffix.lower() == ".jsonl":
+        with open_atomic(path, "w") as handle:
             for row in rows:
                 handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-        return path
+        return Path(path)
     import pandas as pd
 
-    table = pd.DataFrame([_csv_row(row) for row in rows])
-    table.to_csv(path, index=False)
-    return path
+    atomic_write_text(path, pd.DataFrame([_csv_row(row) for row in rows]).to_csv(index=False))
+    return Path(path)
 
 
 def _csv_row(row: dict[str, Any]) -> dict[str, Any]:
