@@ -68,3 +68,15 @@ def test_parse_failures_keep_their_reason_and_text(tmp_path):
     (row,) = per_sample_rows(result, preds, dataset="jsonl", annotations=gt)
     assert row["parse_failed"] and "missing <answer>" in row["problems"]
     assert row["completion"] == "<think>hm</think> [1, 2, 3]" and row["pred_boxes"] == []
+
+
+def test_under_a_compat_preset_the_box_is_labelled_as_written(tmp_path):
+    gt = write_jsonl(tmp_path / "gt.jsonl", GT[:1])
+    preds = write_jsonl(tmp_path / "preds.jsonl", [{"id": "a", "completion": "<think>x</think><answer>"
+                                                                          "{[100, 100, 150, 200]}</answer>"}])
+    result = score_files(preds, dataset="jsonl", annotations=gt, compat="vlm-r1", n_bootstrap=0)
+    (row,) = per_sample_rows(result, preds, dataset="jsonl", annotations=gt)
+    assert row["pred_boxes"] == [[100, 100, 150, 200]] and row["pred_boxes_space"] == "as written (compat vlm-r1)"
+    plain = score_files(preds, dataset="jsonl", annotations=gt, n_bootstrap=0)
+    assert next(per_sample_rows(plain, preds, dataset="jsonl", annotations=gt))["pred_boxes_space"] == \
+        "original pixels"

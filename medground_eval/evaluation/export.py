@@ -11,7 +11,10 @@ prediction" for a sample without a line) and ``completion``.
 - ``.csv`` (any other suffix): boxes and labels as JSON text in their cells, the completion cut to
   :data:`CSV_COMPLETION_CHARS` characters with ``completion_truncated`` saying whether it was cut.
 
-Under a compat preset the predicted box is the one its extraction reads (raw coordinates, as scored).
+``pred_boxes_space`` says what ``pred_boxes`` holds: "original pixels" (the default rules), or, under a compat
+preset, "as written (compat <name>)": the one box the preset's own extraction reads, before any rescaling the
+preset applies when it compares (``--compat vlm-r1`` multiplies by image / model input), so it is never mistaken
+for the compared pixel box.
 """
 
 from __future__ import annotations
@@ -22,10 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from medground_eval.datasets.m3d_refseg import view_sample
-from medground_eval.evaluation.compat import vlm_r1_extract
+from medground_eval.evaluation.compat import get_compat
 from medground_eval.evaluation.report.data import ScoredRun, _prediction_lines, read_samples, sample_views
 from medground_eval.metrics import iou_hits
 from medground_eval.outputs import atomic_write_text, open_atomic
+from medground_eval.parsing import completion_text
 
 CSV_COMPLETION_CHARS = 300
 """Characters of the completion kept in a CSV cell (the JSONL export keeps it whole)."""
@@ -58,7 +62,8 @@ def per_sample_rows(result: ScoredRun, predictions_path: str | Path, *, dataset:
         record = records.get(sample_id, {}) if sample_id in used else {}
         pred = [] if sample_view is None else sample_view.pred_boxes.tolist()
         if compat is not None:
-            box = vlm_r1_extract(record["completion"]) if "completion" in record else None
+            text = completion_text(record["completion"]) if "completion" in record else None
+            box = None if text is None else get_compat(compat).extract(text)[0]
             pred = [] if box is None else [list(box)]
         row: dict[str, Any] = {
             "id": sample_id,
@@ -73,6 +78,7 @@ def per_sample_rows(result: ScoredRun, predictions_path: str | Path, *, dataset:
             "parse_failed": bool(scores.parse_failed[k]),
             "out_of_frame": bool(scores.out_of_frame[k]),
             "pred_boxes": [[_number(v) for v in box] for box in pred],
+            "pred_boxes_space": "original pixels" if compat is None else f"as written (compat {compat})",
             "true_boxes": [] if sample_view is None else [[_number(v) for v in b] for b in sample_view.true_boxes],
             "pred_labels": [] if sample_view is None or compat is not None else list(sample_view.labels),
             "problems": result.problems[k],
