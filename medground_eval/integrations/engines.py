@@ -119,10 +119,11 @@ def engine_vision(options: TrainOptions) -> EngineVision:
             f"model {options.model}: model_type {model_type!r}: the engine backends size prompts for the Qwen-VL "
             f"checkpoints ({sorted(MODEL_TYPE_FRAMES)})"
         )
-    processor = folder / "preprocessor_config.json"
-    if not processor.is_file():
-        raise ValueError(f"model {options.model}: no preprocessor_config.json: the engines' processor reads its pixel "
-                         "limits from there, and so does the prompt budget")
+    processor = next((folder / name for name in ("preprocessor_config.json", "processor_config.json")
+                      if (folder / name).is_file()), None)
+    if processor is None:
+        raise ValueError(f"model {options.model}: no preprocessor_config.json (or processor_config.json): the engines' "
+                         "processor reads its pixel limits from there, and so does the prompt budget")
     limits = processor_pixel_limits(folder)
     return EngineVision(frame, preset_name(frame, hint=options.frame), **limits, source=f"image processor {processor}")
 
@@ -602,7 +603,8 @@ def _complete_processor(checkpoint: Path, base: Path) -> None:
     processor the run trained with: OpenRLHF saves only what its tokenizer object holds)."""
     import shutil
 
-    if not base.is_dir() or (checkpoint / "preprocessor_config.json").is_file():
+    if not base.is_dir() or any((checkpoint / name).is_file()
+                                for name in ("preprocessor_config.json", "processor_config.json")):
         return
     for name in PROCESSOR_FILES:
         if (base / name).is_file() and not (checkpoint / name).exists():
