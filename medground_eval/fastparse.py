@@ -21,16 +21,17 @@ The canonical shape, precisely (``\\s`` is any Unicode whitespace, ``ws`` is JSO
 - in the answer: optional ```` ```json ```` or ```` ``` ```` fence (then a closing ```` ``` ````), optional ``[``
   (then a closing ``]``), one object ``{"bbox_2d": [n, n, n, n], "label": "..."}`` with keys in this order, at most
   16 ``\\s`` around the key's colon, ``ws`` around the numbers;
-- a number is ``0`` or ``[1-9]`` followed by at most 14 digits, with an optional fraction of 1 to 15 digits (so it
-  is valid JSON and an integer part below 2**53); corners are in order (``x1 <= x2`` and ``y1 <= y2``);
+- a number is ``0`` or ``[1-9]`` followed by at most 5 digits, with an optional fraction of 1 to 15 digits (so it
+  is valid JSON and below the parser's ``MAX_COORDINATE`` of 1e6); corners are in order (``x1 <= x2`` and
+  ``y1 <= y2``);
 - the label holds none of ``" \\ < > [ ] ( ) { } ` `` and no newline;
 - ``</answer>`` then only ``\\s`` to the end.
 
 Why each rule keeps the parser's answer unchanged: one lower-case tag of each kind, and no ``<`` anywhere else, so
 the parser finds the same tags and no problem with them; balanced fences and brackets; the label holds no bracket,
 so the box is the answer's only candidate, its key ``bbox_2d`` lies within the parser's 64-character key window and
-the label is the parser's label (no escapes, so its JSON decoding is itself); the numbers are valid, finite and
-ordered. Such a completion is ``strict_format`` with no problem and one answer box. Only 2D boxes are read here
+the label is the parser's label (no escapes, so its JSON decoding is itself); the numbers are valid, finite, in
+range and ordered. Such a completion is ``strict_format`` with no problem and one answer box. Only 2D boxes are read here
 (``dims`` None or 2).
 
 The near-canonical forms differ from it in the fence and the closing tag only, and the parser's problems for them
@@ -54,7 +55,7 @@ from medground_eval.structures import ParsedBox, ParsedCompletion
 __all__ = ["FastColumns", "canonical_boxes", "canonical_label", "fast_parse"]
 
 _WS = r"[ \t\n\r]*+"
-_NUM = r"(?:0|[1-9][0-9]{0,14})(?:\.[0-9]{1,15})?+"
+_NUM = r"(?:0|[1-9][0-9]{0,5})(?:\.[0-9]{1,15})?+"
 _CANONICAL_TAIL = re.compile(
     r"</think>\s*+<answer>(?P<answer>\s*+(?P<fence>```(?P<fence_json>json)?+\s*+)?+(?P<list>\[\s*+)?+"
     r'\{\s*+"bbox_2d"\s{0,16}+:\s{0,16}+\['

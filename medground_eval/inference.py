@@ -45,6 +45,26 @@ def _image_only(processor_class: type) -> type:
     return type(processor_class.__name__, (processor_class,), {"__init__": __init__})
 
 
+def local_model_dir(path: str | Path | None, option: str = "--model") -> Path:
+    """``path`` as an existing local checkpoint folder (with ``config.json``), else FileNotFoundError in one line.
+
+    Nothing is ever downloaded: every ``from_pretrained`` of the project reads such a folder with
+    ``local_files_only=True``, so a hub id (``Qwen/Qwen2.5-VL-3B-Instruct``) is refused here, before transformers
+    is imported and before any DNS look-up, whatever ``HF_HUB_OFFLINE`` says.
+    """
+    if not path:
+        raise FileNotFoundError(f"{option} is required: a local checkpoint folder (config.json, weights)")
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"{option} {str(path)!r}: not a local folder; models are never downloaded at run time: fetch it first "
+            f"(e.g. `huggingface-cli download {path} --local-dir DIR`) and pass DIR")
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"{option} {str(path)!r}: folder has no config.json; expected a checkpoint folder "
+                                "(config.json, weights, tokenizer and processor files)")
+    return folder
+
+
 def load_processor(path: str | Path, *, min_pixels: int | None = None, max_pixels: int | None = None):
     """The processor of the checkpoint at ``path``, padding on the left (for batched generation).
 
@@ -55,14 +75,15 @@ def load_processor(path: str | Path, *, min_pixels: int | None = None, max_pixel
     import transformers
     from transformers import AutoConfig, AutoImageProcessor, AutoProcessor, AutoTokenizer
 
+    path = local_model_dir(path)
     image_kwargs = {k: v for k, v in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if v is not None}
-    model_type = AutoConfig.from_pretrained(path).model_type
+    model_type = AutoConfig.from_pretrained(path, local_files_only=True).model_type
     if model_type not in QWEN_PROCESSORS:
-        return AutoProcessor.from_pretrained(path, padding_side="left", **image_kwargs)
+        return AutoProcessor.from_pretrained(path, padding_side="left", local_files_only=True, **image_kwargs)
     processor_class = getattr(transformers, QWEN_PROCESSORS[model_type])
-    tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
-    image_processor = AutoImageProcessor.from_pretrained(path, **image_kwargs)
-    processor_dict, _ = processor_class.get_processor_dict(path)
+    tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left", local_files_only=True)
+    image_processor = AutoImageProcessor.from_pretrained(path, local_files_only=True, **image_kwargs)
+    processor_dict, _ = processor_class.get_processor_dict(path, local_files_only=True)
     chat_template = processor_dict.get("chat_template") or tokenizer.chat_template
     if chat_template is None:
         raise ValueError(
@@ -87,9 +108,9 @@ def load_model_and_processor(
     import torch
     from transformers import AutoModelForImageTextToText
 
-    if not Path(path).is_dir():
-        raise FileNotFoundError(f"--model {str(path)!r}: expected a local checkpoint directory (config.json, weights)")
-    model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch.bfloat16 if bf16 else torch.float32)
+    path = local_model_dir(path)
+    model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch.bfloat16 if bf16 else torch.float32,
+                                                        local_files_only=True)
     if device is not None:
         model = model.to(device)
     return model, load_processor(path, min_pixels=min_pixels, max_pixels=max_pixels)

@@ -41,8 +41,9 @@ Decisions
   ``<box>x1 y1 x2 y2</box>``; Florence-2 ``<loc_N>`` and PaliGemma ``<locNNNN>`` runs, every four tokens one box.
   A group that is the value of a key other than a box key (``"size": [512, 512]``, ``"point_2d": [...]``) is not a
   candidate; box keys are recognised by pattern (:data:`BOX_KEY`: ``bbox_2d``, ``box_2d``, ``bounding_box_2d``,
-  ``coordinates``...). In the answer a candidate with the wrong count of numbers, an invalid or a non-finite number
-  is a problem, not a box, and so is a group with a box's count of numbers under another key (``"crop": [...]``).
+  ``coordinates``...). In the answer a candidate with the wrong count of numbers, an invalid, a non-finite or an
+  out-of-range number (magnitude above :data:`~medground_eval.structures.MAX_COORDINATE`, ``1e6``: ``1e300`` is
+  garbage, and its square overflows) is a problem, not a box, and so is a group with a box's count of numbers under another key (``"crop": [...]``).
   ``<think>`` is free reasoning: there such candidates are skipped without a problem, and swapped corners are
   normalised silently. Prose coordinates (``(x1=630, y1=440) with a width of 200``) are never read.
 - **Axis order** is recorded, never changed: PaliGemma's ``<locYYYY><locXXXX>...`` and Gemini's ``box_2d`` boxes
@@ -70,7 +71,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from medground_eval.structures import ParsedBox, ParsedCompletion
+from medground_eval.structures import MAX_COORDINATE, ParsedBox, ParsedCompletion
 
 __all__ = [
     "ANSWER_TAGS", "FORMAT_DIALECTS", "MAX_BOXES", "completion_text", "format_box", "parse_completion",
@@ -456,6 +457,11 @@ def _read_boxes(section: str, widths: tuple[int, ...], problems: list[str] | Non
             if problems is not None:
                 bad = ", ".join(n for n, v in zip(cand.numbers, values) if not math.isfinite(v))
                 problems.append(f"{name} has a non-finite number ({bad})")
+            continue
+        if not all(abs(v) <= MAX_COORDINATE for v in values):
+            if problems is not None:
+                bad = ", ".join(n for n, v in zip(cand.numbers, values) if abs(v) > MAX_COORDINATE)
+                problems.append(f"{name} has an out-of-range number ({bad}; expected |value| <= {MAX_COORDINATE:.0f})")
             continue
         d = len(values) // 2
         swapped = [a for a in range(d) if values[a] > values[a + d]]

@@ -23,6 +23,16 @@ def _frozen_array(values: object, width: int | None = None) -> np.ndarray:
     return array
 
 
+MAX_COORDINATE = 1e6
+"""Largest coordinate magnitude read from a model's answer or a ground-truth box, in any frame. No image of this field
+has a side near a million pixels, so a larger number (``1e300``, ``2e154``) is a model's garbage, not a box: the
+parser rejects it as a problem of that completion (like ``inf`` / ``nan``), which keeps every area, IoU and GIoU
+finite (``2e154 ** 2`` overflows to inf, and inf - inf is NaN)."""
+
+_set = object.__setattr__
+"""Sets a slot of a frozen instance (their own ``__setattr__`` refuses)."""
+
+
 @dataclass(frozen=True, slots=True)
 class ParsedBox:
     """One box as the model wrote it, before any frame conversion.

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from medground_eval.structures import MAX_COORDINATE
+
 EDGE_TOLERANCE = 1e-6
 """Pixels a box may pass the image edge by: float round-off of ``x + w`` in files that store x, y, w, h."""
 
@@ -32,6 +34,16 @@ def is_number(value: object) -> bool:
         return False
 
 
+def is_coordinate(value: object) -> bool:
+    """A number (:func:`is_number`) of magnitude at most :data:`~medground_eval.structures.MAX_COORDINATE`: the test
+    of every coordinate and size read from a file, a label or a column (``1e300`` would overflow areas to inf).
+
+    >>> [is_coordinate(v) for v in (512, -3.5, 1e6, 1e300, 2e154)]
+    [True, True, True, False, False]
+    """
+    return is_number(value) and abs(value) <= MAX_COORDINATE
+
+
 def box_problem(box: Sequence[float], image_size: Sequence[float] | None = None) -> str | None:
     """What is wrong with a true corner box in pixels (2D ``[x1, y1, x2, y2]`` or 3D ``[x1, y1, z1, x2, y2, z2]``),
     as the expectation an error message states, or None when it is valid.
@@ -46,8 +58,8 @@ def box_problem(box: Sequence[float], image_size: Sequence[float] | None = None)
     >>> box_problem([10, 20, 130, 40], (100, 100))
     'a box inside the 100x100 image (x2 <= 100, y2 <= 100)'
     """
-    if len(box) not in (4, 6) or not all(is_number(v) for v in box):
-        return "4 finite numbers [x1, y1, x2, y2] (6 in 3D)"
+    if len(box) not in (4, 6) or not all(is_coordinate(v) for v in box):
+        return f"4 finite numbers [x1, y1, x2, y2] (6 in 3D) of magnitude <= {MAX_COORDINATE:.0f}"
     dims = len(box) // 2
     axes = "xyz"[:dims]
     if any(box[dims + k] < box[k] for k in range(dims)):
@@ -75,6 +87,6 @@ def size_problem(size: object, dims: int = 2) -> str | None:
     >>> size_problem([1024, 768]) is None, size_problem([1024, 0]), size_problem([1, 2], dims=3)
     (True, '[W, H]: 2 positive numbers', '[W, H, D]: 3 positive numbers')
     """
-    if not isinstance(size, (list, tuple)) or len(size) != dims or not all(is_number(v) and v > 0 for v in size):
+    if not isinstance(size, (list, tuple)) or len(size) != dims or not all(is_coordinate(v) and v > 0 for v in size):
         return f"{'[W, H, D]' if dims == 3 else '[W, H]'}: {dims} positive numbers"
     return None

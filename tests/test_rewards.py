@@ -224,3 +224,25 @@ def test_giou_reward_is_the_boxes_modules_giou_on_degenerate_and_random_boxes() 
     completions = [f"<answer>{box.tolist()}</answer>" for box in pred]
     values = reward(completions, solution=[[box.tolist()] for box in true])
     np.testing.assert_allclose(values, (generalized_box_iou(pred, true) + 1) / 2, atol=1e-12)
+
+
+@pytest.mark.parametrize("reward, columns, match", [
+    # Issue 13 case 7: checks that fired only once the model wrote a box, as a bare ValueError.
+    (SpatialReward(frame="qwen2.5-vl"), {"image_size": [[1, 300]]},
+     r"column 'image_size' row 0: value \[1.0, 300.0\]: smart_resize: absolute aspect ratio"),
+    (SpatialReward(frame="m3d-npy"), {"image_size": [[10, 10]]}, r"column 'frame' row 0: .*3D only"),
+    (SpatialReward(dims=3, frame="m3d-npy"), {"image_size": [[10, 10, 10]], "solution": [[0, 0, 0, 1, 1, 1]]},
+     r"column 'input_size' row 0: value None: the 'm3d-npy' frame needs the foreground crop box"),
+    (SpatialReward(), {"solution": [[0, 0, 1e300, 1]]}, r"column 'solution' row 0: .*\|value\| <= 1000000"),
+    (SpatialReward(frame="norm1000"), {"image_size": [[512, 2e200]]}, r"column 'image_size' row 0"),
+])
+def test_ground_truth_is_validated_on_every_row_without_a_predicted_box(reward, columns, match):
+    columns = {"solution": [[0, 0, 1, 1]], **columns}
+    with pytest.raises(RewardInputError, match=match):
+        reward(["no box at all"], **columns)
+
+
+def test_the_first_bad_row_is_named_in_a_batch():
+    sizes = [[512, 512]] * 5 + [[1, 300]] + [[512, 512]]
+    with pytest.raises(RewardInputError, match="row 5"):
+        SpatialReward(frame="qwen2.5-vl")(["none"] * 7, solution=[[0, 0, 1, 1]] * 7, image_size=sizes)

@@ -49,7 +49,9 @@ def free_socket() -> socket.socket:
 
 @pytest.fixture(scope="module")
 def reward() -> SpatialSemanticReward:
-    return SpatialSemanticReward(encoder="lexical", weights=(1, 2, 1))
+    reward = SpatialSemanticReward(encoder="lexical", weights=(1, 2, 1))
+    reward.semantic.text_encoder.encode(["warm up"])  # the first call imports scikit-learn: seconds on a busy machine
+    return reward
 
 
 @pytest.fixture(scope="module")
@@ -193,3 +195,112 @@ def test_serve_checks_the_environment_config_before_starting_workers(tmp_path, m
     monkeypatch.chdir(tmp_path)
     serve(workers=2)
     assert started[0]["workers"] == 2 and os.environ[REWARD_CONFIG_ENV] == str(config.resolve())
+
+
+class _Flaky:
+    """A reward wrapper that raises an unexpected error on completions containing 'BOOM' and sleeps on 'SLOW'."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def breakdown(self, completions, **columns):
+        if any("BOOM" in c for c in completions):
+            raise ValueError("boom")
+        if any("SLOW" in c for c in completions):
+            time.sleep(0.3)
+        return self.inner.breakdown(completions, **columns)
+
+
+def _serve(app):
+    sock = free_socket()
+    server = uvicorn.Server(uvicorn.Config(app, log_level="critical"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    return server, thread, sock
+
+
+@pytest.fixture(scope="module")
+def limited_url(reward):
+    from medground_eval.integrations.server import ServerLimits
+
+    limits = ServerLimits(max_request_bytes=2**20, max_queries=8, body_timeout=1.0, time_budget=0.5, chunk_queries=1)
+    server, thread, sock = _serve(create_app(_Flaky(reward), limits=limits))
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server.should_exit = True
+    thread.join(10)
+    sock.close()
+
+
+def _many(n: int, response: str = RESPONSES[1]) -> dict:
+    return {"query": [query(response)] * n, "labels": [json.dumps(LABELS[1])] * n}
+
+
+def test_too_many_queries_is_a_413_naming_the_cap(limited_url):
+    """Issue 13 case 4: one request of 10,000 queries held the worker for 54 s."""
+    response = httpx.post(f"{limited_url}/get_reward", json=_many(9))
+    assert response.status_code == 413
+    assert "9 queries: expected at most 8" in response.json()["detail"]
+    assert httpx.post(f"{limited_url}/get_reward", json=_many(8)).status_code == 200
+
+
+def test_an_unexpected_error_is_a_null_reward_of_that_item_never_a_500(limited_url):
+    body = {"query": [query(RESPONSES[1]), query("<answer>BOOM</answer>"), query(RESPONSES[0])],
+            "labels": [json.dumps(LABELS[1]), json.dumps(LABELS[1]), json.dumps(LABELS[0])]}
+    answer = httpx.post(f"{limited_url}/get_reward", json=body).json()
+    assert answer["rewards"][1] is None and answer["rewards"][0] is not None and answer["rewards"][2] is not None
+    assert answer["unscored"][0] is None and "scoring failed: ValueError('boom')" in answer["unscored"][1]
+    assert answer["extra_logs"]["iou"][1] is None
+
+
+def test_the_time_budget_leaves_the_rest_unscored_with_a_reason(limited_url):
+    answer = httpx.post(f"{limited_url}/get_reward", json=_many(8, "<answer>SLOW [1, 2, 3, 4]</answer>"),
+                        timeout=30).json()
+    rewards = answer["rewards"]
+    assert 1 <= sum(r is not None for r in rewards) < 8 and rewards[-1] is None
+    assert "time budget of 0.5 s ran out" in answer["unscored"][-1]
+
+
+def test_a_slow_body_is_a_408_and_frees_the_worker(limited_url):
+    host, port = limited_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as slow:
+        slow.sendall(b"POST /get_reward HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 100\r\n\r\n{\"query\"")
+        begin = time.monotonic()
+        answer = b""
+        while b"}" not in answer:
+            chunk = slow.recv(65536)
+            assert chunk, answer
+            answer += chunk
+        answer = answer.decode()
+        assert answer.startswith("HTTP/1.1 408") and "not received within 1 s" in answer
+        assert time.monotonic() - begin < 5
+    assert httpx.post(f"{limited_url}/get_reward", json=_many(1)).status_code == 200
+
+
+def test_a_keep_alive_connection_survives_bad_requests(limited_url):
+    """Every error answer leaves the client's connection open: the next request goes over the same socket."""
+    host, port = limited_url.removeprefix("http://").split(":")
+    bad_bodies = [b"garbage", b"[" * 100_000, json.dumps(_many(9)).encode(), json.dumps({"query": ["a"]}).encode(),
+                  json.dumps({"query": ["a"], "labels": ["{}"]}).encode(),
+                  json.dumps({"query": [query("<answer>BOOM</answer>")], "labels": [json.dumps(LABELS[0])]}).encode(),
+                  b"\xff\xfe\x00"]
+    good = json.dumps(_many(1)).encode()
+    with socket.create_connection((host, int(port)), timeout=30) as conn:
+        stream = conn.makefile("rb")
+        for body in [*bad_bodies, good]:
+            conn.sendall(b"POST /get_reward HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+            status = stream.readline().decode()
+            headers = {}
+            while (line := stream.readline().decode().strip()):
+                name, _, value = line.partition(":")
+                headers[name.lower()] = value.strip()
+            payload = json.loads(stream.read(int(headers["content-length"])))
+            assert status.split()[1] in {"200", "400", "413", "422"}, (status, payload)
+            assert headers.get("connection") != "close"
+            assert status.split()[1] == "200" or "detail" in payload
+        assert status.split()[1] == "200" and payload["rewards"][0] is not None

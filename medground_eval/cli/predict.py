@@ -32,9 +32,10 @@ def predict_command(
     """Generate one completion per sample and write {"id", "completion", "frame", "image_size", "input_size"} lines."""
     from medground_eval.datasets import get_loader
     from medground_eval.frames import resolve_model_frame
-    from medground_eval.inference import default_device, load_model_and_processor, predict_samples
+    from medground_eval.inference import default_device, load_model_and_processor, local_model_dir, predict_samples
 
     try:
+        local_model_dir(model)
         model_frame = resolve_model_frame(model, default=frame, min_pixels=min_pixels, max_pixels=max_pixels)
         samples = get_loader(dataset)(data_dir, split=split).samples
         device, bf16 = ("cpu", False) if use_cpu else default_device()

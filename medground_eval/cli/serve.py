@@ -19,14 +19,22 @@ def serve_command(
         Path | None, typer.Option(help="Reward settings (.json/.toml); default: $MEDGROUND_REWARD_CONFIG.")
     ] = None,
     max_request_bytes: Annotated[int, typer.Option(min=1, help="Larger bodies are refused with 413.")] = 64 * 2**20,
+    max_queries: Annotated[int, typer.Option(min=1, help="More queries in one request are refused with 413.")]
+    = 1024,
+    body_timeout: Annotated[float, typer.Option(help="Seconds to receive a request body (else 408).")] = 30.0,
+    time_budget: Annotated[float, typer.Option(
+        help="Seconds of scoring per request; queries not reached get a null reward and a reason.")] = 60.0,
+    chunk_queries: Annotated[int, typer.Option(
+        min=1, help="Queries scored per thread-pool job (the encoder is released between chunks).")] = 64,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Serve the MedGround reward at POST /get_reward (OpenRLHF's remote reward protocol) and GET /health."""
-    from medground_eval.integrations.server import serve
+    from medground_eval.integrations.server import ServerLimits, serve
 
     try:
-        serve(host=host, port=port, workers=workers, reward_config=reward_config,
-              max_request_bytes=max_request_bytes, log_level=log_level)
+        limits = ServerLimits(max_request_bytes=max_request_bytes, max_queries=max_queries, body_timeout=body_timeout,
+                              time_budget=time_budget, chunk_queries=chunk_queries)
+        serve(host=host, port=port, workers=workers, reward_config=reward_config, limits=limits, log_level=log_level)
     except (FileNotFoundError, ValueError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from medground_eval.datasets.base import DataError, RowErrors, SkippedRow
-from medground_eval.structures import Sample
+from medground_eval.structures import MAX_COORDINATE, Sample
 
 from medground_eval.validation import EDGE_TOLERANCE, box_problem  # noqa: F401  (the one box rule, used by the loaders)
 
@@ -37,9 +37,16 @@ def parse_size(value: object, *, path: str | Path, line: int | None, field: str)
             number = float(value)
         except ValueError:
             number = None
-    if number is None or not math.isfinite(number) or number != int(number) or number <= 0:
-        raise DataError(path, line, field, value, "a positive integer number of pixels")
+    if number is None or not math.isfinite(number) or number != int(number) or not 0 < number <= MAX_COORDINATE:
+        raise DataError(path, line, field, value, f"a positive integer number of pixels (at most {MAX_COORDINATE:.0f})")
     return int(number)
+
+
+def require_rows(samples: Sequence[Sample], errors: RowErrors, path: str | Path, what: str) -> None:
+    """DataError when a release file gave no sample and no row was skipped: the file is empty (or holds only a
+    header), which would otherwise score an empty evaluation with exit 0."""
+    if not samples and not errors.skipped:
+        raise DataError(path, None, None, "no rows", f"at least one {what} (the file is empty or holds only a header)")
 
 
 def filter_split(samples: list[Sample], split: str | None, *, path: str | Path) -> list[Sample]:
@@ -86,10 +93,18 @@ class SampleGroups:
         self.errors = errors
         self._rows: dict[tuple[str, str], list[BoxRow]] = {}
         self._bad: dict[tuple[str, str], str] = {}
+        self.duplicates: list[SkippedRow] = []
+        """Rows identical to an earlier row of their sample (same box, same fields): dropped, each reported."""
 
     def add(self, row: BoxRow) -> None:
-        """Add a parsed row; a field that differs from the sample's first row is a DataError."""
+        """Add a parsed row; a field that differs from the sample's first row is a DataError; an exact duplicate
+        of an earlier row is dropped and recorded in :attr:`duplicates`."""
         rows = self._rows.setdefault(row.key, [])
+        same = next((r for r in rows if r.box == row.box and r.agree == row.agree), None)
+        if same is not None:
+            self.duplicates.append(SkippedRow(str(self.path), row.line, f"{row.where}: exact duplicate of "
+                                                                        f"{same.where} (sample {row.key!r}), dropped"))
+            return
         if rows:
             first = rows[0]
             for name, value in row.agree.items():

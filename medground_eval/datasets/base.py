@@ -45,11 +45,14 @@ class SkippedRow:
 
 @dataclass
 class LoadedDataset:
-    """Samples in file order plus the rows that were skipped."""
+    """Samples in file order plus the rows that were skipped, and the exact duplicate rows that were dropped (a
+    release row repeated verbatim would otherwise be a second, identical true box: under one-to-one matching a
+    perfect answer would score 0.5)."""
 
     name: str
     samples: list[Sample]
     skipped: list[SkippedRow] = field(default_factory=list)
+    duplicates: list[SkippedRow] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.samples)

@@ -15,11 +15,13 @@ All boxed images are in the official NIH test list, so every sample has ``split=
 
 from __future__ import annotations
 
+import contextlib
 import csv
 from pathlib import Path
 
-from medground_eval.datasets._rows import BoxRow, SampleGroups, box_problem, parse_number
+from medground_eval.datasets._rows import BoxRow, SampleGroups, box_problem, parse_number, require_rows
 from medground_eval.datasets.base import DataError, LoadedDataset, OnError, RowErrors, register_dataset
+from medground_eval.datasets.textfile import text_lines
 from medground_eval.structures import Sample
 
 IMAGE_SIZE = (1024, 1024)
@@ -97,7 +99,7 @@ def load_chestxray8(
     path = Path(path)
     errors = RowErrors(on_error)
     groups = SampleGroups(path, errors)
-    with path.open(encoding="utf-8-sig", newline="") as handle:
+    with contextlib.closing(text_lines(path, errors)) as handle:
         reader = csv.reader(handle)
         last_line = 0
         for cells in reader:
@@ -126,4 +128,5 @@ def load_chestxray8(
         )
         for (image, label), rows in groups
     ]
-    return LoadedDataset("chestxray8", samples, errors.skipped)
+    require_rows(samples, errors, path, "box row (Image Index, Finding Label, x, y, w, h)")
+    return LoadedDataset("chestxray8", samples, errors.skipped, groups.duplicates)

@@ -21,10 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from medground_eval.datasets._rows import box_problem, filter_split, parse_size
+from medground_eval.datasets._rows import box_problem, filter_split, parse_size, require_rows
 from medground_eval.datasets.base import DataError, LoadedDataset, OnError, RowErrors, register_dataset
+from medground_eval.datasets.textfile import loads, text_lines
 from medground_eval.structures import Sample
-from medground_eval.validation import is_number
+from medground_eval.validation import is_coordinate
 
 KNOWN_FIELDS = ("id", "phrase", "boxes", "image_size", "category", "image", "split")
 
@@ -40,13 +41,13 @@ def _parse_boxes(
     value: object, image_size: tuple[int, int] | None, path: str | Path | None, line: int | None
 ) -> tuple[list[float], int]:
     """``boxes`` (one box ``[x1, y1, x2, y2]`` or a non-empty list of them) as flat float coordinates and a count."""
-    if isinstance(value, list) and len(value) == 4 and all(is_number(v) for v in value):
+    if isinstance(value, list) and len(value) == 4 and all(is_coordinate(v) for v in value):
         value = [value]
     if not isinstance(value, list) or not value:
         raise DataError(path, line, "boxes", value, "a non-empty list of [x1, y1, x2, y2] boxes, or one such box")
     coords: list[float] = []
     for index, box in enumerate(value):
-        if not isinstance(box, list) or len(box) != 4 or not all(is_number(v) for v in box):
+        if not isinstance(box, list) or len(box) != 4 or not all(is_coordinate(v) for v in box):
             raise DataError(path, line, f"boxes[{index}]", box, "4 numbers [x1, y1, x2, y2] (finite numbers)")
         problem = box_problem(box, image_size)
         if problem is not None:
@@ -134,23 +135,23 @@ def load_jsonl(path: str | Path, *, split: str | None = None, on_error: OnError 
     errors = RowErrors(on_error)
     samples: list[Sample] = []
     first_line: dict[str, int] = {}
-    with path.open(encoding="utf-8") as handle:
-        for line, text in enumerate(handle, start=1):
-            if not text.strip():
-                continue
+    for line, text in enumerate(text_lines(path, errors), start=1):
+        if not text.strip():
+            continue
+        try:
             try:
-                try:
-                    record = json.loads(text)
-                except json.JSONDecodeError as error:
-                    expected = f"a JSON object ({error.msg}, column {error.colno})"
-                    raise DataError(path, line, None, text.strip(), expected) from None
-                sample = sample_from_record(record, path=path, line=line)
-                if sample.id in first_line:
-                    expected = f"a unique id (already used on line {first_line[sample.id]})"
-                    raise DataError(path, line, "id", sample.id, expected)
-            except DataError as error:
-                errors.handle(error)
-                continue
-            first_line[sample.id] = line
-            samples.append(sample)
+                record = loads(text)
+            except json.JSONDecodeError as error:
+                expected = f"a JSON object ({error.msg}, column {error.colno})"
+                raise DataError(path, line, None, text.strip(), expected) from None
+            sample = sample_from_record(record, path=path, line=line)
+            if sample.id in first_line:
+                expected = f"a unique id (already used on line {first_line[sample.id]})"
+                raise DataError(path, line, "id", sample.id, expected)
+        except DataError as error:
+            errors.handle(error)
+            continue
+        first_line[sample.id] = line
+        samples.append(sample)
+    require_rows(samples, errors, path, "sample line")
     return LoadedDataset("jsonl", filter_split(samples, split, path=path), errors.skipped)

@@ -51,6 +51,7 @@ Reading volumes needs the optional extra ``m3d`` (nibabel), imported only when a
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import hashlib
@@ -63,6 +64,7 @@ from typing import Literal
 import numpy as np
 
 from medground_eval.datasets.base import DataError, LoadedDataset, OnError, RowErrors, register_dataset
+from medground_eval.datasets.textfile import text_lines
 from medground_eval.structures import Sample
 
 COLUMNS = ("Image", "Mask", "Mask_ID", "Question_Type", "Question", "Answer")
@@ -383,14 +385,14 @@ def _parse_mask_id(value: str) -> int | None:
     return int(number)
 
 
-def _read_listing(csv_path: Path) -> list[tuple[int, dict[str, str]]]:
-    """Rows of a listing CSV (UTF-8, with or without a byte order mark) with the line each ends on; a missing file
-    or column raises at once."""
+def _read_listing(csv_path: Path, errors: RowErrors) -> list[tuple[int, dict[str, str]]]:
+    """Rows of a listing CSV (UTF-8, with or without a byte order mark; ``.gz`` read) with the line each ends on; a
+    missing file or column raises at once; an undecodable line goes to ``errors``."""
     if not csv_path.is_file():
         raise FileNotFoundError(
             f"{csv_path}: M3D-RefSeg listing not found; expected a data dir holding M3D_RefSeg_{{all,train,test}}.csv"
         )
-    with csv_path.open(newline="", encoding="utf-8-sig") as handle:
+    with contextlib.closing(text_lines(csv_path, errors)) as handle:
         reader = csv.DictReader(handle)
         missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
         if missing:
@@ -443,8 +445,8 @@ def load_m3d_refseg(
     if split not in SPLITS:
         raise ValueError(f"split = {split!r}: expected one of {SPLITS}")
     csv_path, bases = find_layout(data_dir, split)
-    rows = _read_listing(csv_path)
     errors = RowErrors(on_error)
+    rows = _read_listing(csv_path, errors)
     malformed = {line: error for line, row in rows if (error := _cell_error(csv_path, line, row)) is not None}
 
     wanted: dict[str, set[int]] = {}

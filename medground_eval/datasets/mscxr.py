@@ -29,6 +29,7 @@ the phrase and the id hashes the folded text). docs/datasets.md gives the counts
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
@@ -41,8 +42,10 @@ from medground_eval.datasets._rows import (
     filter_split,
     parse_number,
     parse_size,
+    require_rows,
 )
 from medground_eval.datasets.base import DataError, LoadedDataset, OnError, RowErrors, register_dataset
+from medground_eval.datasets.textfile import loads, text_lines
 from medground_eval.structures import Sample
 
 CSV_COLUMNS = ("dicom_id", "category_name", "label_text", "path", "x", "y", "w", "h", "image_width", "image_height")
@@ -100,7 +103,7 @@ def _corner_box(
 
 def _csv_rows(path: Path, groups: SampleGroups, phrases: dict, phrase_case: str) -> bool:
     """Add every CSV row to ``groups``; True when the file has a ``split`` column (v1.1.0)."""
-    with path.open(encoding="utf-8-sig", newline="") as handle:
+    with contextlib.closing(text_lines(path, groups.errors)) as handle:
         reader = csv.reader(handle)
         header = next(reader, [])
         missing = [name for name in CSV_COLUMNS if name not in header]
@@ -149,11 +152,11 @@ def _entries(document: dict, name: str, path: Path) -> list:
 
 def _json_rows(path: Path, groups: SampleGroups, phrases: dict, phrase_case: str) -> bool:
     """Add every COCO annotation to ``groups``; True when any annotation or image carries a split."""
-    with path.open(encoding="utf-8") as handle:
-        try:
-            document = json.load(handle)
-        except json.JSONDecodeError as error:
-            raise DataError(path, error.lineno, None, error.msg, "valid JSON") from None
+    text = "".join(text_lines(path, RowErrors("raise")))  # one document: any bad line is fatal
+    try:
+        document = loads(text)
+    except json.JSONDecodeError as error:
+        raise DataError(path, error.lineno, None, error.msg, "valid JSON") from None
     if not isinstance(document, dict):
         expected = "a JSON object with images, annotations, categories"
         raise DataError(path, None, None, type(document).__name__, expected)
@@ -275,4 +278,5 @@ def load_mscxr(
             expected = f"a phrase whose id differs from that of {seen[sample.id]!r} (id {sample.id})"
             raise DataError(file, None, "label_text", sample.phrase, expected)
         seen[sample.id] = sample.phrase
-    return LoadedDataset("mscxr", filter_split(samples, split, path=file), errors.skipped)
+    require_rows(samples, errors, file, "annotation row")
+    return LoadedDataset("mscxr", filter_split(samples, split, path=file), errors.skipped, groups.duplicates)

@@ -23,7 +23,7 @@ a function appended to :data:`CHECKS`.
 
 from __future__ import annotations
 
-import json
+import contextlib
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -33,8 +33,9 @@ from typing import Any
 
 import numpy as np
 
-from medground_eval.datasets.base import DataError, LoadedDataset
+from medground_eval.datasets.base import DataError, LoadedDataset, RowErrors
 from medground_eval.datasets.jsonl import sample_from_record
+from medground_eval.datasets.textfile import loads, text_lines
 from medground_eval.evaluation.diagnosis import (
     MIN_SAMPLES,
     Finding,
@@ -255,7 +256,7 @@ def _label_fields(record: Mapping[str, Any], path: Path, line: int) -> dict[str,
     label: Any = record.get("label", record)
     if isinstance(label, str):
         try:
-            label = json.loads(label)
+            label = loads(label)
         except ValueError:
             raise DataError(path, line, "label", label[:200], "a JSON object (the engine label)") from None
     if not isinstance(label, Mapping):
@@ -277,29 +278,28 @@ def read_rollouts(path: str | Path) -> tuple[LoadedDataset, list[dict[str, Any]]
     logged rewards. Raises DataError naming the file, line, field and value."""
     path = Path(path)
     samples, records, groups, rewards = [], [], [], []
-    with path.open(encoding="utf-8") as handle:
-        for line, text in enumerate(handle, start=1):
-            if not text.strip():
-                continue
-            try:
-                record = json.loads(text)
-            except ValueError as error:
-                raise DataError(path, line, None, text.strip()[:200], f"a JSON object ({error})") from None
-            if not isinstance(record, dict) or "completion" not in record:
-                raise DataError(path, line, "completion", None, "a rollout line with 'completion' and its ground "
-                                "truth ('solution', 'image_size', ...)")
-            fields = _label_fields(record, path, line)
-            truth = {k: fields[k] for k in ("id", "phrase", "boxes", "image_size") if fields[k] is not None}
-            samples.append(sample_from_record(truth, path=path, line=line))
-            prediction = {"id": fields["id"], "completion": record["completion"]}
-            for name in ("frame", "input_size"):
-                if fields[name] is not None:
-                    prediction[name] = fields[name]
-            records.append(prediction)
-            groups.append(next((record[k] for k in GROUP_KEYS if record.get(k) is not None), None))
-            reward = record.get("reward")
-            rewards.append(float(reward) if isinstance(reward, (int, float)) and not isinstance(reward, bool)
-                           else None)
+    for line, text in enumerate(text_lines(path, RowErrors("raise")), start=1):
+        if not text.strip():
+            continue
+        try:
+            record = loads(text)
+        except ValueError as error:
+            raise DataError(path, line, None, text.strip()[:200], f"a JSON object ({error})") from None
+        if not isinstance(record, dict) or "completion" not in record:
+            raise DataError(path, line, "completion", None, "a rollout line with 'completion' and its ground "
+                            "truth ('solution', 'image_size', ...)")
+        fields = _label_fields(record, path, line)
+        truth = {k: fields[k] for k in ("id", "phrase", "boxes", "image_size") if fields[k] is not None}
+        samples.append(sample_from_record(truth, path=path, line=line))
+        prediction = {"id": fields["id"], "completion": record["completion"]}
+        for name in ("frame", "input_size"):
+            if fields[name] is not None:
+                prediction[name] = fields[name]
+        records.append(prediction)
+        groups.append(next((record[k] for k in GROUP_KEYS if record.get(k) is not None), None))
+        reward = record.get("reward")
+        rewards.append(float(reward) if isinstance(reward, (int, float)) and not isinstance(reward, bool)
+                       else None)
     if not samples:
         raise DataError(path, None, None, None, "at least one rollout line")
     return LoadedDataset("rollouts", samples), records, groups, rewards
@@ -307,11 +307,11 @@ def read_rollouts(path: str | Path) -> tuple[LoadedDataset, list[dict[str, Any]]
 
 def is_rollout_log(path: str | Path) -> bool:
     """The first non-blank line of ``path`` carries a completion and ground truth (``solution`` or ``label``)."""
-    with Path(path).open(encoding="utf-8") as handle:
+    with contextlib.closing(text_lines(path, RowErrors("skip"))) as handle:
         for text in handle:
             if text.strip():
                 try:
-                    record = json.loads(text)
+                    record = loads(text)
                 except ValueError:
                     return False
                 return isinstance(record, dict) and "completion" in record and (

@@ -15,6 +15,7 @@ took 5.4-6.0 s against 4.6-6.5 s in one process (the parent's join and the pickl
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,12 +23,14 @@ from typing import Literal
 
 from medground_eval.datasets.base import DataError
 from medground_eval.datasets.jsonl import TruthRecord, read_truth_record
+from medground_eval.datasets.textfile import check_utf16, gzip_error, is_gzip, loads, open_binary
 from medground_eval.datasets.mscxr import mscxr_sample_id
 from medground_eval.evaluation.compat import ScoringRules
 from medground_eval.frames import FRAME_PRESETS, get_frame
 from medground_eval.parsing import completion_text
 from medground_eval.regions import parse_batch
-from medground_eval.validation import is_number
+from medground_eval.structures import MAX_COORDINATE
+from medground_eval.validation import is_coordinate
 
 CHUNK_BYTES = 4 << 20
 """Bytes of whole lines read, decoded and parsed as one block."""
@@ -96,7 +99,7 @@ def _size_field(record: Mapping[str, object], name: str, count: int, path: Path 
     value = record.get(name)
     if value is None:
         return None
-    if type(value) is not list or len(value) != count or not all(is_number(v) and v > 0 for v in value):
+    if type(value) is not list or len(value) != count or not all(is_coordinate(v) and v > 0 for v in value):
         axes = "[W, H, D]" if count == 3 else "[W, H]"
         raise DataError(path, line, name, value, f"{axes}: {count} positive numbers of pixels")
     return [float(v) for v in value]
@@ -109,7 +112,7 @@ def _input_field(record: Mapping[str, object], frame: str, path: Path | str | No
     value = record.get("input_size")
     if value is None:
         return None
-    if type(value) is not list or len(value) != 6 or not all(is_number(v) for v in value) \
+    if type(value) is not list or len(value) != 6 or not all(is_coordinate(v) for v in value) \
             or not all(0 <= value[a] < value[a + 3] for a in range(3)):
         raise DataError(path, line, "input_size", value, "the crop box [x1, y1, z1, x2, y2, z2] of frame 'm3d-npy': "
                         "6 finite numbers of original voxels with 0 <= x1 < x2, 0 <= y1 < y2, 0 <= z1 < z2")
@@ -140,13 +143,14 @@ def _frame_field(record: Mapping[str, object], task: ReadTask, path: Path | str 
 def _pred_boxes(value: object, dims: int, path: Path | str | None, line: int) -> tuple[list[float], int]:
     """Flat coordinates and count of a ``pred_boxes`` field: a list of corner boxes or one box."""
     width = 2 * dims
-    if type(value) is list and len(value) == width and all(is_number(v) for v in value):
+    if type(value) is list and len(value) == width and all(is_coordinate(v) for v in value):
         value = [value]
     if type(value) is not list:
         raise DataError(path, line, "pred_boxes", value, f"a list of boxes of {width} numbers (or one box)")
     for index, box in enumerate(value):
-        if type(box) is not list or len(box) != width or not all(is_number(v) for v in box):
-            raise DataError(path, line, f"pred_boxes[{index}]", box, f"{width} finite numbers (corner form)")
+        if type(box) is not list or len(box) != width or not all(is_coordinate(v) for v in box):
+            raise DataError(path, line, f"pred_boxes[{index}]", box,
+                            f"{width} finite numbers of magnitude <= {MAX_COORDINATE:.0f} (corner form)")
         if any(box[a] > box[a + dims] for a in range(dims)):
             raise DataError(path, line, f"pred_boxes[{index}]", box, "corner form: each lower corner <= upper corner")
     return [v for box in value for v in box], len(value)
@@ -302,7 +306,7 @@ def _decoded(data: bytes, first_line: int, path: Path) -> Iterator[tuple[int, ob
                                         f"{error.start + 1} of the line)")
                 continue
         try:
-            yield number, json.loads(text)
+            yield number, loads(text)
         except json.JSONDecodeError as error:
             if text.strip():
                 yield number, DataError(path, number, None, text.strip(),
@@ -310,16 +314,27 @@ def _decoded(data: bytes, first_line: int, path: Path) -> Iterator[tuple[int, ob
 
 
 def read_file(path: Path, task: ReadTask, progress: Callable[[int], None] | None = None) -> Iterator[list[Line]]:
-    """The lines of a JSON-lines file, block by block in file order; ``progress`` is called with the bytes of each
-    block once it is read."""
-    number = 1
-    with path.open("rb") as handle:
+    """The lines of a JSON-lines file (gzip-compressed when its name ends in ``.gz``), block by block in file order;
+    ``progress`` is called with the bytes of the file each block took once it is read (compressed bytes for
+    ``.gz``). A file with a UTF-16 byte order mark or a broken gzip stream is a DataError."""
+    number, position = 1, 0
+    with open_binary(path) as handle:
+        raw = getattr(handle, "fileobj", handle)  # the compressed stream under a GzipFile
         while True:
-            data = handle.read(CHUNK_BYTES)
+            try:
+                data = handle.read(CHUNK_BYTES)
+                data += handle.readline() if data else b""
+            except (OSError, EOFError, zlib.error) as error:
+                if not is_gzip(path):
+                    raise
+                raise gzip_error(path, error) from None
             if not data:
                 return
-            data += handle.readline()
+            if number == 1:
+                check_utf16(path, data)
+                data = data.removeprefix(b"\xef\xbb\xbf")
             yield read_block(_decoded(data, number, path), task, path)
             number += data.count(b"\n")
             if progress is not None:
-                progress(len(data))
+                progress(raw.tell() - position)
+                position = raw.tell()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,14 +71,16 @@ def join_notes(config: Mapping[str, Any]) -> list[str]:
     """A run's non-zero join counts as sentences: unmatched and missing predictions, skipped lines."""
     labels = (("unmatched_predictions", "predictions with an id not in the ground truth (left out)"),
               ("missing_predictions", "ground-truth samples without a prediction (scored as misses)"),
-              ("skipped_lines", "lines skipped (--on-error skip)"))
+              ("skipped_lines", "lines skipped (--on-error skip)"),
+              ("duplicate_rows", "exact duplicate ground-truth rows dropped (each box counted once)"))
     return [f"{config[key]} {label}" for key, label in labels if config.get(key)]
 
 
 def run_config(*, dataset: str, annotations: str | Path | None, predictions: Path | None, split: str | None,
                frame: str, rules: ScoringRules, thresholds: Iterable[float], inclusive: bool,
                n_bootstrap: int, seed: int | None, on_error: str, skipped: list[SkippedRow],
-               view: str, answer_tag: str, convention: str = "radiological") -> dict[str, Any]:
+               view: str, answer_tag: str, convention: str = "radiological",
+               duplicates: Sequence[SkippedRow] = ()) -> dict[str, Any]:
     """The run's settings; ``answer_tag`` is None under a preset with its own parser (its parse rules decide)."""
     parse_rules = rules.parse_rules + (UNTAGGED_PARSE_RULES if answer_tag == "optional" else "")
     return {
@@ -100,4 +102,6 @@ def run_config(*, dataset: str, annotations: str | Path | None, predictions: Pat
         "on_error": on_error,
         "skipped_lines": len(skipped),
         "skipped_examples": [row.reason for row in skipped[:EXAMPLES_KEPT]],
+        "duplicate_rows": len(duplicates),
+        "duplicate_examples": [row.reason for row in duplicates[:EXAMPLES_KEPT]],
     }

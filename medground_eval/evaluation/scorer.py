@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from medground_eval.anatomy import LateralityReport, convention_name, laterality_columns, sample_left_on_right
-from medground_eval.datasets.base import DataError, LoadedDataset, OnError, RowErrors, get_loader
+from medground_eval.datasets.base import DataError, LoadedDataset, OnError, RowErrors, SkippedRow, get_loader
 from medground_eval.datasets.m3d_refseg import VIEWS
 from medground_eval.evaluation.compat import DEFAULT_PARSE_RULES, ScoringRules, get_rules
 from medground_eval.evaluation.diagnosis import record_diagnosis
@@ -185,6 +185,7 @@ def score_files(
     carried = dataset == "jsonl" and annotations is None
     truth = TruthTable(dims=2 if dataset == "jsonl" else None)
     truth_errors = RowErrors(on_error)
+    duplicates: list[SkippedRow] = []
     if dataset == "jsonl" and annotations is not None:
         annotations = Path(annotations)
         if not annotations.is_file():
@@ -201,6 +202,7 @@ def score_files(
         loaded = get_loader(dataset)(annotations, split=split, on_error=on_error, **options)
         truth = truth_from_dataset(loaded, view)
         truth_errors.skipped.extend(loaded.skipped)
+        duplicates = loaded.duplicates
     _check_frame_dims(frame, truth)
 
     errors = RowErrors(on_error)
@@ -210,6 +212,8 @@ def score_files(
     if progress is not None:
         progress(0)  # the ground truth is loaded: the predictions are read next
     join_lines(read_file(predictions_path, task, progress), truth, preds, errors, predictions_path)
+    if not preds.seen and not errors.skipped:
+        raise DataError(predictions_path, None, None, "no lines", "at least one prediction line (the file is empty)")
     if carried and split is not None and not truth.ids:
         raise DataError(predictions_path, None, "split", split, "a split that some prediction line has")
     return _result(truth, preds, rules, run_config(
@@ -217,6 +221,7 @@ def score_files(
         rules=rules, thresholds=thresholds, inclusive=inclusive, n_bootstrap=n_bootstrap, seed=seed,
         on_error=on_error, skipped=truth_errors.skipped + errors.skipped, view=view, answer_tag=answer_tag,
         convention=convention,
+        duplicates=duplicates,
     ))
 
 
@@ -261,4 +266,5 @@ def score_predictions(
         dataset=dataset.name, annotations=None, predictions=None, split=None, frame=frame, rules=rules,
         thresholds=thresholds, inclusive=inclusive, n_bootstrap=n_bootstrap, seed=seed, on_error=on_error,
         skipped=list(dataset.skipped) + errors.skipped, view=view, answer_tag=answer_tag, convention=convention,
+        duplicates=dataset.duplicates,
     ))

@@ -20,14 +20,14 @@ columns of :meth:`SpatialSemanticReward.breakdown <medground_eval.rewards.Spatia
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from medground_eval.datasets.textfile import loads
 from medground_eval.frames import Frame, get_frame, preset_name
 from medground_eval.rewards import RewardBreakdown, SpatialSemanticReward
 from medground_eval.structures import Sample
-from medground_eval.validation import is_number
+from medground_eval.validation import is_coordinate
 
 COMPONENTS = ("format", "iou", "spatial", "semantic", "anatomy")
 """The reward components every adapter reports next to the total."""
@@ -80,7 +80,7 @@ def _solution(value: object) -> list[list[float]]:
         raise _fail(value, "solution", expected)
     dims = width // 2
     for box in boxes:
-        if not isinstance(box, list) or len(box) != width or not all(is_number(v) for v in box):
+        if not isinstance(box, list) or len(box) != width or not all(is_coordinate(v) for v in box):
             raise _fail(value, "solution", expected)
         if any(box[dims + k] < box[k] for k in range(dims)):
             raise _fail(value, "solution", expected)
@@ -90,7 +90,7 @@ def _solution(value: object) -> list[list[float]]:
 def _size(value: object, field: str, widths: tuple[int, ...]) -> list[float] | None:
     if value is None:
         return None
-    if not isinstance(value, list) or len(value) not in widths or not all(is_number(v) and v > 0 for v in value):
+    if not isinstance(value, list) or len(value) not in widths or not all(is_coordinate(v) and v > 0 for v in value):
         raise _fail(value, field, f"null or {' / '.join(map(str, widths))} positive numbers")
     return [float(v) for v in value]
 
@@ -102,7 +102,7 @@ def read_label(value: str | bytes | Mapping[str, object]) -> dict:
     """
     if isinstance(value, (str, bytes)):
         try:
-            value = json.loads(value)
+            value = loads(value)
         except ValueError as error:
             shown = repr(value)[:200]
             raise LabelError(f"label {shown}: not JSON ({error}); expected {_EXPECTED}") from None

@@ -7,24 +7,46 @@ omitted. The answer is ``{"rewards": [...], "scores": [...], "extra_logs": {"for
 "spatial": [...], "semantic": [...]}}``, computed exactly as the OpenRLHF reward file does
 (:func:`medground_eval.integrations.openrlhf.score_queries`). ``GET /health`` answers ``{"status": "ok"}``.
 
-Errors: a body that is not JSON is a 400; a request with missing, mistyped or mismatched fields, or a label the
-reward cannot read, a 422; a body over ``max_request_bytes`` (by its Content-Length, or counted while reading a
-chunked body) a 413. Each carries ``{"detail": message}``; the worker keeps serving. OpenRLHF's client shows only the
-status line of a failed request (and retries it five times), so every 4xx is also logged here at WARNING with its
-reason: the server's log says which label is broken and why.
+Limits (:class:`ServerLimits`, ``medground-eval serve`` options) keep one request from stalling the others:
+
+- ``max_request_bytes`` (64 MiB): a larger body is a 413, by its Content-Length or counted while reading a chunked
+  body;
+- ``max_queries`` (1024 queries, about 20 MB of Qwen2.5-VL queries; OpenRLHF sends a micro-batch per request): a
+  request with more is a 413 naming the count and the limit, before any scoring;
+- ``body_timeout`` (30 s): a body not received whole within it is a 408 (a slow client cannot hold a worker);
+- ``chunk_queries`` (64): a request is scored in chunks, each a separate job of the thread pool, so the encoder is
+  released between chunks and the chunks of concurrent requests interleave (a large request never holds the
+  encoder for its whole length);
+- ``time_budget`` (60 s): the chunks not started within it are not scored: their rewards are ``null`` and
+  ``"unscored"`` gives the reason per item (``null`` for the scored ones). A chunk whose scoring raises an
+  unexpected error is scored item by item: the items that still fail get ``null`` with their reason.
+
+Errors: a body that is not JSON (or nested deeper than the JSON reader allows) is a 400; a request with missing,
+mistyped or mismatched fields, or a label the reward cannot read, a 422. Each carries ``{"detail": message}``, never
+a 500, and the keep-alive connection stays open; the worker keeps serving. A client that disconnects mid-body is
+dropped without a traceback. OpenRLHF's client shows only the status line of a failed request (and retries it five
+times), so every 4xx is also logged here at WARNING with its reason: the server's log says which label is broken
+and why.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import logging
+import math
 import os
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
+from medground_eval.datasets.textfile import loads
 from medground_eval.rewards import RewardInputError, SpatialSemanticReward
 from medground_eval.integrations.reward_config import (
     REWARD_CONFIG_ENV,
@@ -32,15 +54,37 @@ from medground_eval.integrations.reward_config import (
     load_engine_reward,
     reward_from_env,
 )
-from medground_eval.integrations.labels import LabelError
+from medground_eval.integrations.labels import COMPONENTS, LabelError
 from medground_eval.integrations.openrlhf import score_queries
 
 DEFAULT_MAX_REQUEST_BYTES = 64 * 2**20
 """64 MiB: a Qwen2.5-VL query with an expanded 1024x1024 image is about 20 kB, so some 3000 queries a request."""
+DEFAULT_MAX_QUERIES = 1024
+"""Queries per request; OpenRLHF posts one micro-batch per request, far fewer."""
 
-MAX_BYTES_ENV = "MEDGROUND_SERVER_MAX_BYTES"
+LIMITS_ENV = "MEDGROUND_SERVER_LIMITS"
+"""JSON of the :class:`ServerLimits` that ``serve`` hands to its uvicorn workers."""
 
 logger = logging.getLogger("medground_eval.integrations.server")
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """What one request may cost (module docstring); every field is checked to be positive."""
+
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    max_queries: int = DEFAULT_MAX_QUERIES
+    body_timeout: float = 30.0
+    time_budget: float = 60.0
+    chunk_queries: int = 64
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
+                raise ValueError(f"server limit {field.name} = {value!r}: expected a positive number")
+            if field.type == "int" and not isinstance(value, int):
+                raise ValueError(f"server limit {field.name} = {value!r}: expected a positive integer")
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -66,10 +110,10 @@ def _strings(payload: dict, name: str) -> list[str]:
     return values
 
 
-def parse_request(body: bytes) -> tuple[list[str], list[str], list[object]]:
-    """``(queries, prompts, labels)`` of a request body; raises HTTPException 400 / 422 naming the field."""
+def parse_request(body: bytes, max_queries: int = DEFAULT_MAX_QUERIES) -> tuple[list[str], list[str], list[object]]:
+    """``(queries, prompts, labels)`` of a request body; raises HTTPException 400 / 413 / 422 naming the field."""
     try:
-        payload = json.loads(body)
+        payload = loads(body)
     except (ValueError, RecursionError) as error:
         raise HTTPException(
             400, f"request body is not JSON ({error}): expected an object with 'query' and 'labels'"
@@ -77,6 +121,9 @@ def parse_request(body: bytes) -> tuple[list[str], list[str], list[object]]:
     if not isinstance(payload, dict):
         raise HTTPException(422, f"request body {payload!r:.200}: expected a JSON object with 'query' and 'labels'")
     queries = _strings(payload, "query")
+    if len(queries) > max_queries:
+        raise HTTPException(413, f"field 'query' has {len(queries)} queries: expected at most {max_queries} per "
+                                 f"request (serve --max-queries); split the batch")
     labels = payload.get("labels")
     if not isinstance(labels, list) or len(labels) != len(queries):
         raise HTTPException(422, f"field 'labels' = {labels!r:.200}: expected a list with one label per query "
@@ -87,10 +134,36 @@ def parse_request(body: bytes) -> tuple[list[str], list[str], list[object]]:
     return queries, prompts, labels
 
 
-def create_app(
-    reward: EngineReward | SpatialSemanticReward, *, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
-) -> FastAPI:
-    """The ASGI app scoring with ``reward`` (scoring runs in the thread pool, off the event loop)."""
+def _score_chunk(reward: EngineReward | SpatialSemanticReward, queries: list[str], prompts: list[str],
+                 labels: list[object]) -> tuple[list[float | None], dict[str, list[float | None]], list[str | None]]:
+    """``(rewards, extra logs, unscored reasons)`` of one chunk. Label and ground-truth errors propagate (a 422);
+    any other error is isolated item by item: each item that fails alone is a None with its reason."""
+    try:
+        total, components = score_queries(reward, queries, prompts, labels)
+        return total.tolist(), {k: v.tolist() for k, v in components.items()}, [None] * len(queries)
+    except (LabelError, RewardInputError):
+        raise
+    except Exception as error:  # noqa: BLE001 - one bad item must not fail the request (nor be a 500)
+        if len(queries) == 1:
+            logger.exception("the reward failed on one query; it is answered null")
+            return [None], {name: [None] for name in COMPONENTS}, [f"scoring failed: {error!r:.300}"]
+    rewards: list[float | None] = []
+    logs: dict[str, list[float | None]] = {name: [] for name in COMPONENTS}
+    reasons: list[str | None] = []
+    for query, prompt, label in zip(queries, prompts, labels):
+        one, parts, why = _score_chunk(reward, [query], [prompt], [label])
+        rewards += one
+        reasons += why
+        for name in COMPONENTS:
+            logs[name] += parts[name]
+    return rewards, logs, reasons
+
+
+def create_app(reward: EngineReward | SpatialSemanticReward, *, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+               limits: ServerLimits | None = None) -> FastAPI:
+    """The ASGI app scoring with ``reward``: parsing and scoring run in the thread pool, off the event loop, a
+    request's queries in chunks (module docstring). ``limits`` defaults to ``ServerLimits(max_request_bytes)``."""
+    limits = limits or ServerLimits(max_request_bytes=max_request_bytes)
     app = FastAPI(title="medground-eval reward server")
 
     @app.get("/health")
@@ -100,26 +173,60 @@ def create_app(
     @app.post("/get_reward")
     async def get_reward(request: Request) -> JSONResponse:
         try:
-            queries, prompts, labels = parse_request(await _read_body(request, max_request_bytes))
-            try:
-                total, components = await run_in_threadpool(score_queries, reward, queries, prompts, labels)
-            except (LabelError, RewardInputError) as error:
-                raise HTTPException(422, str(error)) from None
+            answer = await _answer(request)
         except HTTPException as error:
             logger.warning("POST /get_reward answered %d: %s", error.status_code, error.detail)
             raise
-        rewards = total.tolist()
-        logs = {name: value.tolist() for name, value in components.items()}
-        return JSONResponse({"rewards": rewards, "scores": rewards, "extra_logs": logs})
+        if answer.status_code >= 400:
+            logger.warning("POST /get_reward answered %d: %s", answer.status_code, answer.body.decode()[:300])
+        return answer
+
+    async def _answer(request: Request) -> JSONResponse:
+        started = time.monotonic()
+        try:
+            body = await asyncio.wait_for(_read_body(request, limits.max_request_bytes), limits.body_timeout)
+        except asyncio.TimeoutError:
+            return JSONResponse({"detail": f"request body not received within {limits.body_timeout:g} s"},
+                                status_code=408, headers={"connection": "close"})
+        except ClientDisconnect:
+            return JSONResponse({"detail": "client disconnected"}, status_code=400)
+        queries, prompts, labels = await run_in_threadpool(parse_request, body, limits.max_queries)
+        rewards: list[float | None] = []
+        logs: dict[str, list[float | None]] = {name: [] for name in COMPONENTS}
+        unscored: list[str | None] = []
+        step = limits.chunk_queries
+        for lo in range(0, len(queries), step):
+            hi = lo + step
+            if time.monotonic() - started > limits.time_budget:
+                reason = f"not scored: the request's time budget of {limits.time_budget:g} s ran out"
+                count = len(queries[lo:])
+                rewards += [None] * count
+                unscored += [reason] * count
+                for name in COMPONENTS:
+                    logs[name] += [None] * count
+                break
+            try:
+                part, part_logs, reasons = await run_in_threadpool(
+                    _score_chunk, reward, queries[lo:hi], prompts[lo:hi], labels[lo:hi])
+            except (LabelError, RewardInputError) as error:
+                raise HTTPException(422, f"query {lo} onwards: {error}" if lo else str(error)) from None
+            rewards += part
+            unscored += reasons
+            for name in COMPONENTS:
+                logs[name] += part_logs[name]
+        answer: dict[str, object] = {"rewards": rewards, "scores": rewards, "extra_logs": logs}
+        if any(reason is not None for reason in unscored):
+            answer["unscored"] = unscored
+        return JSONResponse(answer)
 
     return app
 
 
 def create_app_from_env() -> FastAPI:
-    """App factory for uvicorn workers: reward from ``$MEDGROUND_REWARD_CONFIG``, size limit from
-    ``$MEDGROUND_SERVER_MAX_BYTES``."""
-    limit = int(os.environ.get(MAX_BYTES_ENV, DEFAULT_MAX_REQUEST_BYTES))
-    return create_app(reward_from_env(), max_request_bytes=limit)
+    """App factory for uvicorn workers: reward from ``$MEDGROUND_REWARD_CONFIG``, limits from
+    ``$MEDGROUND_SERVER_LIMITS``."""
+    limits = ServerLimits(**json.loads(os.environ.get(LIMITS_ENV, "{}")))
+    return create_app(reward_from_env(), limits=limits)
 
 
 def serve(
@@ -129,20 +236,20 @@ def serve(
     workers: int = 1,
     reward_config: str | Path | None = None,
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+    limits: ServerLimits | None = None,
     log_level: str = "info",
 ) -> None:
     """Run the server until interrupted. The reward config (``reward_config``, else ``$MEDGROUND_REWARD_CONFIG``) is
-    checked here, before any worker starts, and handed to the workers as an absolute path."""
+    checked here, before any worker starts, and handed to the workers as an absolute path; so are the limits."""
     import uvicorn
 
     if workers < 1:
         raise ValueError(f"workers = {workers}: expected at least 1")
-    if max_request_bytes < 1:
-        raise ValueError(f"max_request_bytes = {max_request_bytes}: expected a positive number of bytes")
+    limits = limits or ServerLimits(max_request_bytes=max_request_bytes)
     config = reward_config or os.environ.get(REWARD_CONFIG_ENV)
     if config:
         load_engine_reward(config)
         os.environ[REWARD_CONFIG_ENV] = str(Path(config).resolve())
-    os.environ[MAX_BYTES_ENV] = str(max_request_bytes)
-    uvicorn.run("medground_eval.integrations.server:create_app_from_env", factory=True, host=host, port=port, workers=workers,
-                log_level=log_level)
+    os.environ[LIMITS_ENV] = json.dumps(dataclasses.asdict(limits))
+    uvicorn.run("medground_eval.integrations.server:create_app_from_env", factory=True, host=host, port=port,
+                workers=workers, log_level=log_level)

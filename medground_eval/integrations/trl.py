@@ -27,6 +27,7 @@ from pathlib import Path
 from medground_eval.datasets import get_loader
 from medground_eval.frames import Frame, resolve_model_frame
 from medground_eval.rewards import AnatomyReward, FormatReward, SemanticReward, SpatialReward
+from medground_eval.inference import local_model_dir
 from medground_eval.integrations.options import TrainOptions
 from medground_eval.outputs import atomic_write_text
 from medground_eval.structures import Sample
@@ -223,8 +224,7 @@ def _setup(options: TrainOptions) -> _Setup:
         raise ValueError(f"--stage {options.stage!r}: expected one of {', '.join(STAGES)}")
     if options.eval_steps < 0:
         raise ValueError(f"--eval-steps {options.eval_steps}: expected 0 (only at the end) or a positive number")
-    if not options.model:
-        raise ValueError("--model is required: a local checkpoint directory of Qwen2-VL, Qwen2.5-VL or Qwen3-VL")
+    local_model_dir(options.model)  # before any data or weights: a hub id is a one-line error, never a download
     ours, _ = _split_extra(options.extra)
     train_samples = load_split(options, options.split)
     eval_samples = load_split(options, options.eval_split) if options.eval_split else None
@@ -243,7 +243,7 @@ def check_run(options: TrainOptions) -> dict[str, object]:
 
     options = resolve_init_from(options)
     setup = _setup(options)
-    model_type = AutoConfig.from_pretrained(options.model).model_type
+    model_type = AutoConfig.from_pretrained(local_model_dir(options.model), local_files_only=True).model_type
     load_processor(options.model, min_pixels=setup.extra.get("min_pixels"), max_pixels=setup.extra.get("max_pixels"))
     frame = model_frame(options)
     functions, weights = reward_functions(options, frame)

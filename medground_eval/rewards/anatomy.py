@@ -54,7 +54,7 @@ class AnatomyReward(Reward):
         pixels (the combined reward passes the spatial term's)."""
         n = len(completions)
         truth = read_ground_truth(n, columns, dims=self.dims, need_image_size=True, need_phrase=True,
-                                  need_solution=False)
+                                  need_solution=False, frame=self.frame)
         if regions is None:
             regions = predicted_regions(parse_batch(completions, self.dims), frames=truth.frames or self.frame,
                                         image_sizes=truth.image_sizes, input_sizes=truth.input_sizes, dims=self.dims)

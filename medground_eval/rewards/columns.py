@@ -11,19 +11,23 @@ Columns (one value per completion):
 - ``input_size``: optional, per sample: ``[w, h]`` of the model's resized input (``resized`` frame).
 
 A missing or malformed column raises :class:`RewardInputError` on the first call, naming the column, the row and
-the value: a broken ground truth must stop training, while a broken completion only scores 0.
+the value: a broken ground truth must stop training, while a broken completion only scores 0. Every row is checked,
+whether or not the model wrote a box for it: box and size magnitudes are at most
+:data:`~medground_eval.structures.MAX_COORDINATE`, and with the reward's ``frame`` given, each row's frame
+conversion is tried on a probe box (an image size Qwen2.5-VL's resize refuses, a 3D-only frame on a 2D row).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
 
-from medground_eval.frames import get_frame
+from medground_eval.datasets.textfile import loads
+from medground_eval.frames import Frame, get_frame
+from medground_eval.structures import MAX_COORDINATE
 
 PHRASE_COLUMNS = ("phrase", "report")
 
@@ -55,7 +59,7 @@ class GroundTruthBatch:
 def _decode(value: object) -> object:
     if isinstance(value, (str, bytes)):
         try:
-            return json.loads(value)
+            return loads(value)
         except ValueError:
             return value
     return value
@@ -81,11 +85,17 @@ def _boxes(value: object, row: int, dims: int) -> np.ndarray:
         array = array[None, :]
     if array.ndim != 2 or array.shape[1] != width or array.shape[0] == 0:
         raise RewardInputError(f"column 'solution' row {row}: value {value!r:.200}: expected {expected}")
-    if not np.isfinite(array).all() or (array[:, dims:] < array[:, :dims]).any():
+    if not _bounded(array).all() or (array[:, dims:] < array[:, :dims]).any():
         raise RewardInputError(
             f"column 'solution' row {row}: value {value!r:.200}: expected finite corners with x2 >= x1 and y2 >= y1"
+            f" and |value| <= {MAX_COORDINATE:.0f}"
         )
     return array
+
+
+def _bounded(array: np.ndarray) -> np.ndarray:
+    """Elementwise: finite with magnitude at most MAX_COORDINATE."""
+    return np.abs(np.nan_to_num(array, nan=np.inf)) <= MAX_COORDINATE
 
 
 def _all_boxes(values: Sequence[object], dims: int) -> tuple[np.ndarray, np.ndarray]:
@@ -102,7 +112,7 @@ def _all_boxes(values: Sequence[object], dims: int) -> tuple[np.ndarray, np.ndar
             flat = None
         if flat is not None and (flat.shape != (int(counts.sum()), width) or (counts == 0).any()):
             flat = None
-    if flat is not None and np.isfinite(flat).all() and (flat[:, dims:] >= flat[:, :dims]).all():
+    if flat is not None and _bounded(flat).all() and (flat[:, dims:] >= flat[:, :dims]).all():
         return flat, counts
     rows = [_boxes(v, row, dims) for row, v in enumerate(values)]
     counts = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
@@ -137,7 +147,7 @@ def _sizes(values: Sequence[object], name: str, width: int) -> np.ndarray:
         array = np.array(values, dtype=np.float64)  # a copy: the caller's column is never aliased
     except (TypeError, ValueError):
         array = None
-    if array is not None and array.shape == (len(values), width) and np.isfinite(array).all():
+    if array is not None and array.shape == (len(values), width) and _bounded(array).all():
         valid = (array > 0).all() if width != 6 else (array >= 0).all() and (array[:, 3:] > array[:, :3]).all()
         if valid:
             return array
@@ -149,7 +159,7 @@ def _sizes(values: Sequence[object], name: str, width: int) -> np.ndarray:
             size = np.asarray(_decode(value), dtype=np.float64).reshape(-1)
         except (TypeError, ValueError):
             size = np.empty(0)
-        valid = size.shape == (width,) and bool(np.isfinite(size).all())
+        valid = size.shape == (width,) and bool(_bounded(size).all())
         if valid:
             valid = bool((size > 0).all()) if width != 6 else bool((size >= 0).all() and (size[3:] > size[:3]).all())
         if not valid:
@@ -168,8 +178,14 @@ def read_ground_truth(
     need_image_size: bool = False,
     need_phrase: bool = False,
     need_solution: bool = True,
+    frame: Frame | None = None,
 ) -> GroundTruthBatch:
-    """Validate and convert the ground-truth columns of a batch of ``n`` completions."""
+    """Validate and convert the ground-truth columns of a batch of ``n`` completions.
+
+    ``frame``: the reward's frame (a row's ``frame`` column value overrides it); when given, every row's conversion
+    to pixels is checked here, so a size or frame a conversion refuses stops the first call, not the first call in
+    which the model happens to write a box for that row.
+    """
     flat, counts = np.zeros((0, 2 * dims)), np.zeros(0, dtype=np.int64)
     if need_solution:
         if "solution" not in columns:
@@ -215,7 +231,46 @@ def read_ground_truth(
                 f"column {name!r} row {bad}: value {phrases[bad]!r:.200}: expected the report text (a string)"
             )
 
-    return GroundTruthBatch(flat, counts, image_sizes, frames, input_sizes, phrases)
+    truth = GroundTruthBatch(flat, counts, image_sizes, frames, input_sizes, phrases)
+    if frame is not None and n:
+        _check_conversions(truth, frame, dims, n)
+    return truth
+
+
+def _check_conversions(truth: GroundTruthBatch, frame: Frame, dims: int, n: int) -> None:
+    """Convert one probe box per row as the reward would; RewardInputError naming the first row a conversion
+    refuses (found row by row only once the batch failed)."""
+    from medground_eval.regions import boxes_to_pixels
+
+    def convert(rows: np.ndarray) -> None:
+        boxes_to_pixels(np.zeros((len(rows), 2 * dims)), np.ones(len(rows), dtype=np.int64),
+                        frames=frame if truth.frames is None else [truth.frames[i] for i in rows],
+                        image_sizes=None if truth.image_sizes is None else truth.image_sizes[rows],
+                        input_sizes=None if truth.input_sizes is None else truth.input_sizes[rows], dims=dims)
+
+    try:
+        convert(np.arange(n))
+        return
+    except ValueError:
+        pass
+    for row in range(n):
+        try:
+            convert(np.array([row]))
+        except ValueError as error:
+            raise RewardInputError(_conversion_error(truth, frame, row, str(error))) from None
+
+
+def _conversion_error(truth: GroundTruthBatch, frame: Frame, row: int, error: str) -> str:
+    """The message of a refused conversion, naming the column the conversion blamed (a size, else the frame)."""
+    spec = truth.frames[row] if truth.frames is not None else None
+    shown = {"frame": spec if spec is not None else f"{frame.kind} (the reward's frame)"}
+    for name, column in (("image_size", truth.image_sizes), ("input_size", truth.input_sizes)):
+        if column is not None:
+            shown[name] = column[row].tolist()
+    blamed = ("input_size" if "input_size" in error else
+              "image_size" if "image_size" in error or "smart_resize" in error else "frame")
+    context = ", ".join(f"{name} {value!r}" for name, value in shown.items() if name != blamed)
+    return f"column {blamed!r} row {row}: value {shown.get(blamed)!r}: {error} ({context})"
 
 
 def _missing(name: str, columns: Mapping[str, object], what: str, alias: str | None = None) -> str:

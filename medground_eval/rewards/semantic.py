@@ -43,7 +43,7 @@ from medground_eval.rewards.encoders import (
 )
 from medground_eval.anatomy import label_agreement
 from medground_eval.frames import Frame, get_frame
-from medground_eval.parsing import parse_completion
+from medground_eval.parsing import MAX_BOXES, parse_completion, think_boxes
 from medground_eval.regions import PredictedRegions, parse_many, predicted_regions
 from medground_eval.rewards.base import Reward
 from medground_eval.rewards.columns import RewardInputError, read_ground_truth
@@ -57,6 +57,10 @@ _SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|\n+")
 _SPACE_BEFORE_PUNCTUATION = re.compile(r"\s+([.,;:!?])")
 _BOX_TEXT = re.compile(r"[\[(][-+0-9.,\s()eE]*[\])]")
 MAX_LABEL_CHARS = 1000
+MAX_LABEL_SENTENCES = MAX_BOXES
+"""Sentences of ``<think>`` that may write a box (a bracket, parenthesis or token) parsed in the label search; the
+rest are not read, as the parser reads at most MAX_BOXES groups of a section (the search is bounded like it)."""
+_MAY_HOLD_BOX = re.compile(r"[\[(<]")
 # Calibration for the default encoder, all-MiniLM-L6-v2: unrelated chest findings ("left pleural effusion" vs
 # "cardiomegaly") reach 0.26-0.29, paraphrases ("... vs fluid in the left pleural space") about 0.70.
 DEFAULT_FLOOR = 0.3
@@ -69,7 +73,13 @@ def _sentence_label(think: str | None, answer_box: tuple[float, ...]) -> str | N
     if not think:
         return None
     with_box: list[str] = []
+    tried = 0
     for sentence in _SENTENCE_END.split(think):
+        if not _MAY_HOLD_BOX.search(sentence):
+            continue
+        tried += 1
+        if tried > MAX_LABEL_SENTENCES:
+            break
         boxes = parse_completion(f"<answer>{sentence}</answer>", dims=len(answer_box) // 2).answer_boxes
         if not boxes:
             continue
@@ -89,6 +99,8 @@ def predicted_label(parsed: ParsedCompletion) -> str | None:
     labels = [b.label.strip() for b in parsed.answer_boxes if b.label and b.label.strip()]
     if labels:
         return "; ".join(dict.fromkeys(labels))[:MAX_LABEL_CHARS]
+    if not think_boxes(parsed):  # no sentence of <think> writes a box the parser reads
+        return None
     sentence = _sentence_label(parsed.think, parsed.answer_boxes[0].coords)
     return None if sentence is None else sentence[:MAX_LABEL_CHARS]
 
@@ -240,7 +252,7 @@ class SemanticReward(Reward):
     ) -> np.ndarray:
         if regions is None:
             truth = read_ground_truth(len(images), columns, need_solution=False,
-                                      need_image_size=self.frame.kind != "pixel")
+                                      need_image_size=self.frame.kind != "pixel", frame=self.frame)
             regions = predicted_regions(parsed, frames=truth.frames or self.frame, image_sizes=truth.image_sizes,
                                         input_sizes=truth.input_sizes)
         crops = [np.concatenate([regions.boxes[i][:, :2].min(0), regions.boxes[i][:, 2:].max(0)]) for i in index]

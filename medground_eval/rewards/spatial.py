@@ -90,7 +90,7 @@ class SpatialReward(Reward):
         """Parse, convert and compare a batch; the breakdown behind :meth:`scores`. ``batch``, when given, is the
         completions' parse (a combined reward shares one parse between its terms)."""
         truth = read_ground_truth(
-            len(completions), columns, dims=self.dims, need_image_size=self.frame.kind != "pixel"
+            len(completions), columns, dims=self.dims, need_image_size=self.frame.kind != "pixel", frame=self.frame
         )
         if batch is None:
             batch = parse_batch(completions, self.dims)

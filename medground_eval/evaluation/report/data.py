@@ -15,8 +15,9 @@ from typing import Protocol
 
 import numpy as np
 
-from medground_eval.datasets.base import get_loader
+from medground_eval.datasets.base import RowErrors, get_loader
 from medground_eval.datasets.jsonl import sample_from_record
+from medground_eval.datasets.textfile import loads, text_lines
 from medground_eval.frames import Frame, get_frame
 from medground_eval.metrics import GroundingReport, SampleScores
 from medground_eval.parsing import completion_text, think_boxes
@@ -134,14 +135,13 @@ def _prediction_lines(path: Path, ids: set[str]) -> dict[str, dict[str, object]]
     """``{id: record}`` of the prediction lines whose id is in ``ids`` (first occurrence); non-JSON lines are
     passed over (the scorer reports them)."""
     found: dict[str, dict[str, object]] = {}
-    with path.open(encoding="utf-8") as handle:
-        for text in handle:
-            try:
-                record = json.loads(text)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(record, dict) and str(record.get("id")) in ids:
-                found.setdefault(str(record["id"]), record)
+    for text in text_lines(path, RowErrors("skip")):
+        try:
+            record = loads(text)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and str(record.get("id")) in ids:
+            found.setdefault(str(record["id"]), record)
     return found
 
 
