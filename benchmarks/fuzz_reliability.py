@@ -120,7 +120,8 @@ def fuzz_rewards(rng: random.Random, tally: Tally, rewards: tuple[list, list]) -
     n = rng.randint(1, 8)
     batch = [completion(rng, dims) for _ in range(n)]
     if dims == 2:
-        sizes = [[float(rng.randint(16, 5000)), float(rng.randint(16, 5000))] for _ in range(n)]
+        # sizes Qwen2.5-VL's resize accepts (aspect ratio <= 200): a refused size is a RewardInputError by design
+        sizes = [[float(rng.randint(64, 5000)), float(rng.randint(64, 5000))] for _ in range(n)]
         columns = {"solution": [[[0.1 * w, 0.2 * h, 0.6 * w, 0.7 * h]] for w, h in sizes], "image_size": sizes,
                    "phrase": [rng.choice(LABELS[:4]) or "effusion" for _ in range(n)]}
     else:
