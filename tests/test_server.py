@@ -201,14 +201,16 @@ class _Flaky:
     """A reward wrapper that raises an unexpected error on completions containing 'BOOM' and sleeps on 'SLOW'."""
 
     def __init__(self, inner):
-        self.inner = inner
+        from medground_eval.integrations.reward_config import EngineReward
 
-    def breakdown(self, completions, **columns):
+        self.inner = EngineReward(inner)
+
+    def score(self, completions, labels):
         if any("BOOM" in c for c in completions):
             raise ValueError("boom")
         if any("SLOW" in c for c in completions):
             time.sleep(0.3)
-        return self.inner.breakdown(completions, **columns)
+        return self.inner.score(completions, labels)
 
 
 def _serve(app):

@@ -183,7 +183,7 @@ def _file_labels(path: Path):
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
+                record = loads(line)
             except ValueError as error:
                 raise LabelError(f"{path}:{line_number}: not JSON ({error})") from None
             field = next((name for name in LABEL_FIELDS if isinstance(record, dict) and name in record), None)

@@ -54,7 +54,7 @@ from medground_eval.integrations.reward_config import (
     load_engine_reward,
     reward_from_env,
 )
-from medground_eval.integrations.labels import COMPONENTS, LabelError
+from medground_eval.integrations.labels import LabelError
 from medground_eval.integrations.openrlhf import score_queries
 
 DEFAULT_MAX_REQUEST_BYTES = 64 * 2**20
@@ -146,17 +146,26 @@ def _score_chunk(reward: EngineReward | SpatialSemanticReward, queries: list[str
     except Exception as error:  # noqa: BLE001 - one bad item must not fail the request (nor be a 500)
         if len(queries) == 1:
             logger.exception("the reward failed on one query; it is answered null")
-            return [None], {name: [None] for name in COMPONENTS}, [f"scoring failed: {error!r:.300}"]
+            return [None], {}, [f"scoring failed: {error!r:.300}"]
     rewards: list[float | None] = []
-    logs: dict[str, list[float | None]] = {name: [] for name in COMPONENTS}
+    logs: dict[str, list[float | None]] = {}
     reasons: list[str | None] = []
     for query, prompt, label in zip(queries, prompts, labels):
         one, parts, why = _score_chunk(reward, [query], [prompt], [label])
+        _extend_logs(logs, parts, len(rewards), len(one))
         rewards += one
         reasons += why
-        for name in COMPONENTS:
-            logs[name] += parts[name]
     return rewards, logs, reasons
+
+
+def _extend_logs(logs: dict[str, list[float | None]], part: dict[str, list[float | None]], before: int,
+                 count: int) -> None:
+    """Append a chunk's ``extra_logs`` (``count`` values per name) to ``logs`` (``before`` values per name); a name
+    missing on either side is padded with None."""
+    for name in part:
+        logs.setdefault(name, [None] * before)
+    for name, values in logs.items():
+        values += part.get(name, [None] * count)
 
 
 def create_app(reward: EngineReward | SpatialSemanticReward, *, max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
@@ -192,7 +201,7 @@ def create_app(reward: EngineReward | SpatialSemanticReward, *, max_request_byte
             return JSONResponse({"detail": "client disconnected"}, status_code=400)
         queries, prompts, labels = await run_in_threadpool(parse_request, body, limits.max_queries)
         rewards: list[float | None] = []
-        logs: dict[str, list[float | None]] = {name: [] for name in COMPONENTS}
+        logs: dict[str, list[float | None]] = {}
         unscored: list[str | None] = []
         step = limits.chunk_queries
         for lo in range(0, len(queries), step):
@@ -200,20 +209,18 @@ def create_app(reward: EngineReward | SpatialSemanticReward, *, max_request_byte
             if time.monotonic() - started > limits.time_budget:
                 reason = f"not scored: the request's time budget of {limits.time_budget:g} s ran out"
                 count = len(queries[lo:])
+                _extend_logs(logs, {}, len(rewards), count)
                 rewards += [None] * count
                 unscored += [reason] * count
-                for name in COMPONENTS:
-                    logs[name] += [None] * count
                 break
             try:
                 part, part_logs, reasons = await run_in_threadpool(
                     _score_chunk, reward, queries[lo:hi], prompts[lo:hi], labels[lo:hi])
             except (LabelError, RewardInputError) as error:
                 raise HTTPException(422, f"query {lo} onwards: {error}" if lo else str(error)) from None
+            _extend_logs(logs, part_logs, len(rewards), len(part))
             rewards += part
             unscored += reasons
-            for name in COMPONENTS:
-                logs[name] += part_logs[name]
         answer: dict[str, object] = {"rewards": rewards, "scores": rewards, "extra_logs": logs}
         if any(reason is not None for reason in unscored):
             answer["unscored"] = unscored
