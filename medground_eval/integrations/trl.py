@@ -2,8 +2,8 @@
 
 - Rewards: one TRL reward function per component (``format``, ``spatial``, ``semantic``), each a core reward from
   :mod:`medground_eval.rewards`, weighted by ``GRPOConfig.reward_weights``; TRL logs ``rewards/<name>/mean``. The
-  spatial one also logs ``grounding/mean_iou``, ``grounding/parse_failure_rate`` and
-  ``grounding/out_of_frame_rate`` through TRL's ``log_metric`` callback. A component of weight 0 is left out.
+  spatial one (:class:`~medground_eval.rewards.SpatialReward` itself) also logs ``grounding/mean_iou``,
+  ``grounding/parse_failure_rate`` and ``grounding/out_of_frame_rate`` through TRL's ``log_metric`` callback. A component of weight 0 is left out.
 - Frame: the model's own (:func:`medground_eval.frames.resolve_model_frame`, as for every backend): Qwen2.5-VL boxes are read in its resized input
   (the processor's pixel limits), Qwen2-VL / Qwen3-VL in 0-1000; rewards compare boxes in original pixels.
 - Options: :class:`~medground_eval.integrations.options.TrainOptions`; its ``extra`` table holds the keys of
@@ -46,26 +46,6 @@ STAGES = ("sft", "grpo")
 logger = logging.getLogger(__name__)
 
 
-class SpatialTRLReward:
-    """The spatial reward as a TRL reward function that also logs mean IoU, parse-failure and out-of-frame rates."""
-
-    def __init__(self, reward: SpatialReward, name: str = "spatial"):
-        self.reward = reward
-        self.__name__ = name
-
-    def __call__(self, completions: Sequence[object], log_metric: Callable[[str, float], None] | None = None,
-                 **columns: object) -> list[float]:
-        result = self.reward.evaluate(completions, columns)
-        if log_metric is not None and len(completions):
-            log_metric("grounding/mean_iou", float(result.iou.mean()))
-            log_metric("grounding/parse_failure_rate", float(result.parse_failed.mean()))
-            log_metric("grounding/out_of_frame_rate", float(result.out_of_frame.mean()))
-        return result.reward.tolist()
-
-    def __repr__(self) -> str:
-        return f"SpatialTRLReward({self.reward!r}, name={self.__name__!r})"
-
-
 def model_frame(options: TrainOptions) -> Frame:
     """The frame of ``options.model`` with the run's pixel limits (``extra.min_pixels`` / ``extra.max_pixels``), the
     same :func:`~medground_eval.frames.resolve_model_frame` the engine backends, ``predict`` and ``convert`` use."""
@@ -95,7 +75,7 @@ def reward_functions(options: TrainOptions, frame: Frame) -> tuple[list[Callable
     w_format, w_spatial, w_semantic = options.reward_weights
     candidates = [
         (FormatReward(name="format"), w_format),
-        (SpatialTRLReward(SpatialReward(mode=options.spatial_mode, frame=frame)), w_spatial),
+        (SpatialReward(mode=options.spatial_mode, frame=frame, name="spatial"), w_spatial),
         (SemanticReward(encoder=options.semantic_encoder, frame=frame, name="semantic"), w_semantic),
         (AnatomyReward(frame=frame, name="anatomy"), options.anatomy_weight),
     ]

@@ -153,14 +153,14 @@ class SpatialSemanticReward(Reward):
         # One text extraction and one parse for every term.
         batch = parse_batch(completions, self.spatial.dims)
         completions = batch.texts
-        spatial = self.spatial.evaluate(completions, columns, batch=batch)
+        spatial = self.spatial._evaluate(completions, columns, batch=batch)
         fmt = self.format.score_batch(batch)
         active = None
         if self.semantic_policy == "negative":
             active = spatial.iou < self.negative_below
         w_format, w_spatial, w_semantic = self.weights
         if w_semantic > 0:
-            semantic = self.semantic.evaluate(
+            semantic = self.semantic._evaluate(
                 completions, columns, regions=spatial.regions, active=active, labels=_predicted_labels(batch),
                 parsed=batch.parsed if self.semantic.mode == "region" else None,
             )
@@ -178,7 +178,7 @@ class SpatialSemanticReward(Reward):
                                   stacklevel=2)
                     self._warned_no_size = True
             else:
-                anatomy = self.anatomy.evaluate(completions, columns, regions=spatial.regions)
+                anatomy = self.anatomy._evaluate(completions, columns, regions=spatial.regions)
         total = w_format * fmt + w_spatial * spatial.reward + w_semantic * semantic_reward
         total = total + self.anatomy_weight * anatomy
         return RewardBreakdown(

@@ -177,7 +177,11 @@ class SemanticReward(Reward):
                     self._text_encoder = CachedEncoder(get_text_encoder(self.encoder), maxsize=self.cache_size)
         return self._text_encoder
 
-    def evaluate(
+    def evaluate(self, completions: Sequence[object], **columns: object) -> SemanticResult:
+        """Score a batch: the reward and the label read from each completion."""
+        return self._evaluate(completions, columns)
+
+    def _evaluate(
         self,
         completions: Sequence[object],
         columns: Mapping[str, object],
@@ -247,7 +251,7 @@ class SemanticReward(Reward):
         return self._region_encoder.similarity([images[i] for i in index], np.array(crops), phrases)
 
     def scores(self, completions: Sequence[object], **columns: object) -> np.ndarray:
-        return self.evaluate(completions, columns).reward
+        return self._evaluate(completions, columns).reward
 
 
 def _agreements(phrases: list[str], labels: list[str | None]) -> np.ndarray:
