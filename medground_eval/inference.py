@@ -18,6 +18,7 @@ from pathlib import Path
 from medground_eval.frames import MODEL_TYPE_FRAMES, Frame, get_frame
 from medground_eval.outputs import open_atomic
 from medground_eval.structures import Sample
+from medground_eval.extras import requires
 
 RESIZED_MODEL_TYPES = frozenset(t for t, name in MODEL_TYPE_FRAMES.items() if get_frame(name).kind == "resized")
 """Model types that write absolute pixels of their resized input (frame ``"resized"``)."""
@@ -52,8 +53,9 @@ def load_processor(path: str | Path, *, min_pixels: int | None = None, max_pixel
     template, no video processor); ``min_pixels`` / ``max_pixels`` override the image processor's pixel limits.
     Other model types load with ``AutoProcessor`` (the pixel limits are then passed on as keyword arguments).
     """
-    import transformers
-    from transformers import AutoConfig, AutoImageProcessor, AutoProcessor, AutoTokenizer
+    with requires("train", "loading a model's processor (predict, train)"):
+        import transformers
+        from transformers import AutoConfig, AutoImageProcessor, AutoProcessor, AutoTokenizer
 
     image_kwargs = {k: v for k, v in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if v is not None}
     model_type = AutoConfig.from_pretrained(path).model_type
@@ -84,8 +86,9 @@ def load_model_and_processor(
     ``bf16`` loads the weights in bfloat16 (else float32); ``device`` moves the model there (None: leave it on the
     CPU, for a trainer to place); ``min_pixels`` / ``max_pixels`` as in :func:`load_processor`.
     """
-    import torch
-    from transformers import AutoModelForImageTextToText
+    with requires("train", "loading a model (predict, train)"):
+        import torch
+        from transformers import AutoModelForImageTextToText
 
     if not Path(path).is_dir():
         raise FileNotFoundError(f"--model {str(path)!r}: expected a local checkpoint directory (config.json, weights)")
@@ -97,7 +100,8 @@ def load_model_and_processor(
 
 def default_device() -> tuple[str, bool]:
     """``(device, bf16)``: the first GPU with bfloat16 where it supports it, else the CPU in float32."""
-    import torch
+    with requires("train", "running a model (predict, train)"):
+        import torch
 
     if torch.cuda.is_available():
         return "cuda", torch.cuda.is_bf16_supported()

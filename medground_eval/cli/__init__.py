@@ -41,4 +41,13 @@ from medground_eval.cli import leaderboard  # noqa: E402,F401  (registers `leade
 
 
 def main() -> None:
-    app()
+    """The console script: a missing optional package ends in one line naming the extra to install."""
+    import sys
+
+    from medground_eval.extras import MissingExtraError
+
+    try:
+        app()
+    except MissingExtraError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None

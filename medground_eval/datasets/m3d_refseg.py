@@ -64,6 +64,7 @@ import numpy as np
 
 from medground_eval.datasets.base import DataError, LoadedDataset, OnError, RowErrors, register_dataset
 from medground_eval.structures import Sample
+from medground_eval.extras import requires
 
 COLUMNS = ("Image", "Mask", "Mask_ID", "Question_Type", "Question", "Answer")
 SPLITS = ("train", "test", "all")
@@ -74,12 +75,8 @@ _VIEW_KEYS = {"slice": "largest_slice", "projection": "axial_projection_box"}
 
 def _nibabel() -> ModuleType:
     """The nibabel module, or an ImportError that says how to install it."""
-    try:
+    with requires("m3d", "reading M3D-RefSeg NIfTI volumes"):
         import nibabel
-    except ImportError:
-        raise ImportError(
-            "reading M3D-RefSeg NIfTI volumes needs nibabel: pip install medground-eval[m3d]"
-        ) from None
     return nibabel
 
 

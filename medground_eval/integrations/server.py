@@ -21,9 +21,12 @@ import logging
 import os
 from pathlib import Path
 
-from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
+from medground_eval.extras import requires
+
+with requires("serve", "the reward server (medground-eval serve)"):
+    from fastapi import FastAPI, HTTPException, Request
+    from fastapi.responses import JSONResponse
+    from starlette.concurrency import run_in_threadpool
 
 from medground_eval.rewards import RewardInputError, SpatialSemanticReward
 from medground_eval.integrations.reward_config import (
@@ -133,7 +136,8 @@ def serve(
 ) -> None:
     """Run the server until interrupted. The reward config (``reward_config``, else ``$MEDGROUND_REWARD_CONFIG``) is
     checked here, before any worker starts, and handed to the workers as an absolute path."""
-    import uvicorn
+    with requires("serve", "the reward server (medground-eval serve)"):
+        import uvicorn
 
     if workers < 1:
         raise ValueError(f"workers = {workers}: expected at least 1")

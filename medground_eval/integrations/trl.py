@@ -30,6 +30,7 @@ from medground_eval.rewards import AnatomyReward, FormatReward, SemanticReward, 
 from medground_eval.integrations.options import TrainOptions
 from medground_eval.outputs import atomic_write_text
 from medground_eval.structures import Sample
+from medground_eval.extras import requires
 
 EXTRA_KEYS = {
     "extra_rewards": 'reward functions added to the three components, as "module:attribute" import paths (weight 1)',
@@ -88,7 +89,8 @@ def reward_functions(options: TrainOptions, frame: Frame) -> tuple[list[Callable
 
 def _split_extra(extra: dict[str, object]) -> tuple[dict[str, object], dict[str, object]]:
     """``(ours, grpo)``: the keys of :data:`EXTRA_KEYS` and the ``GRPOConfig`` fields; anything else is an error."""
-    from trl import GRPOConfig
+    with requires("train", "train --backend trl"):
+        from trl import GRPOConfig
 
     fields = {f.name for f in dataclasses.fields(GRPOConfig)}
     unknown = sorted(k for k in extra if k not in EXTRA_KEYS and k not in fields)
@@ -99,7 +101,8 @@ def _split_extra(extra: dict[str, object]) -> tuple[dict[str, object], dict[str,
 
 def grpo_config(options: TrainOptions, reward_weights: Sequence[float], *, bf16: bool):
     """The ``GRPOConfig`` of a run: the options' fields, then ``extra``'s ``GRPOConfig`` fields over them."""
-    from trl import GRPOConfig
+    with requires("train", "train --backend trl"):
+        from trl import GRPOConfig
 
     _, passthrough = _split_extra(options.extra)
     settings: dict[str, object] = dict(
@@ -128,7 +131,8 @@ def lora_config(options: TrainOptions):
     """A peft ``LoraConfig`` (r, alpha, target modules) when ``use_lora``, else None."""
     if not options.use_lora:
         return None
-    from peft import LoraConfig
+    with requires("train", "train --backend trl"):
+        from peft import LoraConfig
 
     targets = options.extra.get("lora_target_modules", "all-linear")
     return LoraConfig(r=options.lora_r, lora_alpha=options.lora_alpha, target_modules=targets, task_type="CAUSAL_LM")
@@ -195,7 +199,8 @@ def resolve_init_from(options: TrainOptions) -> TrainOptions:
 
 def _setup(options: TrainOptions) -> _Setup:
     """Check the options, load the split(s) and check every image (train and held-out) before any weights load."""
-    import torch
+    with requires("train", "train --backend trl"):
+        import torch
 
     from medground_eval.integrations.hf_data import image_file_size, image_path
 
@@ -217,7 +222,8 @@ def _setup(options: TrainOptions) -> _Setup:
 def check_run(options: TrainOptions) -> dict[str, object]:
     """What :func:`train` checks before loading weights (``--dry-run``): options, splits, every image, the model's
     config and processor, the rewards and the ``GRPOConfig``. Returns the plan as a JSON-ready dict."""
-    from transformers import AutoConfig
+    with requires("train", "train --backend trl"):
+        from transformers import AutoConfig
 
     from medground_eval.inference import load_processor
 
@@ -274,7 +280,8 @@ def final_evaluation(model, processor, options: TrainOptions, setup: _Setup, out
 
 def _callback(monitor, guard, processor, eval_steps: int):
     """A ``TrainerCallback``: logged values to the curves and the guard, held-out evaluation every ``eval_steps``."""
-    from transformers import TrainerCallback
+    with requires("train", "train --backend trl"):
+        from transformers import TrainerCallback
 
     class MonitorCallback(TrainerCallback):
         def on_log(self, args, state, control, logs=None, model=None, **kwargs):
@@ -299,7 +306,8 @@ def train(options: TrainOptions) -> TrainResult:
         from medground_eval.training.sft import train_sft
 
         return train_sft(options)
-    from trl import GRPOTrainer
+    with requires("train", "train --backend trl"):
+        from trl import GRPOTrainer
 
     from medground_eval.inference import load_model_and_processor
     from medground_eval.integrations.hf_data import build_dataset

