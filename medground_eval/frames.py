@@ -87,6 +87,9 @@ def smart_resize(
     result has more than ``max_pixels`` pixels, the image is scaled down to fit and sides rounded down
     (at least ``factor``); if fewer than ``min_pixels``, it is scaled up and sides rounded up.
     Raises ValueError for non-positive sizes or factor, or an aspect ratio above 200.
+
+    >>> smart_resize(2500, 2048, max_pixels=1280 * 28 * 28)
+    (1092, 896)
     """
     if not (height > 0 and width > 0):
         raise ValueError(f"smart_resize: height and width must be positive, got height={height}, width={width}")
@@ -325,6 +328,10 @@ def get_frame(spec: str | Frame, **overrides: int) -> Frame:
     (``factor``, ``min_pixels``, ``max_pixels``) replaced, as processors allow.
 
     Raises ValueError for an unknown name (listing the known ones), an unknown override or a bad setting.
+
+    >>> frame = get_frame("qwen2.5-vl", max_pixels=1280 * 28 * 28)
+    >>> frame.kind, frame.min_pixels, frame.max_pixels
+    ('resized', 3136, 1003520)
     """
     if isinstance(spec, Frame):
         frame = spec
@@ -472,8 +479,9 @@ def resolve_model_frame(
     >>> folder = Path(tempfile.mkdtemp())
     >>> _ = (folder / "config.json").write_text('{"model_type": "qwen2_5_vl"}')
     >>> _ = (folder / "preprocessor_config.json").write_text('{"min_pixels": 3136, "max_pixels": 1003520}')
-    >>> resolve_model_frame(folder)
-    Frame(kind='resized', factor=28, min_pixels=3136, max_pixels=1003520)
+    >>> frame = resolve_model_frame(folder)
+    >>> frame.kind, frame.factor, frame.min_pixels, frame.max_pixels
+    ('resized', 28, 3136, 1003520)
     >>> resolve_model_frame(folder, max_pixels=200704).max_pixels
     200704
     >>> resolve_model_frame("Qwen/Qwen2-VL-7B-Instruct", default="norm1000").kind  # not a local folder

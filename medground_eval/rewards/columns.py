@@ -169,7 +169,12 @@ def read_ground_truth(
     need_phrase: bool = False,
     need_solution: bool = True,
 ) -> GroundTruthBatch:
-    """Validate and convert the ground-truth columns of a batch of ``n`` completions."""
+    """Validate and convert the ground-truth columns of a batch of ``n`` completions.
+
+    >>> truth = read_ground_truth(2, {"solution": [[0, 0, 10, 10], [[0, 0, 5, 5], [6, 6, 9, 9]]]})
+    >>> truth.counts.tolist(), truth.flat.shape
+    ([1, 2], (3, 4))
+    """
     flat, counts = np.zeros((0, 2 * dims)), np.zeros(0, dtype=np.int64)
     if need_solution:
         if "solution" not in columns:

@@ -78,6 +78,12 @@ class SpatialSemanticReward(Reward):
     Default (``spatial_semantic_reward``): weights (1, 1, 1), anatomy gate on, anatomy weight 0.5, continuous IoU,
     union regions, pixel frame, MiniLM text encoder, calibration floor 0.3 / ceil 0.9, semantic term on every
     completion. ``max_total`` is the largest total (the sum of the weights).
+
+    >>> reward = SpatialSemanticReward(encoder="lexical", anatomy_weight=0.0)
+    >>> answer = '<think>Left base.</think><answer>{"bbox_2d": [0, 0, 10, 10], "label": "left pleural effusion"}</answer>'
+    >>> parts = reward.breakdown([answer], solution=[[0, 0, 10, 20]], phrase=["left pleural effusion"])
+    >>> parts.format.tolist(), parts.iou.tolist(), parts.total.round(2).tolist()
+    ([1.0], [0.5], [2.5])
     """
 
     def __init__(

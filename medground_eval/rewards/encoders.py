@@ -70,6 +70,9 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
 
     The norm is taken in float64 on the float32 values: in float32 the square of a tiny entry (1.6e-21) is subnormal
     and the row came out with norm 1.00002, and a huge one (1e20) overflowed to a zero row.
+
+    >>> l2_normalize(np.array([[3.0, 4.0], [0.0, 0.0]])).round(4).tolist()
+    [[0.6, 0.8], [0.0, 0.0]]
     """
     x = np.asarray(np.asarray(x, dtype=np.float32), dtype=np.float64)
     norms = np.linalg.norm(x, axis=1, keepdims=True)
@@ -81,6 +84,9 @@ def calibrate(similarity: np.ndarray | float, floor: float = 0.0, ceil: float = 
 
     ``floor`` is the similarity that earns nothing (e.g. what unrelated phrases typically reach), ``ceil`` the
     similarity that earns full credit. Raises ValueError unless ``ceil > floor``.
+
+    >>> calibrate(np.array([0.1, 0.5, 0.9, np.nan]), floor=0.2, ceil=0.8).round(4).tolist()
+    [0.0, 0.5, 1.0, 0.0]
     """
     if not ceil > floor:
         raise ValueError(f"calibrate: expected ceil > floor, got floor={floor!r}, ceil={ceil!r}")
@@ -387,6 +393,9 @@ def get_text_encoder(spec: str | Path | TextEncoder | Callable[[list[str]], Any]
     ``"minilm"`` / ``"default"`` / ``"all-MiniLM-L6-v2"``: the offline MiniLM; ``"lexical"``: LexicalEncoder();
     any other string or Path: a local sentence-transformers model directory (FileNotFoundError if it does not
     exist); a TextEncoder: itself; any other callable: CallableEncoder(spec).
+
+    >>> type(get_text_encoder("lexical")).__name__
+    'LexicalEncoder'
     """
     if isinstance(spec, (str, Path)):
         if str(spec) == "lexical":

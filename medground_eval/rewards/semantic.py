@@ -83,7 +83,12 @@ def _sentence_label(think: str | None, answer_box: tuple[float, ...]) -> str | N
 
 
 def predicted_label(parsed: ParsedCompletion) -> str | None:
-    """What the model named its predicted region (rules in the module docstring), or None."""
+    """What the model named its predicted region (rules in the module docstring), or None.
+
+    >>> from medground_eval.parsing import parse_completion
+    >>> predicted_label(parse_completion('<answer>{"bbox_2d": [1, 2, 3, 4], "label": "left effusion"}</answer>'))
+    'left effusion'
+    """
     if not parsed.answer_boxes:
         return None
     labels = [b.label.strip() for b in parsed.answer_boxes if b.label and b.label.strip()]
@@ -115,6 +120,11 @@ class SemanticReward(Reward):
     here, the model loads on the first call) and the frame of the boxes; it is 2D only. ``dims`` is 2 for image
     boxes, 3 for volume boxes (``image_size`` then ``[W, H, D]``). ``anatomy``: ``"gate"`` (default) multiplies
     the text-mode score by the side / zone agreement of label and phrase, ``"ignore"`` does not (module docstring).
+
+    >>> reward = SemanticReward(encoder="lexical")
+    >>> answer = '<answer>{"bbox_2d": [1, 2, 30, 40], "label": "left pleural effusion"}</answer>'
+    >>> [round(v, 2) for v in reward([answer, "no box"], phrase=["left pleural effusion"] * 2)]
+    [1.0, 0.0]
     """
 
     def __init__(
