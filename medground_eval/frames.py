@@ -467,11 +467,12 @@ def resolve_model_frame(
     """The frame a model answers in, from its local checkpoint (or processor) folder; json only, no transformers.
 
     The ``model_type`` of ``config.json`` (of a processor folder without it: the ``processor_class`` of
-    ``preprocessor_config.json``, :data:`PROCESSOR_MODEL_TYPES`) picks the preset (:data:`MODEL_TYPE_FRAMES`); a folder without one, a model
-    type not listed, or a path that is no local folder (a hub name) gives ``default``. A ``"resized"`` frame then
-    takes the pixel limits and factor of the folder's ``preprocessor_config.json`` (:func:`processor_pixel_limits`),
-    and ``min_pixels`` / ``max_pixels``, when given, override them (as they override the processor's). Every
-    backend, ``predict``, ``convert`` and the labels resolve the model's frame here, so their boxes agree.
+    ``preprocessor_config.json``, :data:`PROCESSOR_MODEL_TYPES`) picks the preset (:data:`MODEL_TYPE_FRAMES`); a
+    folder without one, a model type not listed, or a path that is no local folder (a hub name) gives ``default``. A
+    ``"resized"`` frame then takes the pixel limits and factor of the folder's ``preprocessor_config.json``
+    (:func:`processor_pixel_limits`), and ``min_pixels`` / ``max_pixels``, when given, override them (as they
+    override the processor's). Every backend, ``predict``, ``convert`` and the labels resolve the model's frame
+    here, so their boxes agree.
 
     Raises ValueError naming the file for a malformed config, and for limits a :class:`Frame` refuses.
 

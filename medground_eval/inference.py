@@ -15,10 +15,10 @@ import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from medground_eval.extras import requires
 from medground_eval.frames import MODEL_TYPE_FRAMES, Frame, get_frame
 from medground_eval.outputs import open_atomic
 from medground_eval.structures import Sample
-from medground_eval.extras import requires
 
 RESIZED_MODEL_TYPES = frozenset(t for t, name in MODEL_TYPE_FRAMES.items() if get_frame(name).kind == "resized")
 """Model types that write absolute pixels of their resized input (frame ``"resized"``)."""

@@ -14,17 +14,17 @@ import pytest
 pytest.importorskip("trl")
 
 from PIL import Image  # noqa: E402
+from tiny_qwen import MAX_PIXELS, MIN_PIXELS, build_tiny_qwen  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from medground_eval.cli import app  # noqa: E402
 from medground_eval.frames import get_frame, smart_resize  # noqa: E402
 from medground_eval.inference import load_processor  # noqa: E402
-from medground_eval.rewards import SpatialReward, SpatialSemanticReward  # noqa: E402
 from medground_eval.integrations.hf_data import MissingImageError, build_dataset  # noqa: E402
 from medground_eval.integrations.options import load_options  # noqa: E402
 from medground_eval.integrations.trl import grpo_config, reward_functions  # noqa: E402
+from medground_eval.rewards import SpatialReward, SpatialSemanticReward  # noqa: E402
 from medground_eval.structures import Sample  # noqa: E402
-from tiny_qwen import MAX_PIXELS, MIN_PIXELS, build_tiny_qwen  # noqa: E402
 
 runner = CliRunner()
 

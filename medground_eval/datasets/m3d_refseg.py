@@ -63,8 +63,8 @@ from typing import Literal
 import numpy as np
 
 from medground_eval.datasets.base import DataError, LoadedDataset, OnError, RowErrors, register_dataset
-from medground_eval.structures import Sample
 from medground_eval.extras import requires
+from medground_eval.structures import Sample
 
 COLUMNS = ("Image", "Mask", "Mask_ID", "Question_Type", "Question", "Answer")
 SPLITS = ("train", "test", "all")
@@ -259,7 +259,7 @@ def _load_case(bases: tuple[Path, ...], image: str, mask: str, ids: set[int], np
     if isinstance(texts, _CaseFailure):
         return texts
     volumes = []
-    for field, written, path in (("Image", image, ct_path), ("Mask", mask, mask_path)):
+    for field, _written, path in (("Image", image, ct_path), ("Mask", mask, mask_path)):
         try:
             volumes.append(nib.load(path))
         except Exception as error:  # nibabel raises several types for unreadable files

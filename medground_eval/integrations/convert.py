@@ -35,13 +35,13 @@ from pathlib import Path
 from typing import Literal
 
 from medground_eval.datasets import LoadedDataset
+from medground_eval.extras import requires
 from medground_eval.frames import Frame, get_frame
-from medground_eval.prompts import chat_prompt, render_prompt
 from medground_eval.integrations.hf_data import image_file_size, image_path
 from medground_eval.integrations.labels import LabelError, read_label, sample_label
 from medground_eval.outputs import atomic_directory, open_atomic
+from medground_eval.prompts import chat_prompt, render_prompt
 from medground_eval.structures import Sample
-from medground_eval.extras import requires
 
 Format = Literal["trl", "openrlhf", "verl", "easyr1"]
 FORMATS: tuple[str, ...] = ("trl", "openrlhf", "verl", "easyr1")

@@ -20,10 +20,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from medground_eval.extras import requires
 from medground_eval.frames import Frame
 from medground_eval.prompts import chat_prompt
 from medground_eval.structures import Sample
-from medground_eval.extras import requires
 
 
 class MissingImageError(FileNotFoundError, ValueError):

@@ -3,9 +3,11 @@
 - Rewards: one TRL reward function per component (``format``, ``spatial``, ``semantic``), each a core reward from
   :mod:`medground_eval.rewards`, weighted by ``GRPOConfig.reward_weights``; TRL logs ``rewards/<name>/mean``. The
   spatial one (:class:`~medground_eval.rewards.SpatialReward` itself) also logs ``grounding/mean_iou``,
-  ``grounding/parse_failure_rate`` and ``grounding/out_of_frame_rate`` through TRL's ``log_metric`` callback. A component of weight 0 is left out.
-- Frame: the model's own (:func:`medground_eval.frames.resolve_model_frame`, as for every backend): Qwen2.5-VL boxes are read in its resized input
-  (the processor's pixel limits), Qwen2-VL / Qwen3-VL in 0-1000; rewards compare boxes in original pixels.
+  ``grounding/parse_failure_rate`` and ``grounding/out_of_frame_rate`` through TRL's ``log_metric`` callback. A
+  component of weight 0 is left out.
+- Frame: the model's own (:func:`medground_eval.frames.resolve_model_frame`, as for every backend): Qwen2.5-VL boxes
+  are read in its resized input (the processor's pixel limits), Qwen2-VL / Qwen3-VL in 0-1000; rewards compare boxes
+  in original pixels.
 - Options: :class:`~medground_eval.integrations.options.TrainOptions`; its ``extra`` table holds the keys of
   :data:`EXTRA_KEYS` and any other ``GRPOConfig`` field (passed through, e.g. ``report_to``, ``gradient_checkpointing``,
   ``deepspeed``).
@@ -25,12 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medground_eval.datasets import get_loader
+from medground_eval.extras import requires
 from medground_eval.frames import Frame, resolve_model_frame
-from medground_eval.rewards import AnatomyReward, FormatReward, SemanticReward, SpatialReward
 from medground_eval.integrations.options import TrainOptions
 from medground_eval.outputs import atomic_write_text
+from medground_eval.rewards import AnatomyReward, FormatReward, SemanticReward, SpatialReward
 from medground_eval.structures import Sample
-from medground_eval.extras import requires
 
 EXTRA_KEYS = {
     "extra_rewards": 'reward functions added to the three components, as "module:attribute" import paths (weight 1)',

@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-import warnings
 from typing import Literal
 
 import numpy as np
@@ -33,8 +33,9 @@ class RewardBreakdown:
     """Per completion, each component and the weighted total (arrays of equal length).
 
     ``iou`` is the raw IoU with the true region; ``spatial``, ``format``, ``semantic`` and ``anatomy`` are the
-    component rewards in [0, 1] (``anatomy`` all 0 when its weight is 0); ``total`` is their weighted sum. ``labels`` is what the model named its region (or None;
-    all None when the semantic weight is 0, as labels are then not read).
+    component rewards in [0, 1] (``anatomy`` all 0 when its weight is 0); ``total`` is their weighted sum.
+    ``labels`` is what the model named its region (or None; all None when the semantic weight is 0, as labels are
+    then not read).
     """
 
     format: np.ndarray

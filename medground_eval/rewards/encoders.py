@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
+
 from medground_eval.extras import requires
 
 __all__ = [

@@ -33,6 +33,12 @@ from typing import Literal
 
 import numpy as np
 
+from medground_eval.anatomy import label_agreement
+from medground_eval.frames import Frame, get_frame
+from medground_eval.parsing import parse_completion
+from medground_eval.regions import PredictedRegions, parse_many, predicted_regions
+from medground_eval.rewards.base import Reward
+from medground_eval.rewards.columns import RewardInputError, read_ground_truth
 from medground_eval.rewards.encoders import (
     MINILM_ALIASES,
     CachedEncoder,
@@ -41,12 +47,6 @@ from medground_eval.rewards.encoders import (
     calibrate,
     get_text_encoder,
 )
-from medground_eval.anatomy import label_agreement
-from medground_eval.frames import Frame, get_frame
-from medground_eval.parsing import parse_completion
-from medground_eval.regions import PredictedRegions, parse_many, predicted_regions
-from medground_eval.rewards.base import Reward
-from medground_eval.rewards.columns import RewardInputError, read_ground_truth
 from medground_eval.structures import ParsedCompletion
 
 SemanticMode = Literal["text", "region"]

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from medground_eval.evaluation.report.data import SampleView, accuracy_curve, headline_threshold
-from medground_eval.metrics import GroundingReport, SampleScores
 from medground_eval.extras import requires
+from medground_eval.metrics import GroundingReport, SampleScores
 
 FIGURE_SIZE = (6.4, 4.0)
 """Plot size in inches; at :data:`DPI` a plot PNG is 640 x 400 pixels (the category plot grows with categories)."""
