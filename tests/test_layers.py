@@ -25,6 +25,8 @@ KNOWN_CROSSINGS = {
     ("medground_eval.integrations.trl", "medground_eval.training.monitor"),
     ("medground_eval.integrations.trl", "medground_eval.training.sft"),
     ("medground_eval.integrations.trl", "medground_eval.evaluation.scorer"),
+    # launch_engine's held-out scoring after an engine run (the same job as the TRL run's).
+    ("medground_eval.integrations.engines", "medground_eval.evaluation.scorer"),
 }
 
 
