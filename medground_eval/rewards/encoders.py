@@ -72,7 +72,7 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
     The norm is taken in float64 on the float32 values: in float32 the square of a tiny entry (1.6e-21) is subnormal
     and the row came out with norm 1.00002, and a huge one (1e20) overflowed to a zero row.
 
-    >>> l2_normalize(np.array([[3.0, 4.0], [0.0, 0.0]])).round(4).tolist()
+    >>> l2_normalize(np.array([[3.0, 4.0], [0.0, 0.0]])).astype(float).round(4).tolist()
     [[0.6, 0.8], [0.0, 0.0]]
     """
     x = np.asarray(np.asarray(x, dtype=np.float32), dtype=np.float64)
