@@ -34,8 +34,11 @@ $(VENV)/.engines: $(VENV)/.all
 demo: $(VENV)/.core
 	$(VENV)/bin/medground-eval demo
 
+# Lint first (ruff, configured in pyproject.toml: a lint error fails the run), then the suite, which runs the
+# docstring examples of the core and the rewards too (tests/test_doctests.py).
 # MEDGROUND_REQUIRE_ENGINES: a missing engine fails its tests instead of skipping them (tests/engine_code.py).
 test: $(VENV)/.engines
+	$(VENV)/bin/ruff check .
 	MEDGROUND_REQUIRE_ENGINES=1 $(PY) -m pytest -q -n 2
 
 # synth -> tiny model -> SFT -> GRPO -> held-out table (docs/training.md); CPU, one torch thread, about 20 minutes.

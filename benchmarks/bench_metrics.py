@@ -81,8 +81,8 @@ def main() -> int:
     passed = True
     for n in args.sizes:
         scores = make_scores(n, seed=0)
-        reference = best_time(lambda: loop_bootstrap(scores, args.n_bootstrap, 0), args.repeats)
-        vectorized = best_time(lambda: grounding_report(scores, n_bootstrap=args.n_bootstrap), args.repeats)
+        reference = best_time(lambda scores=scores: loop_bootstrap(scores, args.n_bootstrap, 0), args.repeats)
+        vectorized = best_time(lambda scores=scores: grounding_report(scores, n_bootstrap=args.n_bootstrap), args.repeats)
         speedup = reference / vectorized
         target = f" (target >= {MIN_SPEEDUP}x)" if n == TARGET_N else ""
         print(f"n={n} n_bootstrap={args.n_bootstrap}: per-replicate loop {reference:.4f}s, "

@@ -18,6 +18,7 @@ __all__ = [
     "ParsedBox",
     "ParsedCompletion",
     "Sample",
+    "SampleScores",
     "completion_text",
     "get_frame",
     "grounding_report",

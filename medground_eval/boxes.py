@@ -32,6 +32,9 @@ def as_boxes(boxes: ArrayLike, name: str = "boxes") -> np.ndarray:
 
     A single box given as a flat sequence of 4 or 6 numbers becomes ``(1, 4 or 6)``; an empty input
     becomes ``(0, 4)`` unless it already has a last axis of 6. Raises ValueError on any other shape.
+
+    >>> as_boxes([0, 0, 2, 3]).shape, as_boxes([]).shape
+    ((1, 4), (0, 4))
     """
     array = np.asarray(boxes, dtype=np.float64)
     if array.size == 0 and array.shape[-1:] != (6,):
@@ -75,6 +78,9 @@ def convert_boxes(boxes: ArrayLike, in_fmt: BoxFormat, out_fmt: BoxFormat) -> np
     """Convert between ``"xyxy"`` (corners), ``"xywh"`` (lower corner + size), ``"cxcywh"`` (centre + size).
 
     The same names serve 3D: ``xywh`` is ``[x, y, z, w, h, d]``, ``cxcywh`` is ``[cx, cy, cz, w, h, d]``.
+
+    >>> convert_boxes([[10, 20, 30, 40]], "xywh", "xyxy").tolist()
+    [[10.0, 20.0, 40.0, 60.0]]
     """
     for fmt in (in_fmt, out_fmt):
         if fmt not in _FORMATS:
@@ -99,6 +105,9 @@ def clip_boxes(boxes: ArrayLike, size: ArrayLike) -> np.ndarray:
     """Clip every coordinate to ``[0, size]`` on its axis.
 
     ``size`` is ``(W, H)`` / ``(W, H, D)`` for all boxes, or an ``(N, d)`` array with one size per box.
+
+    >>> clip_boxes([[-5, 10, 120, 50]], (100, 100)).tolist()
+    [[0.0, 10.0, 100.0, 50.0]]
     """
     b = as_boxes(boxes)
     size = np.asarray(size, dtype=np.float64)
@@ -110,7 +119,11 @@ def clip_boxes(boxes: ArrayLike, size: ArrayLike) -> np.ndarray:
 
 
 def box_area(boxes: ArrayLike) -> np.ndarray:
-    """Area (volume) of each box, ``(N,)``; degenerate and inverted boxes have area 0."""
+    """Area (volume) of each box, ``(N,)``; degenerate and inverted boxes have area 0.
+
+    >>> box_area([[0, 0, 2, 3], [5, 5, 4, 9]]).tolist()
+    [6.0, 0.0]
+    """
     b = as_boxes(boxes)
     d = _dims(b)
     return np.clip(b[:, d:] - b[:, :d], 0.0, None).prod(axis=1)
@@ -165,13 +178,21 @@ def _iou(a: np.ndarray, b: np.ndarray, outer: bool) -> tuple[np.ndarray, np.ndar
 
 
 def box_iou(a: ArrayLike, b: ArrayLike) -> np.ndarray:
-    """IoU of paired boxes ``a[i]`` and ``b[i]``, shape ``(N,)``, in [0, 1]; 0 where the union is 0."""
+    """IoU of paired boxes ``a[i]`` and ``b[i]``, shape ``(N,)``, in [0, 1]; 0 where the union is 0.
+
+    >>> box_iou([[0, 0, 2, 2]], [[1, 0, 3, 2]]).round(4).tolist()
+    [0.3333]
+    """
     a, b = _pair_inputs(a, b, paired=True)
     return _iou(a, b, outer=False)[0]
 
 
 def box_iou_matrix(a: ArrayLike, b: ArrayLike) -> np.ndarray:
-    """IoU of every box of ``a`` with every box of ``b``, shape ``(N, M)``; 0 where the union is 0."""
+    """IoU of every box of ``a`` with every box of ``b``, shape ``(N, M)``; 0 where the union is 0.
+
+    >>> box_iou_matrix([[0, 0, 2, 2]], [[0, 0, 2, 2], [2, 2, 3, 3]]).tolist()
+    [[1.0, 0.0]]
+    """
     a, b = _pair_inputs(a, b, paired=False)
     return _iou(a, b, outer=True)[0]
 
@@ -205,7 +226,11 @@ def generalized_box_iou(a: ArrayLike, b: ArrayLike) -> np.ndarray:
 
 
 def generalized_box_iou_matrix(a: ArrayLike, b: ArrayLike) -> np.ndarray:
-    """GIoU of every box of ``a`` with every box of ``b``, shape ``(N, M)`` (see :func:`generalized_box_iou`)."""
+    """GIoU of every box of ``a`` with every box of ``b``, shape ``(N, M)`` (see :func:`generalized_box_iou`).
+
+    >>> generalized_box_iou_matrix([[0, 0, 1, 1]], [[0, 0, 1, 1], [2, 0, 3, 1]]).round(4).tolist()
+    [[1.0, -0.3333]]
+    """
     a, b = _pair_inputs(a, b, paired=False)
     return _giou(a, b, outer=True)
 
@@ -221,6 +246,9 @@ def union_area(boxes: ArrayLike) -> float:
     of cells; the blocks are added into a d-dimensional difference array (+/-1 at the block's 2**d
     corners), cumulative sums along every axis give the cover count of each cell, and the union is the
     total size of the cells covered at least once. Exact for any K (memory grows as ``(2K) ** d``).
+
+    >>> union_area([[0, 0, 2, 2], [1, 1, 3, 3]])
+    7.0
     """
     b = as_boxes(boxes)
     d = _dims(b)
@@ -254,6 +282,9 @@ def region_overlap(pred: ArrayLike, true: ArrayLike) -> tuple[float, float]:
 
     The intersection is the union of all pairwise box intersections. An empty ``pred`` gives
     intersection 0 and union = area of ``true`` (and vice versa); both empty give (0.0, 0.0).
+
+    >>> region_overlap([[0, 0, 2, 2]], [[1, 0, 3, 2], [0, 0, 1, 1]])
+    (3.0, 6.0)
     """
     pred, true = as_boxes(pred, "pred"), as_boxes(true, "true")
     if pred.shape[0] == 0 or true.shape[0] == 0:
@@ -268,7 +299,11 @@ def region_overlap(pred: ArrayLike, true: ArrayLike) -> tuple[float, float]:
 
 
 def region_iou(pred: ArrayLike, true: ArrayLike) -> float:
-    """IoU of the two regions (unions of boxes), in [0, 1]; 0.0 when the union is empty."""
+    """IoU of the two regions (unions of boxes), in [0, 1]; 0.0 when the union is empty.
+
+    >>> region_iou([[0, 0, 1, 1], [1, 0, 2, 1]], [[0, 0, 2, 1]])
+    1.0
+    """
     inter, union = region_overlap(pred, true)
     return inter / union if union > 0 else 0.0
 
@@ -300,6 +335,10 @@ def region_overlap_columns(
     Sample ``i`` owns ``pred_counts[i]`` consecutive rows of ``pred_flat`` and ``true_counts[i]`` of ``true_flat``.
     Samples with one box on each side are computed in one vectorized pass, and so is a missing prediction against
     one true box (intersection 0, union = its area); the others one by one with :func:`region_overlap`.
+
+    >>> flat = np.array([[0., 0, 2, 2], [0, 0, 1, 1], [1, 0, 2, 1]])
+    >>> region_overlap_columns(flat, [1, 2], np.array([[1., 0, 3, 2], [0, 0, 2, 1]]), [1, 1])
+    (array([2., 2.]), array([6., 2.]))
     """
     pred_counts, true_counts = np.asarray(pred_counts, np.int64), np.asarray(true_counts, np.int64)
     if len(pred_counts) != len(true_counts):
@@ -328,6 +367,9 @@ def region_overlap_many(preds: Sequence[ArrayLike], trues: Sequence[ArrayLike]) 
     ``preds[i]`` and ``trues[i]`` are the ``(K, 4)`` / ``(K, 6)`` box arrays of sample ``i`` (K may be 0);
     an ``(n, K, 2 * d)`` array holds K boxes per sample, an ``(n, 2 * d)`` array one box per sample.
     Computed by :func:`region_overlap_columns`.
+
+    >>> region_overlap_many([[[0, 0, 2, 2]], np.zeros((0, 4))], [[[0, 0, 1, 2]], [[0, 0, 1, 1]]])
+    (array([2., 0.]), array([4., 1.]))
     """
     if len(preds) != len(trues):
         raise ValueError(f"preds and trues must have the same length: got {len(preds)} and {len(trues)}")
@@ -381,7 +423,11 @@ def region_pointing_columns(
 ) -> np.ndarray:
     """The pointing game per sample, columns as in :func:`region_overlap_columns`: the centre of the box enclosing
     the predicted boxes (:func:`region_center`) lies in the true region, boundary inclusive; False without a
-    predicted box. One box on each side is computed in one vectorized pass, the rest one by one."""
+    predicted box. One box on each side is computed in one vectorized pass, the rest one by one.
+
+    >>> region_pointing_columns(np.array([[0., 0, 2, 2]]), [1], np.array([[0., 0, 1, 1]]), [1]).tolist()
+    [True]
+    """
     pred_counts, true_counts = np.asarray(pred_counts, np.int64), np.asarray(true_counts, np.int64)
     pred_start, true_start = _starts(pred_counts), _starts(true_counts)
     hit = np.zeros(len(pred_counts), dtype=bool)
@@ -402,6 +448,9 @@ def matched_iou(pred: ArrayLike, true: ArrayLike) -> float:
 
     Sum of matched IoUs / max(N, M): unmatched boxes on either side count as IoU 0. 0.0 when either
     side is empty.
+
+    >>> matched_iou([[0, 0, 1, 1], [5, 5, 6, 6]], [[5, 5, 6, 6]])
+    0.5
     """
     pred, true = as_boxes(pred, "pred"), as_boxes(true, "true")
     if pred.shape[0] == 0 or true.shape[0] == 0:
@@ -412,7 +461,11 @@ def matched_iou(pred: ArrayLike, true: ArrayLike) -> float:
 
 
 def region_center(boxes: ArrayLike) -> np.ndarray:
-    """Centre of the box enclosing all ``boxes``, shape ``(d,)``; all NaN for no boxes (inside no region)."""
+    """Centre of the box enclosing all ``boxes``, shape ``(d,)``; all NaN for no boxes (inside no region).
+
+    >>> region_center([[0, 0, 2, 2], [4, 0, 6, 2]]).tolist()
+    [3.0, 1.0]
+    """
     b = as_boxes(boxes)
     d = _dims(b)
     if b.shape[0] == 0:
@@ -425,6 +478,9 @@ def points_in_region(points: ArrayLike, region: ArrayLike) -> np.ndarray | bool:
 
     ``points`` is ``(N, d)`` (returns a bool array ``(N,)``) or one point ``(d,)`` (returns a bool).
     A NaN point and an empty region give False.
+
+    >>> points_in_region([[1, 1], [9, 9]], [[0, 0, 2, 2]]).tolist(), points_in_region([2, 2], [[0, 0, 2, 2]])
+    ([True, False], True)
     """
     p = np.asarray(points, dtype=np.float64)
     r = as_boxes(region, "region")

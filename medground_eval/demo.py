@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from medground_eval.datasets.base import LoadedDataset
+from medground_eval.evaluation.scorer import ScoreResult, score_predictions
 from medground_eval.frames import get_frame
 from medground_eval.outputs import open_atomic
 from medground_eval.parsing import format_box
-from medground_eval.evaluation.scorer import ScoreResult, score_predictions
 from medground_eval.structures import Sample
 
 IMAGE_SIZES = ((2544, 3056), (3056, 2544), (1024, 1024), (4280, 3520), (3520, 4280))

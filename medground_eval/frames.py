@@ -87,6 +87,9 @@ def smart_resize(
     result has more than ``max_pixels`` pixels, the image is scaled down to fit and sides rounded down
     (at least ``factor``); if fewer than ``min_pixels``, it is scaled up and sides rounded up.
     Raises ValueError for non-positive sizes or factor, or an aspect ratio above 200.
+
+    >>> smart_resize(2500, 2048, max_pixels=1280 * 28 * 28)
+    (1092, 896)
     """
     if not (height > 0 and width > 0):
         raise ValueError(f"smart_resize: height and width must be positive, got height={height}, width={width}")
@@ -325,6 +328,10 @@ def get_frame(spec: str | Frame, **overrides: int) -> Frame:
     (``factor``, ``min_pixels``, ``max_pixels``) replaced, as processors allow.
 
     Raises ValueError for an unknown name (listing the known ones), an unknown override or a bad setting.
+
+    >>> frame = get_frame("qwen2.5-vl", max_pixels=1280 * 28 * 28)
+    >>> frame.kind, frame.min_pixels, frame.max_pixels
+    ('resized', 3136, 1003520)
     """
     if isinstance(spec, Frame):
         frame = spec
@@ -460,11 +467,12 @@ def resolve_model_frame(
     """The frame a model answers in, from its local checkpoint (or processor) folder; json only, no transformers.
 
     The ``model_type`` of ``config.json`` (of a processor folder without it: the ``processor_class`` of
-    ``preprocessor_config.json``, :data:`PROCESSOR_MODEL_TYPES`) picks the preset (:data:`MODEL_TYPE_FRAMES`); a folder without one, a model
-    type not listed, or a path that is no local folder (a hub name) gives ``default``. A ``"resized"`` frame then
-    takes the pixel limits and factor of the folder's ``preprocessor_config.json`` (:func:`processor_pixel_limits`),
-    and ``min_pixels`` / ``max_pixels``, when given, override them (as they override the processor's). Every
-    backend, ``predict``, ``convert`` and the labels resolve the model's frame here, so their boxes agree.
+    ``preprocessor_config.json``, :data:`PROCESSOR_MODEL_TYPES`) picks the preset (:data:`MODEL_TYPE_FRAMES`); a
+    folder without one, a model type not listed, or a path that is no local folder (a hub name) gives ``default``. A
+    ``"resized"`` frame then takes the pixel limits and factor of the folder's ``preprocessor_config.json``
+    (:func:`processor_pixel_limits`), and ``min_pixels`` / ``max_pixels``, when given, override them (as they
+    override the processor's). Every backend, ``predict``, ``convert`` and the labels resolve the model's frame
+    here, so their boxes agree.
 
     Raises ValueError naming the file for a malformed config, and for limits a :class:`Frame` refuses.
 
@@ -472,8 +480,9 @@ def resolve_model_frame(
     >>> folder = Path(tempfile.mkdtemp())
     >>> _ = (folder / "config.json").write_text('{"model_type": "qwen2_5_vl"}')
     >>> _ = (folder / "preprocessor_config.json").write_text('{"min_pixels": 3136, "max_pixels": 1003520}')
-    >>> resolve_model_frame(folder)
-    Frame(kind='resized', factor=28, min_pixels=3136, max_pixels=1003520)
+    >>> frame = resolve_model_frame(folder)
+    >>> frame.kind, frame.factor, frame.min_pixels, frame.max_pixels
+    ('resized', 28, 3136, 1003520)
     >>> resolve_model_frame(folder, max_pixels=200704).max_pixels
     200704
     >>> resolve_model_frame("Qwen/Qwen2-VL-7B-Instruct", default="norm1000").kind  # not a local folder

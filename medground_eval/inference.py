@@ -15,6 +15,7 @@ import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from medground_eval.extras import requires
 from medground_eval.frames import MODEL_TYPE_FRAMES, Frame, get_frame
 from medground_eval.outputs import open_atomic
 from medground_eval.structures import Sample
@@ -72,8 +73,9 @@ def load_processor(path: str | Path, *, min_pixels: int | None = None, max_pixel
     template, no video processor); ``min_pixels`` / ``max_pixels`` override the image processor's pixel limits.
     Other model types load with ``AutoProcessor`` (the pixel limits are then passed on as keyword arguments).
     """
-    import transformers
-    from transformers import AutoConfig, AutoImageProcessor, AutoProcessor, AutoTokenizer
+    with requires("train", "loading a model's processor (predict, train)"):
+        import transformers
+        from transformers import AutoConfig, AutoImageProcessor, AutoProcessor, AutoTokenizer
 
     path = local_model_dir(path)
     image_kwargs = {k: v for k, v in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if v is not None}
@@ -105,8 +107,9 @@ def load_model_and_processor(
     ``bf16`` loads the weights in bfloat16 (else float32); ``device`` moves the model there (None: leave it on the
     CPU, for a trainer to place); ``min_pixels`` / ``max_pixels`` as in :func:`load_processor`.
     """
-    import torch
-    from transformers import AutoModelForImageTextToText
+    with requires("train", "loading a model (predict, train)"):
+        import torch
+        from transformers import AutoModelForImageTextToText
 
     path = local_model_dir(path)
     model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch.bfloat16 if bf16 else torch.float32,
@@ -118,7 +121,8 @@ def load_model_and_processor(
 
 def default_device() -> tuple[str, bool]:
     """``(device, bf16)``: the first GPU with bfloat16 where it supports it, else the CPU in float32."""
-    import torch
+    with requires("train", "running a model (predict, train)"):
+        import torch
 
     if torch.cuda.is_available():
         return "cuda", torch.cuda.is_bf16_supported()

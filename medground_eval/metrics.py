@@ -110,6 +110,11 @@ def score_samples(
     ``out_of_frame`` defaults to all False, ``categories`` to all None. Raises ``ValueError`` naming the
     argument, index and id on a length mismatch, a box array of the wrong shape, a sample with no true
     box, pred/true of different dimensionality, or a non-finite coordinate.
+
+    >>> scores = score_samples(["a", "b"], [np.array([[0., 0, 10, 10]]), np.zeros((0, 4))],
+    ...                        [np.array([[0., 0, 10, 20]]), np.array([[0., 0, 5, 5]])])
+    >>> scores.iou.tolist(), scores.parse_failed.tolist()
+    ([0.5, 0.0], [False, True])
     """
     if multi not in ("union", "match"):
         raise ValueError(f"multi={multi!r}; expected 'union' or 'match'")
@@ -232,6 +237,12 @@ def grounding_report(
         Above ``EXACT_BOOTSTRAP_MAX_N`` samples the resampled means are drawn from their Gaussian limit (same mean
         and covariance as resampling; see _bootstrap_means), and draws outside [0, 1] are clipped to it.
     - n = 0: every metric is None, ``acc`` maps each threshold to None, ``per_category`` and ``ci`` are empty.
+
+    >>> scores = score_samples(["a", "b"], [np.array([[0., 0, 10, 10]])] * 2, [np.array([[0., 0, 10, 10]]),
+    ...                        np.array([[0., 0, 10, 40]])])
+    >>> report = grounding_report(scores)
+    >>> report.n, round(report.miou, 4), report.to_dict()["acc"]["0.5"]
+    (2, 0.625, 0.5)
     """
     if not isinstance(scores, SampleScores):
         raise TypeError(f"scores is a {type(scores).__name__}; expected SampleScores (see score_samples)")
@@ -326,6 +337,9 @@ def mcnemar(a_hits: Sequence[bool] | np.ndarray, b_hits: Sequence[bool] | np.nda
       statistic = min(n01, n10), p = min(1, 2 * P(X <= min(n01, n10))).
     - otherwise: chi-square with Edwards' continuity correction, statistic = max(|n01 - n10| - 1, 0)^2 / m,
       p = P(chi2 with 1 degree of freedom >= statistic).
+
+    >>> round(mcnemar([True] * 10 + [False] * 10, [False] * 20)[1], 4)  # 10 discordant pairs, all one way
+    0.002
     """
     a = _as_flags("a_hits", a_hits)
     b = _as_flags("b_hits", b_hits)
@@ -361,6 +375,9 @@ def iou_hits(iou: np.ndarray, thresholds: float | Sequence[float], inclusive: bo
     frame round trip), so the same boxes hit or miss alike in every frame; it is far below any IoU difference
     between integer-pixel boxes of real images. A scalar threshold gives one bool per sample; a sequence of T
     thresholds a (T, n) array.
+
+    >>> iou_hits(np.array([0.5, 0.49, 0.7]), 0.5).tolist(), iou_hits(np.array([0.5]), 0.5, inclusive=False).tolist()
+    ([True, False, True], [False])
     """
     iou = np.asarray(iou, dtype=np.float64)
     limits = np.asarray(thresholds, dtype=np.float64)
@@ -404,6 +421,9 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
     ``centre = (p + z^2 / 2n) / (1 + z^2 / n)``, ``half = z / (1 + z^2 / n) * sqrt(p (1 - p) / n + z^2 / 4n^2)``
     with ``z`` the ``(1 + confidence) / 2`` normal quantile. Unlike a percentile bootstrap it is never the empty
     ``[0, 0]`` at 0 successes, and its coverage stays near nominal at small n (docs/metrics.md).
+
+    >>> tuple(round(v, 4) for v in wilson_interval(8, 10))
+    (0.4902, 0.9433)
     """
     if n < 1 or not 0 <= successes <= n:
         raise ValueError(f"wilson_interval: successes={successes!r}, n={n!r}; expected 0 <= successes <= n, n >= 1")

@@ -148,6 +148,9 @@ def completion_text(completion: object) -> str:
     - a dict message: its ``content``; a list of content parts: the ``text`` of its text parts, concatenated.
     - content may be a string or a list of ``{"type": "text", "text": ...}`` parts (other parts are skipped).
     - anything else: ``""``.
+
+    >>> completion_text([{"role": "user", "content": "q"}, {"role": "assistant", "content": "<answer>[1, 2, 3, 4]</answer>"}])
+    '<answer>[1, 2, 3, 4]</answer>'
     """
     if isinstance(completion, Mapping):
         return _content_text(completion.get("content")) if "content" in completion else _content_text([completion])
@@ -208,6 +211,12 @@ def parse_completion(
     completion without ``<answer>`` from its text after ``</think>`` (or its whole text), still recording
     "missing <answer>". Never raises on the completion; raises ValueError for a ``dims`` other than None, 2 or 3
     or an ``answer_tag`` not in :data:`ANSWER_TAGS`. See the module docstring for every decision.
+
+    >>> parsed = parse_completion('<think>Apex.</think><answer>{"bbox_2d": [10, 20, 50, 80], "label": "nodule"}</answer>')
+    >>> parsed.strict_format, parsed.boxes().tolist(), parsed.labels
+    (True, [[10.0, 20.0, 50.0, 80.0]], ('nodule',))
+    >>> parse_completion("<answer>[10, 20, 50]").problems
+    ('missing <think>', 'missing </answer>', 'box 1 has 3 numbers (expected 4 or 6)', 'no box in <answer>')
     """
     if dims not in (None, 2, 3):
         raise ValueError(f"parse_completion: dims must be None, 2 or 3, got {dims!r}")
@@ -545,6 +554,9 @@ def format_box(coords: Sequence[float], label: str | None = None, dialect: str =
     - ``"ref-box"``: ``<ref>label</ref><box>(x1,y1),(x2,y2)</box>``.
     Without a label the JSON has no label key and the ref part of the token dialects is left out.
     Raises ValueError for a count of coordinates other than 4 or 6, or an unknown dialect.
+
+    >>> format_box([10, 20, 50, 80], "nodule")
+    '{"bbox_2d": [10, 20, 50, 80], "label": "nodule"}'
     """
     values = [float(v) for v in coords]
     if len(values) not in (4, 6):

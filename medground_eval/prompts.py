@@ -31,6 +31,9 @@ def render_prompt(phrase: str, template: TemplateName | str = "chain-of-box") ->
     string whose one field is ``{phrase}`` (literal braces, as in a JSON example, written ``{{`` and ``}}``).
 
     Raises ValueError for a string without ``{phrase}`` or with any other field or a lone brace.
+
+    >>> render_prompt("cardiomegaly", "Find {phrase}.")
+    'Find cardiomegaly.'
     """
     text = TEMPLATES.get(template, template)
     if "{phrase}" not in text:
@@ -45,7 +48,11 @@ def render_prompt(phrase: str, template: TemplateName | str = "chain-of-box") ->
 
 
 def chat_prompt(phrase: str, template: TemplateName | str = "chain-of-box", *, with_image: bool = True) -> list[dict]:
-    """A conversational prompt (one user turn: the image placeholder, then the instruction) as trainers expect."""
+    """A conversational prompt (one user turn: the image placeholder, then the instruction) as trainers expect.
+
+    >>> chat_prompt("cardiomegaly", "Find {phrase}.")
+    [{'role': 'user', 'content': [{'type': 'image'}, {'type': 'text', 'text': 'Find cardiomegaly.'}]}]
+    """
     content: list[dict] = [{"type": "image"}] if with_image else []
     content.append({"type": "text", "text": render_prompt(phrase, template)})
     return [{"role": "user", "content": content}]

@@ -79,7 +79,11 @@ class ParsedBatch:
 
 def completion_texts(completions: Sequence[object]) -> list[str]:
     """The text of each completion (strings as they are, chat messages by
-    :func:`~medground_eval.parsing.completion_text`)."""
+    :func:`~medground_eval.parsing.completion_text`).
+
+    >>> completion_texts(["a", [{"role": "assistant", "content": "b"}]])
+    ['a', 'b']
+    """
     if all(type(c) is str for c in completions):
         return list(completions)
     return [_one_reply(c) for c in completions]
@@ -101,6 +105,10 @@ def parse_batch(completions: Sequence[object], dims: int | None = 2, *, answer_t
     """Parse each completion (string or chat messages) into a :class:`ParsedBatch`; never raises on a completion.
 
     ``answer_tag`` is :func:`~medground_eval.parsing.parse_completion`'s (ValueError when not in ``ANSWER_TAGS``).
+
+    >>> batch = parse_batch(["<think>a</think><answer>[1, 2, 3, 4]</answer>", "junk"])
+    >>> batch.counts.tolist(), batch.strict_format.tolist()
+    ([1, 0], [True, False])
     """
     if answer_tag not in ANSWER_TAGS:
         raise ValueError(f"parse_batch: answer_tag must be one of {', '.join(ANSWER_TAGS)}, got {answer_tag!r}")
@@ -144,7 +152,11 @@ def parse_batch(completions: Sequence[object], dims: int | None = 2, *, answer_t
 def parse_many(
     completions: Sequence[object], dims: int | None = 2, *, answer_tag: str = "required"
 ) -> list[ParsedCompletion]:
-    """Parse each completion (string or chat messages); never raises on a completion. See :func:`parse_batch`."""
+    """Parse each completion (string or chat messages); never raises on a completion. See :func:`parse_batch`.
+
+    >>> [p.strict_format for p in parse_many(["<think>a</think><answer>[1, 2, 3, 4]</answer>", "junk"])]
+    [True, False]
+    """
     return list(parse_batch(completions, dims, answer_tag=answer_tag).parsed)
 
 
@@ -186,6 +198,11 @@ def predicted_regions(
     it may be None only when every frame is ``pixel``: boxes are then kept as written, negative coordinates clipped
     to 0 and flagged out of frame. ``input_sizes`` (n, 2) gives the model's resized input size per sample for the
     ``resized`` frame (NaN rows mean "compute it with smart_resize").
+
+    >>> regions = predicted_regions(parse_batch(["<answer>[0, 0, 500, 500]</answer>"]), frames="norm1000",
+    ...                             image_sizes=[[200, 100]])
+    >>> regions.flat.tolist(), regions.parse_failed.tolist()
+    ([[0.0, 0.0, 100.0, 50.0]], [False])
     """
     if isinstance(parsed, ParsedBatch) and parsed.box_dims == dims:
         flat, counts = parsed.flat, parsed.counts
@@ -212,7 +229,13 @@ def boxes_to_pixels(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The columnar core of :func:`predicted_regions`: ``flat`` (sum(counts), 2d) boxes, ``counts[i]`` of them for
     sample i, converted to original pixels (clipped); returns ``(converted flat boxes, out_of_frame per sample)``.
-    ``frames``, ``image_sizes`` and ``input_sizes`` are per sample, as in :func:`predicted_regions`."""
+    ``frames``, ``image_sizes`` and ``input_sizes`` are per sample, as in :func:`predicted_regions`.
+
+    >>> boxes, out = boxes_to_pixels(np.array([[0., 0, 1200, 500]]), np.array([1]), frames="norm1000",
+    ...                              image_sizes=[[200, 100]])
+    >>> boxes.tolist(), out.tolist()
+    ([[0.0, 0.0, 200.0, 50.0]], [True])
+    """
     n = len(counts)
     owner = np.repeat(np.arange(n), counts)
     unique_frames, frame_codes = _frames_per_sample(frames, n)

@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from medground_eval.cli import app
 from medground_eval.evaluation.compare import compare_runs, comparison_markdown
-from medground_eval.metrics import SampleScores, mcnemar, paired_bootstrap
 from medground_eval.evaluation.scorer import score_files
+from medground_eval.metrics import SampleScores, mcnemar, paired_bootstrap
 
 
 def scores(ids, iou, pointing=None, failed=None) -> SampleScores:

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from medground_eval.evaluation.compat import get_compat, vlm_r1_extract, vlm_r1_iou
 from medground_eval.datasets import DataError, LoadedDataset
+from medground_eval.evaluation.compat import get_compat, vlm_r1_extract, vlm_r1_iou
 from medground_eval.evaluation.scorer import score_predictions
 from medground_eval.structures import Sample
 

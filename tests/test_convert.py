@@ -10,10 +10,10 @@ import pytest
 from typer.testing import CliRunner
 
 from medground_eval.cli import app
-from medground_eval.integrations.convert import convert_dataset, convert_records
 from medground_eval.datasets import get_loader
-from medground_eval.prompts import render_prompt
+from medground_eval.integrations.convert import convert_dataset, convert_records
 from medground_eval.integrations.labels import read_label
+from medground_eval.prompts import render_prompt
 
 ROWS = [
     {"id": "p1", "phrase": "left pleural effusion", "boxes": [[10, 20, 110, 220]], "image_size": [512, 400],

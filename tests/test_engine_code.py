@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-
 from engine_code import require_engine
+
 from medground_eval.integrations import engines
 from medground_eval.integrations.engines import (
     REWARD_CONFIG_ENV,
@@ -248,9 +248,10 @@ def test_verl_reward_manager_scores_our_parquet(tmp_path, monkeypatch):
     require_engine("verl")
     import torch
     from tensordict import TensorDict
-    from medground_eval.tiny_model import build_tokenizer
     from verl import DataProto
     from verl.trainer.ppo.reward import load_reward_manager
+
+    from medground_eval.tiny_model import build_tokenizer
 
     options = options_for(tmp_path)
     monkeypatch.setattr(engines, "engine_installed", lambda backend: False)
@@ -324,8 +325,8 @@ def test_labels_carry_the_engine_processors_input_size(backend, tmp_path, monkey
     from PIL import Image
     from transformers import AutoImageProcessor
 
-    from medground_eval.integrations.convert import easyr1_image_size
     from medground_eval.inference import load_processor
+    from medground_eval.integrations.convert import easyr1_image_size
 
     sizes = [(2048, 2500), (300, 200), (512, 512), (1000, 3000), (64, 64)]
     model = tiny_checkpoint(tmp_path / "model")
@@ -356,7 +357,8 @@ def test_labels_carry_the_engine_processors_input_size(backend, tmp_path, monkey
         assert label["input_size"] == [grid_w * 14, grid_h * 14], (size, label)
         assert label["frame"] == "qwen2.5-vl"
         text = full.apply_chat_template(
-            [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": render_prompt(f"finding {i}", "chain-of-box")}]}],
+            [{"role": "user", "content": [{"type": "image"},
+                                          {"type": "text", "text": render_prompt(f"finding {i}", "chain-of-box")}]}],
             add_generation_prompt=True, tokenize=False)
         tokens = len(full(text=[text], images=[image], return_tensors="np")["input_ids"][0])
         assert tokens <= plan.budget.max_prompt_length

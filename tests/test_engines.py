@@ -14,7 +14,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from medground_eval.rewards import SpatialSemanticReward
 from medground_eval.integrations import easyr1, engines, verl
 from medground_eval.integrations.engines import (
     REWARD_CONFIG_ENV,
@@ -27,6 +26,7 @@ from medground_eval.integrations.labels import BrokenLabel, LabelError, label_co
 from medground_eval.integrations.openrlhf import response_text
 from medground_eval.integrations.options import TrainOptions
 from medground_eval.integrations.reward_config import load_engine_reward
+from medground_eval.rewards import SpatialSemanticReward
 from medground_eval.structures import Sample
 
 COMPLETIONS = [
@@ -118,7 +118,8 @@ def test_openrlhf_broken_label_raises(lexical_config):
     ("query", "prompt", "response"),
     [
         ("<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nhi<|eot_id|>"
-         "<|start_header_id|>assistant<|end_header_id|>\n\n<answer>[1, 2, 3, 4]</answer><|eot_id|>", "", "<answer>[1, 2, 3, 4]</answer>"),
+         "<|start_header_id|>assistant<|end_header_id|>\n\n<answer>[1, 2, 3, 4]</answer><|eot_id|>", "",
+         "<answer>[1, 2, 3, 4]</answer>"),
         ("Question: where? <answer>[1, 2, 3, 4]</answer></s>", "Question: where? ", "<answer>[1, 2, 3, 4]</answer>"),
         ("<answer>[1, 2, 3, 4]</answer>", "another prompt", "<answer>[1, 2, 3, 4]</answer>"),
         ("<|im_start|>assistant\n<|box_start|>(1,2),(3,4)<|box_end|><|im_end|>", "", "<|box_start|>(1,2),(3,4)<|box_end|>"),
@@ -173,7 +174,8 @@ def test_default_config_uses_minilm(monkeypatch):
     reward = reward_from_env()
     assert reward is reward_from_env() and reward.normalize
     expected = core(SpatialSemanticReward(), COMPLETIONS[:2], LABELS[:2])
-    outs = [verl.compute_score(data_source="x", solution_str=c, ground_truth=l) for c, l in zip(COMPLETIONS, LABELS[:2])]
+    outs = [verl.compute_score(data_source="x", solution_str=c, ground_truth=label)
+            for c, label in zip(COMPLETIONS, LABELS[:2])]
     assert [o["score"] for o in outs] == pytest.approx(expected.total.tolist(), abs=1e-5)
     assert outs[0]["semantic"] > outs[1]["semantic"] > 0  # MiniLM: "left pleural effusion" matches itself best
 

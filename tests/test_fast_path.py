@@ -299,7 +299,7 @@ def test_spatial_reward_mixed_batch_equals_per_row_region_iou() -> None:
         pred = parse_completion(text, dims=2).boxes(2)
         expected.append(geometry.region_iou(pred, np.atleast_2d(truth)) if len(pred) else 0.0)
     assert spatial_reward(texts, solution=solution) == pytest.approx(expected)
-    regions = SpatialReward().evaluate(texts, {"solution": solution}).regions
+    regions = SpatialReward().evaluate(texts, solution=solution).regions
     assert [len(b) for b in regions.boxes] == [1, 2, 0, 1, 1]
     direct = predicted_regions(parse_many(texts), frames="pixel", image_sizes=None)
     np.testing.assert_array_equal(direct.flat, regions.flat)

@@ -231,7 +231,7 @@ def test_missing_listing_and_columns(release: Path) -> None:
 
 def test_missing_nibabel_says_how_to_install(release: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "nibabel", None)
-    with pytest.raises(ImportError, match=r"pip install medground-eval\[m3d\]"):
+    with pytest.raises(ImportError, match=r"pip install 'medground-eval\[m3d\]'"):
         load_m3d_refseg(release)
 
 

@@ -4,7 +4,6 @@ the bootstrap against a per-replicate loop, McNemar against scipy."""
 from __future__ import annotations
 
 import json
-
 import math
 from statistics import NormalDist
 
@@ -260,7 +259,8 @@ def test_bca_coverage_of_a_skewed_miou_at_small_n():
     covered = 0
     for _ in range(reps):
         iou = np.where(rng.uniform(size=n) < 0.7, 0.0, rng.beta(5, 2, size=n))
-        lo, hi = grounding_report(make_scores(iou), thresholds=(0.5,), n_bootstrap=400, seed=int(rng.integers(1 << 30))).ci["miou"]
+        report = grounding_report(make_scores(iou), thresholds=(0.5,), n_bootstrap=400, seed=int(rng.integers(1 << 30)))
+        lo, hi = report.ci["miou"]
         covered += lo <= truth <= hi
     assert covered / reps >= 0.90, covered / reps
 

@@ -81,9 +81,9 @@ def test_resolved_frame_reproduces_the_transformers_processor(setup):
 def test_every_surface_reads_the_same_boxes(setup, monkeypatch):
     """TRL columns, engine labels (verl and OpenRLHF), predict's file and convert's labels: one converted box."""
     pytest.importorskip("datasets")
+    from medground_eval import inference
     from medground_eval.datasets import get_loader
     from medground_eval.evaluation.scorer import score_files
-    from medground_eval import inference
     from medground_eval.integrations import trl
     from medground_eval.integrations.engines import launch_engine
     from medground_eval.integrations.hf_data import build_dataset

@@ -12,8 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from medground_eval.outputs import (DIRECTORY_MARKER, atomic_directory, atomic_write_bytes, atomic_write_text,
-                                    open_atomic)
+from medground_eval.outputs import (
+    DIRECTORY_MARKER,
+    atomic_directory,
+    atomic_write_bytes,
+    atomic_write_text,
+    open_atomic,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -49,7 +49,7 @@ def test_qwen25_vl_output_is_strict() -> None:
 
 
 def test_whitespace_around_tags_is_strict() -> None:
-    assert parse_completion(f"\n  <think>a</think>\n\n<answer>\n[1, 2, 3, 4]\n</answer>\n\n").strict_format
+    assert parse_completion("\n  <think>a</think>\n\n<answer>\n[1, 2, 3, 4]\n</answer>\n\n").strict_format
 
 
 @pytest.mark.parametrize(

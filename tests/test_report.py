@@ -11,7 +11,6 @@ import json
 import re
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,12 +19,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
+from medground_eval.datasets.base import LoadedDataset
 from medground_eval.evaluation import report as rp
 from medground_eval.evaluation.compat import get_compat
-from medground_eval.datasets.base import LoadedDataset
+from medground_eval.evaluation.scorer import ScoreResult, score_files, score_predictions
 from medground_eval.frames import get_frame
 from medground_eval.metrics import SampleScores, grounding_report
-from medground_eval.evaluation.scorer import ScoreResult, score_files, score_predictions
 from medground_eval.structures import Sample
 
 

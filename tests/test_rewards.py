@@ -105,8 +105,8 @@ def test_per_sample_frame_column_overrides_configured_frame():
 
 def test_out_of_frame_boxes_are_clipped_and_flagged():
     reward = SpatialReward(frame="norm1000")
-    result = reward.evaluate(["<answer>[0, 0, 1200, 1000]</answer>"], {"solution": [[0, 0, 100, 100]],
-                                                                      "image_size": [[100, 100]]})
+    result = reward.evaluate(["<answer>[0, 0, 1200, 1000]</answer>"], solution=[[0, 0, 100, 100]],
+                             image_size=[[100, 100]])
     assert result.out_of_frame.tolist() == [True]
     assert result.iou[0] == pytest.approx(1.0)
 
@@ -246,3 +246,19 @@ def test_the_first_bad_row_is_named_in_a_batch():
     sizes = [[512, 512]] * 5 + [[1, 300]] + [[512, 512]]
     with pytest.raises(RewardInputError, match="row 5"):
         SpatialReward(frame="qwen2.5-vl")(["none"] * 7, solution=[[0, 0, 1, 1]] * 7, image_size=sizes)
+
+
+def test_spatial_reward_logs_its_grounding_metrics_through_trls_callback() -> None:
+    """TRL 1.16's GRPOTrainer passes ``log_metric`` to every reward function (trl/trainer/grpo_trainer.py,
+    ``reward_kwargs["log_metric"] = self._log_metric``): the spatial reward logs itself, no wrapper class."""
+    logged: dict[str, float] = {}
+    completions = ["<answer>[0, 0, 10, 10]</answer>", "no box", "<answer>[0, 0, 10, 2000]</answer>"]
+    truth = {"solution": [[0, 0, 10, 20]] * 3, "image_size": [[100, 100]] * 3}
+    values = spatial_reward(completions, log_metric=logged.__setitem__, trainer_state=None, **truth)
+    assert values == spatial_reward(completions, **truth)
+    assert logged == {"grounding/mean_iou": pytest.approx(np.mean(values)),
+                      "grounding/parse_failure_rate": pytest.approx(1 / 3),
+                      "grounding/out_of_frame_rate": pytest.approx(1 / 3)}
+    clone = pickle.loads(pickle.dumps(SpatialReward(mode="giou", name="spatial")))
+    assert clone.__name__ == "spatial" and clone(completions, **truth) == SpatialReward(mode="giou")(completions,
+                                                                                                    **truth)

@@ -11,13 +11,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from medground_eval.evaluation import predictions
-from medground_eval.evaluation import scorer as scoring
 from medground_eval.datasets import DataError, LoadedDataset, get_loader
 from medground_eval.datasets.mscxr import mscxr_sample_id
+from medground_eval.evaluation import predictions
+from medground_eval.evaluation import scorer as scoring
+from medground_eval.evaluation.scorer import score_files, score_predictions
 from medground_eval.metrics import score_samples
 from medground_eval.parsing import format_box
-from medground_eval.evaluation.scorer import score_files, score_predictions
 from medground_eval.structures import Sample
 
 CHESTXRAY8 = Path(__file__).resolve().parents[2] / "shared" / "data" / "chestxray8" / "BBox_List_2017.csv"

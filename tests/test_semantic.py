@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from medground_eval.rewards.encoders import get_text_encoder
 from medground_eval.parsing import parse_completion
 from medground_eval.rewards import RewardInputError, SemanticReward, SpatialSemanticReward, predicted_label
+from medground_eval.rewards.encoders import get_text_encoder
 
 BOX = "[100, 50, 300, 250]"
 

@@ -14,10 +14,10 @@ import httpx
 import pytest
 import uvicorn
 
-from medground_eval.rewards import SpatialSemanticReward
-from medground_eval.integrations.server import create_app
 from medground_eval.integrations.labels import label_columns, read_label
 from medground_eval.integrations.openrlhf import response_text
+from medground_eval.integrations.server import create_app
+from medground_eval.rewards import SpatialSemanticReward
 
 LIMIT = 4096
 LABELS = [
@@ -37,7 +37,7 @@ def query(response: str) -> str:
 
 
 def payload() -> dict:
-    return {"query": [query(r) for r in RESPONSES], "prompts": [PROMPT] * 2, "labels": [json.dumps(l) for l in LABELS]}
+    return {"query": [query(r) for r in RESPONSES], "prompts": [PROMPT] * 2, "labels": [json.dumps(label) for label in LABELS]}
 
 
 def free_socket() -> socket.socket:
@@ -78,7 +78,7 @@ def test_get_reward_matches_core(url, reward):
     response = httpx.post(f"{url}/get_reward", json=payload())
     assert response.status_code == 200
     body = response.json()
-    expected = reward.breakdown(RESPONSES, **label_columns([read_label(l) for l in LABELS]))
+    expected = reward.breakdown(RESPONSES, **label_columns([read_label(label) for label in LABELS]))
     # normalised as the reward file does: OpenRLHF's dynamic filtering range defaults to (0, 1)
     assert body["rewards"] == pytest.approx((expected.total / reward.max_total).tolist())
     assert body["scores"] == body["rewards"]
@@ -180,8 +180,8 @@ def test_serve_command_rejects_bad_config(tmp_path):
 def test_serve_checks_the_environment_config_before_starting_workers(tmp_path, monkeypatch):
     """With --workers > 1 a broken $MEDGROUND_REWARD_CONFIG killed each worker at start and uvicorn restarted them
     forever; the parent must refuse it first, as it does for --reward-config."""
-    from medground_eval.integrations.server import serve
     from medground_eval.integrations.engines import REWARD_CONFIG_ENV
+    from medground_eval.integrations.server import serve
 
     started = []
     monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: started.append(kwargs))

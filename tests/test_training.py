@@ -15,20 +15,22 @@ import pytest
 
 pytest.importorskip("trl")
 
+from tiny_qwen import build_tiny_qwen  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from medground_eval.cli import app  # noqa: E402
-from medground_eval.frames import get_frame  # noqa: E402
-from medground_eval.frames import resolve_model_frame  # noqa: E402
+from medground_eval.datasets import get_loader  # noqa: E402
+from medground_eval.frames import (
+    get_frame,  # noqa: E402
+    resolve_model_frame,  # noqa: E402
+)
 from medground_eval.inference import load_model_and_processor  # noqa: E402
 from medground_eval.integrations.hf_data import build_dataset  # noqa: E402
 from medground_eval.parsing import parse_completion  # noqa: E402
 from medground_eval.rewards import FormatReward  # noqa: E402
 from medground_eval.synth import SynthOptions, synthesize  # noqa: E402
-from medground_eval.datasets import get_loader  # noqa: E402
 from medground_eval.training.monitor import ZeroVarianceGuard  # noqa: E402
 from medground_eval.training.sft import frame_boxes, sft_batch, sft_target  # noqa: E402
-from tiny_qwen import build_tiny_qwen  # noqa: E402
 
 runner = CliRunner()
 

@@ -14,17 +14,17 @@ import pytest
 pytest.importorskip("trl")
 
 from PIL import Image  # noqa: E402
+from tiny_qwen import MAX_PIXELS, MIN_PIXELS, build_tiny_qwen  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
 from medground_eval.cli import app  # noqa: E402
 from medground_eval.frames import get_frame, smart_resize  # noqa: E402
 from medground_eval.inference import load_processor  # noqa: E402
-from medground_eval.rewards import SpatialReward, SpatialSemanticReward  # noqa: E402
 from medground_eval.integrations.hf_data import MissingImageError, build_dataset  # noqa: E402
 from medground_eval.integrations.options import load_options  # noqa: E402
-from medground_eval.integrations.trl import SpatialTRLReward, grpo_config, reward_functions  # noqa: E402
+from medground_eval.integrations.trl import grpo_config, reward_functions  # noqa: E402
+from medground_eval.rewards import SpatialReward, SpatialSemanticReward  # noqa: E402
 from medground_eval.structures import Sample  # noqa: E402
-from tiny_qwen import MAX_PIXELS, MIN_PIXELS, build_tiny_qwen  # noqa: E402
 
 runner = CliRunner()
 
@@ -102,7 +102,7 @@ def test_zero_weight_components_are_left_out_and_all_zero_is_an_error():
 
 def test_spatial_reward_reads_boxes_in_the_models_frame():
     """A Qwen2.5-VL box in its 56x56 input of a 112x112 image is the half-size box in original pixels."""
-    reward = SpatialTRLReward(SpatialReward(frame=get_frame("resized", min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS)))
+    reward = SpatialReward(frame=get_frame("resized", min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS))
     completion = "<think>a</think><answer>[5, 10, 25, 30]</answer>"
     assert reward([completion], solution=[[10, 20, 50, 60]], image_size=[[112, 112]]) == [1.0]
     given = reward([completion], solution=[[10, 20, 50, 60]], image_size=[[112, 112]], input_size=[[112, 112]])

@@ -10,7 +10,8 @@ from __future__ import annotations
 import zlib
 from pathlib import Path
 
-from medground_eval.tiny_model import SIZES, build_tiny_qwen as _build
+from medground_eval.tiny_model import SIZES
+from medground_eval.tiny_model import build_tiny_qwen as _build
 
 MIN_PIXELS = SIZES["test"].min_pixels  # 56 x 56 images: 4 x 4 patches of 14 pixels, merged 2 x 2 into 4 image tokens
 MAX_PIXELS = SIZES["test"].max_pixels

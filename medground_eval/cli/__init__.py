@@ -27,18 +27,29 @@ def _root(
     """Score and train vision-language models on medical image grounding."""
 
 
-from medground_eval.cli import convert  # noqa: E402,F401  (registers `convert`)
-from medground_eval.cli import serve  # noqa: E402,F401  (registers `serve`)
-from medground_eval.cli import train  # noqa: E402,F401  (registers `train`)
-from medground_eval.cli import predict  # noqa: E402,F401  (registers `predict`)
-from medground_eval.cli import score  # noqa: E402,F401  (registers `score`)
-from medground_eval.cli import demo  # noqa: E402,F401  (registers `demo`)
-from medground_eval.cli import compare  # noqa: E402,F401  (registers `compare`)
-from medground_eval.cli import doctor  # noqa: E402,F401  (registers `doctor`)
-from medground_eval.cli import ids  # noqa: E402,F401  (registers `ids`)
-from medground_eval.cli import synth  # noqa: E402,F401  (registers `synth` and `tiny-model`)
-from medground_eval.cli import leaderboard  # noqa: E402,F401  (registers `leaderboard`)
+from medground_eval.cli import (  # noqa: E402  (the commands register themselves on app)
+    compare,  # noqa: E402,F401  (registers `compare`)
+    convert,  # noqa: E402,F401  (registers `convert`)
+    demo,  # noqa: E402,F401  (registers `demo`)
+    doctor,  # noqa: E402,F401  (registers `doctor`)
+    ids,  # noqa: E402,F401  (registers `ids`)
+    leaderboard,  # noqa: E402,F401  (registers `leaderboard`)
+    predict,  # noqa: E402,F401  (registers `predict`)
+    score,  # noqa: E402,F401  (registers `score`)
+    serve,  # noqa: E402,F401  (registers `serve`)
+    synth,  # noqa: E402,F401  (registers `synth` and `tiny-model`)
+    train,  # noqa: E402,F401  (registers `train`)
+)
 
 
 def main() -> None:
-    app()
+    """The console script: a missing optional package ends in one line naming the extra to install."""
+    import sys
+
+    from medground_eval.extras import MissingExtraError
+
+    try:
+        app()
+    except MissingExtraError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None

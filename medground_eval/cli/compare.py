@@ -27,7 +27,8 @@ def compare_command(
     predictions_b: Annotated[Path, typer.Argument(help="Run B: predictions JSON lines, same samples.")],
     dataset: Annotated[str, typer.Option(help="Ground truth: jsonl, mscxr, chestxray8, m3d-refseg or hf (a datasets folder).")],
     annotations: Annotated[Path | None, typer.Option(
-        "--annotations", "--data-dir", help="The data set's file or folder (jsonl: omit to read the ground truth from each prediction file).")] = None,
+        "--annotations", "--data-dir",
+        help="The data set's file or folder (jsonl: omit to read the ground truth from each prediction file).")] = None,
     split: Annotated[str | None, typer.Option(help="Compare on this split only.")] = None,
     frame: Annotated[str, typer.Option(help="Frame of both runs' boxes; a line's 'frame' overrides it.")] = "pixel",
     compat: Annotated[str | None, typer.Option(help="Score both as a published script does: vlm-r1.")] = None,

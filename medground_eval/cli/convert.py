@@ -32,8 +32,8 @@ def convert_command(
     template: Annotated[str, typer.Option(help="chain-of-box, plain, or a string with {phrase}.")] = "chain-of-box",
 ) -> None:
     """Convert a data set into an engine's training file, with the Chain-of-Box prompt and the reward's label."""
-    from medground_eval.datasets import get_loader
     from medground_eval.cli.frame_options import resolve_frame
+    from medground_eval.datasets import get_loader
     from medground_eval.frames import get_frame
     from medground_eval.integrations.convert import FORMATS, convert_dataset, output_path
 

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from medground_eval.cli import app
-from medground_eval.cli.score import ANSWER_TAG_HELP, _thresholds, score_with_progress, write_json
+from medground_eval.cli.score import ANSWER_TAG_HELP, _thresholds, score_with_progress
 
 FORMATS = ("md", "csv", "json")
 

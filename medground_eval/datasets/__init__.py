@@ -1,5 +1,6 @@
 """Data set loaders. Importing this package registers every loader under its ``--dataset`` name."""
 
+from medground_eval.datasets import chestxray8, hf, jsonl, m3d_refseg, mscxr  # noqa: F401  # noqa: F401
 from medground_eval.datasets.base import (
     DataError,
     LoadedDataset,
@@ -8,7 +9,5 @@ from medground_eval.datasets.base import (
     get_loader,
     register_dataset,
 )
-from medground_eval.datasets import chestxray8, jsonl, mscxr  # noqa: F401
-from medground_eval.datasets import hf, m3d_refseg  # noqa: F401
 
 __all__ = ["DataError", "LoadedDataset", "SkippedRow", "dataset_names", "get_loader", "register_dataset"]

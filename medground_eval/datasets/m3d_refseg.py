@@ -65,6 +65,7 @@ import numpy as np
 
 from medground_eval.datasets.base import DataError, LoadedDataset, OnError, RowErrors, register_dataset
 from medground_eval.datasets.textfile import text_lines
+from medground_eval.extras import requires
 from medground_eval.structures import Sample
 
 COLUMNS = ("Image", "Mask", "Mask_ID", "Question_Type", "Question", "Answer")
@@ -76,12 +77,8 @@ _VIEW_KEYS = {"slice": "largest_slice", "projection": "axial_projection_box"}
 
 def _nibabel() -> ModuleType:
     """The nibabel module, or an ImportError that says how to install it."""
-    try:
+    with requires("m3d", "reading M3D-RefSeg NIfTI volumes"):
         import nibabel
-    except ImportError:
-        raise ImportError(
-            "reading M3D-RefSeg NIfTI volumes needs nibabel: pip install medground-eval[m3d]"
-        ) from None
     return nibabel
 
 
@@ -264,7 +261,7 @@ def _load_case(bases: tuple[Path, ...], image: str, mask: str, ids: set[int], np
     if isinstance(texts, _CaseFailure):
         return texts
     volumes = []
-    for field, written, path in (("Image", image, ct_path), ("Mask", mask, mask_path)):
+    for field, _written, path in (("Image", image, ct_path), ("Mask", mask, mask_path)):
         try:
             volumes.append(nib.load(path))
         except Exception as error:  # nibabel raises several types for unreadable files

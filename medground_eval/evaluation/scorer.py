@@ -34,7 +34,8 @@ canonical Qwen2.5-VL fast path) and :func:`medground_eval.regions.boxes_to_pixel
 :mod:`~medground_eval.evaluation.predictions` reads and validates lines (each completion parsed once),
 :mod:`~medground_eval.evaluation.join` joins predictions with the ground truth,
 :mod:`~medground_eval.evaluation.overlaps` computes the per-sample scores under the run's
-:class:`~medground_eval.evaluation.compat.ScoringRules`, and :mod:`~medground_eval.evaluation.result` holds the result; this module checks the options and wires them together.
+:class:`~medground_eval.evaluation.compat.ScoringRules`, and :mod:`~medground_eval.evaluation.result` holds the
+result; this module checks the options and wires them together.
 """
 
 from __future__ import annotations

@@ -35,11 +35,12 @@ from pathlib import Path
 from typing import Literal
 
 from medground_eval.datasets import LoadedDataset
+from medground_eval.extras import requires
 from medground_eval.frames import Frame, get_frame
-from medground_eval.prompts import chat_prompt, render_prompt
 from medground_eval.integrations.hf_data import image_file_size, image_path
 from medground_eval.integrations.labels import LabelError, read_label, sample_label
 from medground_eval.outputs import atomic_directory, open_atomic
+from medground_eval.prompts import chat_prompt, render_prompt
 from medground_eval.structures import Sample
 
 Format = Literal["trl", "openrlhf", "verl", "easyr1"]
@@ -159,13 +160,15 @@ def convert_dataset(
                               template=template, split=split)
     output = Path(output)
     if fmt == "trl":
-        import datasets
+        with requires("convert", "convert --format trl"):
+            import datasets
 
         with atomic_directory(output) as folder:
             datasets.Dataset.from_list(records).save_to_disk(str(folder))
     elif fmt == "verl":
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+        with requires("convert", "convert --format verl (Parquet)"):
+            import pyarrow as pa
+            import pyarrow.parquet as pq
 
         with open_atomic(output, "wb") as handle:
             pq.write_table(pa.Table.from_pylist(records), handle)

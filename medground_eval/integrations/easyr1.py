@@ -23,7 +23,8 @@ REWARD_TYPE = "batch"
 def compute_score(reward_inputs: Sequence[Mapping[str, object]]) -> list[dict[str, float]]:
     """Score a batch of EasyR1 reward inputs."""
     if isinstance(reward_inputs, Mapping):
-        raise TypeError("compute_score got one dict: expected the list of a batch call (EasyR1 reads REWARD_TYPE = 'batch' from this file; a copy without it is called once per sample)")
+        raise TypeError("compute_score got one dict: expected the list of a batch call (EasyR1 reads REWARD_TYPE = "
+                        "'batch' from this file; a copy without it is called once per sample)")
     responses = [str(item["response"]) for item in reward_inputs]
     scores = reward_from_env().score(responses, [item["ground_truth"] for item in reward_inputs])
     columns = {"overall": scores.score, **scores.components}

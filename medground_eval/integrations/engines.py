@@ -47,13 +47,13 @@ from medground_eval.frames import (
 )
 from medground_eval.integrations.convert import EASYR1_PIXELS, easyr1_image_size
 from medground_eval.integrations.options import TrainOptions
-from medground_eval.outputs import atomic_write_text
 from medground_eval.integrations.reward_config import (  # noqa: F401  (re-exported: the adapters' config)
     REWARD_CONFIG_ENV,
     load_reward,
     reward_from_config,
     reward_from_env,
 )
+from medground_eval.outputs import atomic_write_text
 
 Backend = Literal["openrlhf", "verl", "easyr1"]
 

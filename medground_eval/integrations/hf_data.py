@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from medground_eval.extras import requires
 from medground_eval.frames import Frame
 from medground_eval.prompts import chat_prompt
 from medground_eval.structures import Sample
@@ -55,7 +56,8 @@ def image_path(sample: Sample, image_root: str | Path | None, *, keep_relative: 
 
 def image_file_size(sample: Sample, path: Path) -> tuple[int, int]:
     """``(W, H)`` of the image file, read from its header only."""
-    from PIL import Image, UnidentifiedImageError
+    with requires("train", "reading image files (train, predict, convert)"):
+        from PIL import Image, UnidentifiedImageError
 
     if not path.is_file():
         raise MissingImageError(f"sample {sample.id!r}: image file {str(path)!r} not found")
@@ -80,7 +82,8 @@ def build_dataset(
     with ``{phrase}``. 2D samples only (a 3D sample raises ValueError). Raises :class:`MissingImageError` for the
     first sample whose image is missing, and ValueError for an empty sample list.
     """
-    import datasets
+    with requires("train", "building the training / prediction data set"):
+        import datasets
 
     if not samples:
         raise ValueError("no samples to build a training data set from: check --dataset, --data-dir and --split")

@@ -41,10 +41,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
-from starlette.requests import ClientDisconnect
+from medground_eval.extras import requires
+
+with requires("serve", "the reward server (medground-eval serve)"):
+    from fastapi import FastAPI, HTTPException, Request
+    from fastapi.responses import JSONResponse
+    from starlette.concurrency import run_in_threadpool
+    from starlette.requests import ClientDisconnect
 
 from medground_eval.datasets.textfile import loads
 from medground_eval.rewards import RewardInputError, SpatialSemanticReward
@@ -248,7 +251,8 @@ def serve(
 ) -> None:
     """Run the server until interrupted. The reward config (``reward_config``, else ``$MEDGROUND_REWARD_CONFIG``) is
     checked here, before any worker starts, and handed to the workers as an absolute path; so are the limits."""
-    import uvicorn
+    with requires("serve", "the reward server (medground-eval serve)"):
+        import uvicorn
 
     if workers < 1:
         raise ValueError(f"workers = {workers}: expected at least 1")

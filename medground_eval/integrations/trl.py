@@ -2,10 +2,12 @@
 
 - Rewards: one TRL reward function per component (``format``, ``spatial``, ``semantic``), each a core reward from
   :mod:`medground_eval.rewards`, weighted by ``GRPOConfig.reward_weights``; TRL logs ``rewards/<name>/mean``. The
-  spatial one also logs ``grounding/mean_iou``, ``grounding/parse_failure_rate`` and
-  ``grounding/out_of_frame_rate`` through TRL's ``log_metric`` callback. A component of weight 0 is left out.
-- Frame: the model's own (:func:`medground_eval.frames.resolve_model_frame`, as for every backend): Qwen2.5-VL boxes are read in its resized input
-  (the processor's pixel limits), Qwen2-VL / Qwen3-VL in 0-1000; rewards compare boxes in original pixels.
+  spatial one (:class:`~medground_eval.rewards.SpatialReward` itself) also logs ``grounding/mean_iou``,
+  ``grounding/parse_failure_rate`` and ``grounding/out_of_frame_rate`` through TRL's ``log_metric`` callback. A
+  component of weight 0 is left out.
+- Frame: the model's own (:func:`medground_eval.frames.resolve_model_frame`, as for every backend): Qwen2.5-VL boxes
+  are read in its resized input (the processor's pixel limits), Qwen2-VL / Qwen3-VL in 0-1000; rewards compare boxes
+  in original pixels.
 - Options: :class:`~medground_eval.integrations.options.TrainOptions`; its ``extra`` table holds the keys of
   :data:`EXTRA_KEYS` and any other ``GRPOConfig`` field (passed through, e.g. ``report_to``, ``gradient_checkpointing``,
   ``deepspeed``).
@@ -25,11 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medground_eval.datasets import get_loader
+from medground_eval.extras import requires
 from medground_eval.frames import Frame, resolve_model_frame
-from medground_eval.rewards import AnatomyReward, FormatReward, SemanticReward, SpatialReward
 from medground_eval.inference import local_model_dir
 from medground_eval.integrations.options import TrainOptions
 from medground_eval.outputs import atomic_write_text
+from medground_eval.rewards import AnatomyReward, FormatReward, SemanticReward, SpatialReward
 from medground_eval.structures import Sample
 
 EXTRA_KEYS = {
@@ -45,26 +48,6 @@ STAGES = ("sft", "grpo")
 """Training stages: supervised fine-tuning on the ground-truth boxes, then GRPO with the rewards."""
 
 logger = logging.getLogger(__name__)
-
-
-class SpatialTRLReward:
-    """The spatial reward as a TRL reward function that also logs mean IoU, parse-failure and out-of-frame rates."""
-
-    def __init__(self, reward: SpatialReward, name: str = "spatial"):
-        self.reward = reward
-        self.__name__ = name
-
-    def __call__(self, completions: Sequence[object], log_metric: Callable[[str, float], None] | None = None,
-                 **columns: object) -> list[float]:
-        result = self.reward.evaluate(completions, columns)
-        if log_metric is not None and len(completions):
-            log_metric("grounding/mean_iou", float(result.iou.mean()))
-            log_metric("grounding/parse_failure_rate", float(result.parse_failed.mean()))
-            log_metric("grounding/out_of_frame_rate", float(result.out_of_frame.mean()))
-        return result.reward.tolist()
-
-    def __repr__(self) -> str:
-        return f"SpatialTRLReward({self.reward!r}, name={self.__name__!r})"
 
 
 def model_frame(options: TrainOptions) -> Frame:
@@ -96,7 +79,7 @@ def reward_functions(options: TrainOptions, frame: Frame) -> tuple[list[Callable
     w_format, w_spatial, w_semantic = options.reward_weights
     candidates = [
         (FormatReward(name="format"), w_format),
-        (SpatialTRLReward(SpatialReward(mode=options.spatial_mode, frame=frame)), w_spatial),
+        (SpatialReward(mode=options.spatial_mode, frame=frame, name="spatial"), w_spatial),
         (SemanticReward(encoder=options.semantic_encoder, frame=frame, name="semantic"), w_semantic),
         (AnatomyReward(frame=frame, name="anatomy"), options.anatomy_weight),
     ]
@@ -109,7 +92,8 @@ def reward_functions(options: TrainOptions, frame: Frame) -> tuple[list[Callable
 
 def _split_extra(extra: dict[str, object]) -> tuple[dict[str, object], dict[str, object]]:
     """``(ours, grpo)``: the keys of :data:`EXTRA_KEYS` and the ``GRPOConfig`` fields; anything else is an error."""
-    from trl import GRPOConfig
+    with requires("train", "train --backend trl"):
+        from trl import GRPOConfig
 
     fields = {f.name for f in dataclasses.fields(GRPOConfig)}
     unknown = sorted(k for k in extra if k not in EXTRA_KEYS and k not in fields)
@@ -120,7 +104,8 @@ def _split_extra(extra: dict[str, object]) -> tuple[dict[str, object], dict[str,
 
 def grpo_config(options: TrainOptions, reward_weights: Sequence[float], *, bf16: bool):
     """The ``GRPOConfig`` of a run: the options' fields, then ``extra``'s ``GRPOConfig`` fields over them."""
-    from trl import GRPOConfig
+    with requires("train", "train --backend trl"):
+        from trl import GRPOConfig
 
     _, passthrough = _split_extra(options.extra)
     settings: dict[str, object] = dict(
@@ -149,7 +134,8 @@ def lora_config(options: TrainOptions):
     """A peft ``LoraConfig`` (r, alpha, target modules) when ``use_lora``, else None."""
     if not options.use_lora:
         return None
-    from peft import LoraConfig
+    with requires("train", "train --backend trl"):
+        from peft import LoraConfig
 
     targets = options.extra.get("lora_target_modules", "all-linear")
     return LoraConfig(r=options.lora_r, lora_alpha=options.lora_alpha, target_modules=targets, task_type="CAUSAL_LM")
@@ -216,7 +202,8 @@ def resolve_init_from(options: TrainOptions) -> TrainOptions:
 
 def _setup(options: TrainOptions) -> _Setup:
     """Check the options, load the split(s) and check every image (train and held-out) before any weights load."""
-    import torch
+    with requires("train", "train --backend trl"):
+        import torch
 
     from medground_eval.integrations.hf_data import image_file_size, image_path
 
@@ -237,7 +224,8 @@ def _setup(options: TrainOptions) -> _Setup:
 def check_run(options: TrainOptions) -> dict[str, object]:
     """What :func:`train` checks before loading weights (``--dry-run``): options, splits, every image, the model's
     config and processor, the rewards and the ``GRPOConfig``. Returns the plan as a JSON-ready dict."""
-    from transformers import AutoConfig
+    with requires("train", "train --backend trl"):
+        from transformers import AutoConfig
 
     from medground_eval.inference import load_processor
 
@@ -294,7 +282,8 @@ def final_evaluation(model, processor, options: TrainOptions, setup: _Setup, out
 
 def _callback(monitor, guard, processor, eval_steps: int):
     """A ``TrainerCallback``: logged values to the curves and the guard, held-out evaluation every ``eval_steps``."""
-    from transformers import TrainerCallback
+    with requires("train", "train --backend trl"):
+        from transformers import TrainerCallback
 
     class MonitorCallback(TrainerCallback):
         def on_log(self, args, state, control, logs=None, model=None, **kwargs):
@@ -319,7 +308,8 @@ def train(options: TrainOptions) -> TrainResult:
         from medground_eval.training.sft import train_sft
 
         return train_sft(options)
-    from trl import GRPOTrainer
+    with requires("train", "train --backend trl"):
+        from trl import GRPOTrainer
 
     from medground_eval.inference import load_model_and_processor
     from medground_eval.integrations.hf_data import build_dataset

@@ -48,8 +48,12 @@ class AnatomyReward(Reward):
         self.dims = dims
         self.__name__ = name
 
-    def evaluate(self, completions: Sequence[object], columns: Mapping[str, object], *,
-                 regions: PredictedRegions | None = None) -> np.ndarray:
+    def evaluate(self, completions: Sequence[object], **columns: object) -> np.ndarray:
+        """One value per completion (see the class docstring)."""
+        return self._evaluate(completions, columns)
+
+    def _evaluate(self, completions: Sequence[object], columns: Mapping[str, object], *,
+                  regions: PredictedRegions | None = None) -> np.ndarray:
         """One value per completion; ``regions``, when given, are the completions' predicted regions in original
         pixels (the combined reward passes the spatial term's)."""
         n = len(completions)
@@ -74,7 +78,7 @@ class AnatomyReward(Reward):
         return out
 
     def scores(self, completions: Sequence[object], **columns: object) -> np.ndarray:
-        return self.evaluate(completions, columns)
+        return self._evaluate(completions, columns)
 
 
 def _row_conventions(columns: Mapping[str, object], n: int) -> list[dict[str, object]]:

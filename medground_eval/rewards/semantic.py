@@ -33,6 +33,12 @@ from typing import Literal
 
 import numpy as np
 
+from medground_eval.anatomy import label_agreement
+from medground_eval.frames import Frame, get_frame
+from medground_eval.parsing import MAX_BOXES, parse_completion, think_boxes
+from medground_eval.regions import PredictedRegions, parse_many, predicted_regions
+from medground_eval.rewards.base import Reward
+from medground_eval.rewards.columns import RewardInputError, read_ground_truth
 from medground_eval.rewards.encoders import (
     MINILM_ALIASES,
     CachedEncoder,
@@ -41,12 +47,6 @@ from medground_eval.rewards.encoders import (
     calibrate,
     get_text_encoder,
 )
-from medground_eval.anatomy import label_agreement
-from medground_eval.frames import Frame, get_frame
-from medground_eval.parsing import MAX_BOXES, parse_completion, think_boxes
-from medground_eval.regions import PredictedRegions, parse_many, predicted_regions
-from medground_eval.rewards.base import Reward
-from medground_eval.rewards.columns import RewardInputError, read_ground_truth
 from medground_eval.structures import ParsedCompletion
 
 SemanticMode = Literal["text", "region"]
@@ -93,7 +93,12 @@ def _sentence_label(think: str | None, answer_box: tuple[float, ...]) -> str | N
 
 
 def predicted_label(parsed: ParsedCompletion) -> str | None:
-    """What the model named its predicted region (rules in the module docstring), or None."""
+    """What the model named its predicted region (rules in the module docstring), or None.
+
+    >>> from medground_eval.parsing import parse_completion
+    >>> predicted_label(parse_completion('<answer>{"bbox_2d": [1, 2, 3, 4], "label": "left effusion"}</answer>'))
+    'left effusion'
+    """
     if not parsed.answer_boxes:
         return None
     labels = [b.label.strip() for b in parsed.answer_boxes if b.label and b.label.strip()]
@@ -127,6 +132,11 @@ class SemanticReward(Reward):
     here, the model loads on the first call) and the frame of the boxes; it is 2D only. ``dims`` is 2 for image
     boxes, 3 for volume boxes (``image_size`` then ``[W, H, D]``). ``anatomy``: ``"gate"`` (default) multiplies
     the text-mode score by the side / zone agreement of label and phrase, ``"ignore"`` does not (module docstring).
+
+    >>> reward = SemanticReward(encoder="lexical")
+    >>> answer = '<answer>{"bbox_2d": [1, 2, 30, 40], "label": "left pleural effusion"}</answer>'
+    >>> [round(v, 2) for v in reward([answer, "no box"], phrase=["left pleural effusion"] * 2)]
+    [1.0, 0.0]
     """
 
     def __init__(
@@ -189,7 +199,11 @@ class SemanticReward(Reward):
                     self._text_encoder = CachedEncoder(get_text_encoder(self.encoder), maxsize=self.cache_size)
         return self._text_encoder
 
-    def evaluate(
+    def evaluate(self, completions: Sequence[object], **columns: object) -> SemanticResult:
+        """Score a batch: the reward and the label read from each completion."""
+        return self._evaluate(completions, columns)
+
+    def _evaluate(
         self,
         completions: Sequence[object],
         columns: Mapping[str, object],
@@ -259,7 +273,7 @@ class SemanticReward(Reward):
         return self._region_encoder.similarity([images[i] for i in index], np.array(crops), phrases)
 
     def scores(self, completions: Sequence[object], **columns: object) -> np.ndarray:
-        return self.evaluate(completions, columns).reward
+        return self._evaluate(completions, columns).reward
 
 
 def _agreements(phrases: list[str], labels: list[str | None]) -> np.ndarray:

@@ -85,10 +85,32 @@ class SpatialReward(Reward):
         self.dims = dims
         self.__name__ = name or "spatial_reward"
 
-    def evaluate(self, completions: Sequence[object], columns: Mapping[str, object], *,
-                 batch: ParsedBatch | None = None) -> SpatialResult:
-        """Parse, convert and compare a batch; the breakdown behind :meth:`scores`. ``batch``, when given, is the
-        completions' parse (a combined reward shares one parse between its terms)."""
+    def __call__(self, completions: Sequence[object], **columns: object) -> list[float]:
+        """The rewards as a list (TRL's reward-function shape). When TRL passes its ``log_metric`` callback (TRL >=
+        1.16 gives every reward function one), the batch's ``grounding/mean_iou``, ``grounding/parse_failure_rate``
+        and ``grounding/out_of_frame_rate`` are logged through it."""
+        log_metric = columns.pop("log_metric", None)
+        result = self._evaluate(completions, columns)
+        if callable(log_metric) and len(completions):
+            log_metric("grounding/mean_iou", float(result.iou.mean()))
+            log_metric("grounding/parse_failure_rate", float(result.parse_failed.mean()))
+            log_metric("grounding/out_of_frame_rate", float(result.out_of_frame.mean()))
+        return result.reward.tolist()
+
+    def evaluate(self, completions: Sequence[object], **columns: object) -> SpatialResult:
+        """Parse, convert and compare a batch: IoU, reward, parse failures, out-of-frame flags and the regions.
+
+        >>> completions = ["<answer>[0, 0, 10, 10]</answer>", "no box"]
+        >>> result = SpatialReward().evaluate(completions, solution=[[0, 0, 10, 20]] * 2)
+        >>> result.iou.tolist(), result.parse_failed.tolist()
+        ([0.5, 0.0], [False, True])
+        """
+        return self._evaluate(completions, columns)
+
+    def _evaluate(self, completions: Sequence[object], columns: Mapping[str, object], *,
+                  batch: ParsedBatch | None = None) -> SpatialResult:
+        """:meth:`evaluate` with the columns as a mapping and, optionally, the completions' parse ``batch`` (the
+        combined reward shares one parse between its terms)."""
         truth = read_ground_truth(
             len(completions), columns, dims=self.dims, need_image_size=self.frame.kind != "pixel", frame=self.frame
         )
@@ -122,7 +144,9 @@ class SpatialReward(Reward):
         return SpatialResult(iou, reward, regions.parse_failed, regions.out_of_frame, batch, regions, truth)
 
     def scores(self, completions: Sequence[object], **columns: object) -> np.ndarray:
-        return self.evaluate(completions, columns).reward
+        """The rewards as an array (see :meth:`evaluate`)."""
+        columns.pop("log_metric", None)
+        return self._evaluate(completions, columns).reward
 
 
 spatial_reward = SpatialReward()

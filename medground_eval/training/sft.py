@@ -15,8 +15,8 @@ clipped to 1), so nothing between the processor and the model's forward is hidde
 - Every ``eval_steps`` steps (and at the end) the held-out split is predicted and scored
   (:class:`~medground_eval.training.monitor.RunMonitor`); the final model and processor are saved in ``output_dir``
   with ``run.json`` (stage, template, frame, steps), a ``checkpoint-<N>`` folder of the same every ``save_steps``
-  steps (model, processor, ``run.json``; no optimizer state, so no resuming), ``curves.jsonl``, ``curves.png``, ``eval_predictions.jsonl``
-  and ``eval_metrics.json``, so ``train --stage grpo --init-from output_dir`` continues from it.
+  steps (model, processor, ``run.json``; no optimizer state, so no resuming), ``curves.jsonl``, ``curves.png``,
+  ``eval_predictions.jsonl`` and ``eval_metrics.json``, so ``train --stage grpo --init-from output_dir`` continues from it.
 """
 
 from __future__ import annotations

@@ -29,7 +29,8 @@ from medground_eval.evaluation.report.render import ReportFiles, score_report, w
 
 __all__ = [
     "PRED_COLOR", "THINK_COLOR", "TRUE_COLOR", "ReportFiles", "SampleView", "ScoredRun", "accuracy_curve",
-    "category_figure", "category_plot_height", "curve_points", "draw_overlay", "example_ids", "failure_ids", "failure_reasons", "headline_threshold", "parsed_answers",
+    "category_figure", "category_plot_height", "curve_points", "draw_overlay", "example_ids", "failure_ids",
+    "failure_reasons", "headline_threshold", "parsed_answers",
     "plot_accuracy_curve", "plot_categories", "plot_iou_histogram", "read_samples", "sample_views", "score_report",
     "write_report",
 ]

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from medground_eval.evaluation.report.data import SampleView, accuracy_curve, headline_threshold
+from medground_eval.extras import requires
 from medground_eval.metrics import GroundingReport, SampleScores
 
 FIGURE_SIZE = (6.4, 4.0)
@@ -28,10 +29,11 @@ THINK_COLOR = (255, 160, 0)
 
 
 def _figure(height: float = FIGURE_SIZE[1]):  # noqa: ANN202  (a matplotlib Figure; matplotlib is imported here)
-    import matplotlib
+    with requires("report", "the report's plots (score --report)"):
+        import matplotlib
 
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
+        matplotlib.use("Agg")
+        from matplotlib.figure import Figure
 
     return Figure(figsize=(FIGURE_SIZE[0], height), dpi=DPI, layout="constrained")
 

@@ -34,11 +34,23 @@ import numpy as np
 
 from medground_eval.anatomy import LateralityReport
 from medground_eval.evaluation.report.data import (
-    SampleView, ScoredRun, example_ids, failure_ids, failure_reasons, headline_threshold, parsed_answers,
-    read_samples, sample_views, _prediction_lines,
+    SampleView,
+    ScoredRun,
+    _prediction_lines,
+    example_ids,
+    failure_ids,
+    failure_reasons,
+    headline_threshold,
+    parsed_answers,
+    read_samples,
+    sample_views,
 )
 from medground_eval.evaluation.report.plots import (
-    draw_overlay, plot_accuracy_curve, plot_categories, plot_iou_histogram, stored_scale,
+    draw_overlay,
+    plot_accuracy_curve,
+    plot_categories,
+    plot_iou_histogram,
+    stored_scale,
 )
 from medground_eval.evaluation.scorer import join_notes
 from medground_eval.metrics import GroundingReport, SampleScores

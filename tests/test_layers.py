@@ -1,0 +1,114 @@
+"""The import rule of docs/architecture.md, checked on the source: the core imports nothing above it; evaluation and
+integrations import the core, never each other (nor the apps); no import cycle among module-level imports.
+
+Imports inside functions count for the layer rule (they are still a dependency); for cycles only module-level imports
+count (a function-level import is resolved at call time, when every module is loaded).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "medground_eval"
+
+LAYERS = {"evaluation": "evaluation", "integrations": "integrations", "inference": "integrations",
+          "cli": "apps", "demo": "apps", "training": "apps", "synth": "apps", "tiny_model": "apps", "__main__": "apps"}
+"""The first component under ``medground_eval`` -> its layer; anything else is the core."""
+
+MAY_IMPORT = {"core": {"core"}, "evaluation": {"core", "evaluation"}, "integrations": {"core", "integrations"},
+              "apps": {"core", "evaluation", "integrations", "apps"}}
+
+KNOWN_CROSSINGS = {
+    # The TRL run's SFT stage, progress monitor and held-out scoring live in training/ and evaluation/: integrations.trl
+    # should receive them from the app layer (issue 11 leaves this open; the list may only shrink).
+    ("medground_eval.integrations.trl", "medground_eval.training.monitor"),
+    ("medground_eval.integrations.trl", "medground_eval.training.sft"),
+    ("medground_eval.integrations.trl", "medground_eval.evaluation.scorer"),
+    # launch_engine's held-out scoring after an engine run (the same job as the TRL run's).
+    ("medground_eval.integrations.engines", "medground_eval.evaluation.scorer"),
+}
+
+
+def _layer(module: str) -> str:
+    parts = module.split(".")
+    return LAYERS.get(parts[1], "core") if len(parts) > 1 else "core"
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return found
+
+
+def _statements(body: list[ast.stmt]):
+    """Module-level statements, into the blocks of if / with / try (not into functions or classes)."""
+    for node in body:
+        yield node
+        if isinstance(node, (ast.If, ast.With, ast.Try)):
+            for block in (node.body, getattr(node, "orelse", []), getattr(node, "finalbody", []),
+                          *[h.body for h in getattr(node, "handlers", [])]):
+                yield from _statements(block)
+
+
+def _imports(path: Path, module: str, *, top_level_only: bool) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    nodes = _statements(tree.body) if top_level_only else ast.walk(tree)
+    names: set[str] = set()
+    for node in nodes:
+        if isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").startswith("medground_eval"):
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(a.name for a in node.names if a.name.startswith("medground_eval"))
+    return names
+
+
+def test_layers_import_only_downwards():
+    crossings = set()
+    for module, path in _modules().items():
+        for target in _imports(path, module, top_level_only=False):
+            if _layer(target) not in MAY_IMPORT[_layer(module)]:
+                crossings.add((module, target))
+    assert crossings - KNOWN_CROSSINGS == set(), "imports against the layer rule (docs/architecture.md)"
+    assert KNOWN_CROSSINGS - crossings == set(), "a known crossing is gone: remove it from KNOWN_CROSSINGS"
+
+
+def test_core_imports_no_evaluation_integrations_or_cli():
+    for module, path in _modules().items():
+        if _layer(module) == "core":
+            above = {t for t in _imports(path, module, top_level_only=False) if _layer(t) != "core"}
+            assert not above, f"{module} (core) imports {sorted(above)}"
+
+
+def test_no_import_cycle():
+    modules = _modules()
+    graph = {m: {t for t in _imports(p, m, top_level_only=True) if t in modules and t != m}
+             for m, p in modules.items()}
+    # a package's submodule imports its package's __init__ implicitly: that edge is not a cycle of ours
+    for module in graph:
+        graph[module] = {t for t in graph[module] if not module.startswith(t + ".")}
+    state: dict[str, int] = {}
+    path: list[str] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                raise AssertionError("import cycle: " + " -> ".join(path[path.index(nxt):] + [nxt]))
+            if nxt not in state:
+                visit(nxt)
+        path.pop()
+        state[node] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module)
+
+
+def test_structures_and_parsing_no_longer_import_each_other():
+    modules = _modules()
+    structures = _imports(modules["medground_eval.structures"], "medground_eval.structures", top_level_only=False)
+    assert "medground_eval.parsing" not in structures
