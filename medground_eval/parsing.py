@@ -43,7 +43,8 @@ Decisions
   candidate; box keys are recognised by pattern (:data:`BOX_KEY`: ``bbox_2d``, ``box_2d``, ``bounding_box_2d``,
   ``coordinates``...). In the answer a candidate with the wrong count of numbers, an invalid, a non-finite or an
   out-of-range number (magnitude above :data:`~medground_eval.structures.MAX_COORDINATE`, ``1e6``: ``1e300`` is
-  garbage, and its square overflows) is a problem, not a box, and so is a group with a box's count of numbers under another key (``"crop": [...]``).
+  garbage, and its square overflows) is a problem, not a box, and so is a group with a box's count of numbers under
+  another key (``"crop": [...]``).
   ``<think>`` is free reasoning: there such candidates are skipped without a problem, and swapped corners are
   normalised silently. Prose coordinates (``(x1=630, y1=440) with a width of 200``) are never read.
 - **Axis order** is recorded, never changed: PaliGemma's ``<locYYYY><locXXXX>...`` and Gemini's ``box_2d`` boxes

@@ -8,13 +8,12 @@ boxes would be a wrong ground truth, not a smaller one.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from medground_eval.datasets.base import DataError, RowErrors, SkippedRow
 from medground_eval.structures import MAX_COORDINATE, Sample
-
 from medground_eval.validation import EDGE_TOLERANCE, box_problem  # noqa: F401  (the one box rule, used by the loaders)
 
 

@@ -23,8 +23,8 @@ from typing import Literal
 
 from medground_eval.datasets.base import DataError
 from medground_eval.datasets.jsonl import TruthRecord, read_truth_record
-from medground_eval.datasets.textfile import check_utf16, gzip_error, is_gzip, loads, open_binary
 from medground_eval.datasets.mscxr import mscxr_sample_id
+from medground_eval.datasets.textfile import check_utf16, gzip_error, is_gzip, loads, open_binary
 from medground_eval.evaluation.compat import ScoringRules
 from medground_eval.frames import FRAME_PRESETS, get_frame
 from medground_eval.parsing import completion_text

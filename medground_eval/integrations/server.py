@@ -50,15 +50,15 @@ with requires("serve", "the reward server (medground-eval serve)"):
     from starlette.requests import ClientDisconnect
 
 from medground_eval.datasets.textfile import loads
-from medground_eval.rewards import RewardInputError, SpatialSemanticReward
+from medground_eval.integrations.labels import LabelError
+from medground_eval.integrations.openrlhf import score_queries
 from medground_eval.integrations.reward_config import (
     REWARD_CONFIG_ENV,
     EngineReward,
     load_engine_reward,
     reward_from_env,
 )
-from medground_eval.integrations.labels import LabelError
-from medground_eval.integrations.openrlhf import score_queries
+from medground_eval.rewards import RewardInputError, SpatialSemanticReward
 
 DEFAULT_MAX_REQUEST_BYTES = 64 * 2**20
 """64 MiB: a Qwen2.5-VL query with an expanded 1024x1024 image is about 20 kB, so some 3000 queries a request."""
