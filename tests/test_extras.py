@@ -64,7 +64,7 @@ def _files(tmp_path: Path) -> tuple[Path, Path]:
         (["matplotlib"], ["score", "{preds}", "--dataset", "jsonl", "--annotations", "{truth}", "--report", "{out}"],
          "report"),
         (["fastapi"], ["serve", "--port", "1"], "serve"),
-        (["torch", "transformers"], ["predict", "--model", "{out}", "--dataset", "jsonl", "--data-dir", "{truth}"],
+        (["torch", "transformers"], ["predict", "--model", "{model}", "--dataset", "jsonl", "--data-dir", "{truth}"],
          "train"),
         (["pyarrow"], ["convert", "--dataset", "jsonl", "--annotations", "{truth}", "--format", "verl", "--output",
                        "{out}", "--frame", "pixel"], "convert"),
@@ -74,7 +74,9 @@ def _files(tmp_path: Path) -> tuple[Path, Path]:
 def test_cli_names_the_extra_in_one_line(blocked, args, extra, tmp_path):
     truth, preds = _files(tmp_path)
     (tmp_path / "a.png").write_bytes(b"")
-    args = [a.format(preds=preds, truth=truth, out=tmp_path / "out") for a in args]
+    (tmp_path / "model").mkdir()  # a local checkpoint folder: predict checks that before it imports torch
+    (tmp_path / "model" / "config.json").write_text(json.dumps({"model_type": "qwen2_5_vl"}))
+    args = [a.format(preds=preds, truth=truth, out=tmp_path / "out", model=tmp_path / "model") for a in args]
     result = _cli(blocked, args, tmp_path)
     assert result.returncode == 2, (result.stdout, result.stderr)
     lines = result.stderr.strip().splitlines()
