@@ -306,3 +306,47 @@ def test_a_keep_alive_connection_survives_bad_requests(limited_url):
             assert headers.get("connection") != "close"
             assert status.split()[1] == "200" or "detail" in payload
         assert status.split()[1] == "200" and payload["rewards"][0] is not None
+
+
+def test_serve_frame_options_reach_every_worker(tmp_path):
+    # Issue 12: serve had no option for the pixel limits; a label without its own frame was read in the reward
+    # config's (default) frame. With --frame qwen2.5-vl --max-pixels 1003520 the server scores like the core reward
+    # in that frame, and unlike the default limits.
+    config = tmp_path / "reward.toml"
+    config.write_text('encoder = "lexical"\n')
+    label = {"solution": [[400, 500, 1200, 1500]], "phrase": "opacity", "image_size": [2048, 2500]}
+    import numpy as np
+
+    from medground_eval.frames import get_frame
+
+    box = get_frame("resized:max_pixels=1003520").from_pixels(np.array([[400.0, 500, 1200, 1500]]), (2048, 2500))
+    answer = f'<think>x</think><answer>{{"bbox_2d": {[int(round(v)) for v in box[0]]}}}</answer>'
+    sock = free_socket()
+    port = sock.getsockname()[1]
+    sock.close()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "medground_eval", "serve", "--port", str(port), "--workers", "2", "--reward-config",
+         str(config), "--frame", "qwen2.5-vl", "--max-pixels", "1003520", "--log-level", "warning"],
+        env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                assert process.poll() is None, process.stdout.read().decode()
+                assert time.monotonic() < deadline, "server did not start"
+                time.sleep(0.2)
+        body = {"query": [query(answer)], "prompts": [PROMPT], "labels": [json.dumps(label)]}
+        served = httpx.post(f"http://127.0.0.1:{port}/get_reward", json=body, timeout=60).json()
+    finally:
+        process.terminate()
+        process.wait(20)
+    columns = {k: [v] for k, v in label.items()}
+    limited = SpatialSemanticReward(encoder="lexical", frame="resized:max_pixels=1003520").breakdown([answer],
+                                                                                                     **columns)
+    default = SpatialSemanticReward(encoder="lexical", frame="qwen2.5-vl").breakdown([answer], **columns)
+    assert limited.iou[0] > 0.9 > 0.5 > default.iou[0]
+    assert served["extra_logs"]["iou"][0] == pytest.approx(limited.iou[0])

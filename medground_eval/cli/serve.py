@@ -8,6 +8,13 @@ from typing import Annotated
 import typer
 
 from medground_eval.cli import app
+from medground_eval.cli.frame_options import (
+    MaxPixelsOption,
+    MinPixelsOption,
+    ModelOption,
+    ProcessorOption,
+    cli_frame,
+)
 
 
 @app.command("serve")
@@ -27,14 +34,25 @@ def serve_command(
     chunk_queries: Annotated[int, typer.Option(
         min=1, help="Queries scored per thread-pool job (the encoder is released between chunks).")] = 64,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    frame: Annotated[str | None, typer.Option(help="Frame the model answers in (replaces the reward config's; a "
+                                                   "label's own frame still wins).")] = None,
+    model: ModelOption = None,
+    processor: ProcessorOption = None,
+    min_pixels: MinPixelsOption = None,
+    max_pixels: MaxPixelsOption = None,
 ) -> None:
     """Serve the MedGround reward at POST /get_reward (OpenRLHF's remote reward protocol) and GET /health."""
     from medground_eval.integrations.server import ServerLimits, serve
 
+    run_frame = None
+    if frame is not None or any(v is not None for v in (model, processor, min_pixels, max_pixels)):
+        run_frame = cli_frame(frame or "pixel", model, processor, min_pixels, max_pixels)
+
     try:
         limits = ServerLimits(max_request_bytes=max_request_bytes, max_queries=max_queries, body_timeout=body_timeout,
                               time_budget=time_budget, chunk_queries=chunk_queries)
-        serve(host=host, port=port, workers=workers, reward_config=reward_config, limits=limits, log_level=log_level)
+        serve(host=host, port=port, workers=workers, reward_config=reward_config, limits=limits, log_level=log_level,
+              frame=run_frame)
     except (FileNotFoundError, ValueError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None

@@ -11,7 +11,7 @@ EasyR1 the ``answer`` column; `medground-eval convert` writes the same label int
 - ``phrase``: the report text the semantic reward compares with. Required.
 - ``image_size``: ``[W, H]`` (``[W, H, D]`` in 3D) or null; required by every frame but ``pixel``.
 - ``frame``: the coordinate frame the model answers in (a preset of :func:`medground_eval.frames.get_frame`);
-  ``pixel`` when absent.
+  the reward's frame when absent (`pixel` unless the reward config or `serve --frame` / `--max-pixels` sets one).
 - ``id`` (optional, for logs) and ``input_size`` (optional ``[w, h]`` of the resized model input).
 
 The names are the reward's column names, so :func:`label_columns` turns a batch of labels into the keyword
@@ -95,8 +95,9 @@ def _size(value: object, field: str, widths: tuple[int, ...]) -> list[float] | N
     return [float(v) for v in value]
 
 
-def read_label(value: str | bytes | Mapping[str, object]) -> dict:
+def read_label(value: str | bytes | Mapping[str, object], default_frame: str = "pixel") -> dict:
     """Decode (JSON string or bytes) and validate one label; returns a new dict with every field present.
+    ``default_frame`` is the frame of a label that names none (:func:`score_labels` passes the reward's).
 
     Raises :class:`LabelError` naming the field, its value and what was expected.
     """
@@ -114,7 +115,7 @@ def read_label(value: str | bytes | Mapping[str, object]) -> dict:
     phrase = value["phrase"]
     if not isinstance(phrase, str):
         raise _fail(phrase, "phrase", "a string")
-    frame = value.get("frame") or "pixel"
+    frame = value.get("frame") or default_frame
     if not isinstance(frame, str):
         raise _fail(frame, "frame", "a frame preset name")
     try:
@@ -158,10 +159,12 @@ def label_columns(labels: Sequence[Mapping[str, object]]) -> dict[str, list]:
 def score_labels(
     reward: SpatialSemanticReward, completions: Sequence[str], labels: Sequence[str | bytes | Mapping[str, object]]
 ) -> RewardBreakdown:
-    """Read every label and score the completions against them: the one core call behind every adapter."""
+    """Read every label and score the completions against them: the one core call behind every adapter. A label
+    without a ``frame`` is read in the reward's frame (``serve --frame`` / ``--max-pixels`` set it)."""
     if len(completions) != len(labels):
         raise LabelError(f"{len(completions)} completions and {len(labels)} labels: expected one label each")
-    return reward.breakdown(list(completions), **label_columns([read_label(label) for label in labels]))
+    default = reward.spatial.frame.spec
+    return reward.breakdown(list(completions), **label_columns([read_label(label, default) for label in labels]))
 
 
 LABEL_FIELDS = ("label", "answer")

@@ -128,6 +128,18 @@ def load_engine_reward(path: str | Path | None) -> EngineReward:
     return EngineReward(reward, normalize)
 
 
+def with_frame(path: str | Path | None, frame: str, folder: Path) -> Path:
+    """A reward config file in ``folder``: the settings of ``path`` (none: the defaults) with ``frame`` replacing
+    theirs (a :attr:`~medground_eval.frames.Frame.spec` text, e.g. ``resized:max_pixels=1003520``). The server uses
+    it to hand a frame resolved from ``--model`` / ``--max-pixels`` to every worker."""
+    settings = {} if path is None else _read_settings(Path(path))
+    settings["frame"] = frame
+    out = Path(folder) / "reward_config.json"
+    out.write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+    load_engine_reward(out)  # checked before any worker starts, as the user's own file
+    return out
+
+
 def load_reward(path: str | Path | None) -> SpatialSemanticReward:
     """The :class:`SpatialSemanticReward` configured by a file (see :func:`load_engine_reward`)."""
     return load_engine_reward(path).reward

@@ -57,6 +57,7 @@ from medground_eval.integrations.reward_config import (
     EngineReward,
     load_engine_reward,
     reward_from_env,
+    with_frame,
 )
 from medground_eval.rewards import RewardInputError, SpatialSemanticReward
 
@@ -248,9 +249,14 @@ def serve(
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     limits: ServerLimits | None = None,
     log_level: str = "info",
+    frame: str | None = None,
 ) -> None:
     """Run the server until interrupted. The reward config (``reward_config``, else ``$MEDGROUND_REWARD_CONFIG``) is
-    checked here, before any worker starts, and handed to the workers as an absolute path; so are the limits."""
+    checked here, before any worker starts, and handed to the workers as an absolute path; so are the limits.
+    ``frame`` (a frame text, resolved by the CLI from ``--frame`` / ``--model`` / ``--max-pixels``) replaces the
+    config's ``frame`` for every worker; a label's own ``frame`` still wins for its sample."""
+    import tempfile
+
     with requires("serve", "the reward server (medground-eval serve)"):
         import uvicorn
 
@@ -258,6 +264,9 @@ def serve(
         raise ValueError(f"workers = {workers}: expected at least 1")
     limits = limits or ServerLimits(max_request_bytes=max_request_bytes)
     config = reward_config or os.environ.get(REWARD_CONFIG_ENV)
+    if frame is not None:
+        folder = tempfile.TemporaryDirectory(prefix="medground-serve-")
+        config = with_frame(config, frame, Path(folder.name))
     if config:
         load_engine_reward(config)
         os.environ[REWARD_CONFIG_ENV] = str(Path(config).resolve())
