@@ -80,3 +80,23 @@ def test_under_a_compat_preset_the_box_is_labelled_as_written(tmp_path):
     plain = score_files(preds, dataset="jsonl", annotations=gt, n_bootstrap=0)
     assert next(per_sample_rows(plain, preds, dataset="jsonl", annotations=gt))["pred_boxes_space"] == \
         "original pixels"
+
+
+def test_export_carries_each_samples_input_size(tmp_path):
+    # Issue 12: each sample's model input size is recorded: the line's own, else the resize of its image.
+    gt = write_jsonl(tmp_path / "gt.jsonl", [{"id": "a", "phrase": "p", "boxes": [[0, 0, 900, 900]],
+                                              "image_size": [2048, 2500]},
+                                             {"id": "b", "phrase": "q", "boxes": [[0, 0, 50, 50]],
+                                              "image_size": [2048, 2500]}])
+    preds = write_jsonl(tmp_path / "preds.jsonl", [
+        {"id": "a", "completion": "<think>x</think><answer>[0, 0, 300, 300]</answer>"},
+        {"id": "b", "completion": "<think>x</think><answer>[0, 0, 30, 30]</answer>", "input_size": [812, 980]}])
+    out = tmp_path / "per_sample.jsonl"
+    result = runner.invoke(app, ["score", str(preds), "--dataset", "jsonl", "--annotations", str(gt), "--frame",
+                                 "qwen2.5-vl", "--max-pixels", "1003520", "--bootstrap", "0", "--per-sample", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = {r["id"]: r for r in map(json.loads, out.read_text().splitlines())}
+    from medground_eval.frames import smart_resize
+
+    h, w = smart_resize(2500, 2048, max_pixels=1003520)
+    assert rows["a"]["input_size"] == [w, h] and rows["b"]["input_size"] == [812, 980]

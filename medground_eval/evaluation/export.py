@@ -4,8 +4,9 @@ One row per ground-truth sample, in the scorer's order, with: ``id``, ``phrase``
 ``iou``, ``hit@<t>`` for each of the run's thresholds, ``pointing``, ``parse_failed``, ``out_of_frame``,
 ``pred_boxes`` and ``true_boxes`` (original-image pixels, the predicted ones converted from the run's frame and
 clipped exactly as the scorer does, through :func:`medground_eval.evaluation.report.sample_views`),
-``pred_labels`` (what the model named each predicted box), ``problems`` (the parser's, "; "-joined; "no
-prediction" for a sample without a line) and ``completion``.
+``pred_labels`` (what the model named each predicted box), ``input_size`` (the model input ``[w, h]`` the answer
+was converted from: the line's own, else the resize of the image under a ``resized`` frame; null for other frames),
+``problems`` (the parser's, "; "-joined; "no prediction" for a sample without a line) and ``completion``.
 
 - ``.jsonl``: one JSON object a line, boxes as lists, the completion in full.
 - ``.csv`` (any other suffix): boxes and labels as JSON text in their cells, the completion cut to
@@ -27,6 +28,7 @@ from typing import Any
 from medground_eval.datasets.m3d_refseg import view_sample
 from medground_eval.evaluation.compat import get_compat
 from medground_eval.evaluation.report.data import ScoredRun, _prediction_lines, read_samples, sample_views
+from medground_eval.frames import get_frame
 from medground_eval.metrics import iou_hits
 from medground_eval.outputs import atomic_write_text, open_atomic
 from medground_eval.parsing import completion_text
@@ -79,12 +81,25 @@ def per_sample_rows(result: ScoredRun, predictions_path: str | Path, *, dataset:
             "out_of_frame": bool(scores.out_of_frame[k]),
             "pred_boxes": [[_number(v) for v in box] for box in pred],
             "pred_boxes_space": "original pixels" if compat is None else f"as written (compat {compat})",
+            "input_size": _input_size(record, samples.get(sample_id), frame),
             "true_boxes": [] if sample_view is None else [[_number(v) for v in b] for b in sample_view.true_boxes],
             "pred_labels": [] if sample_view is None or compat is not None else list(sample_view.labels),
             "problems": result.problems[k],
             "completion": None if sample_view is None else sample_view.completion,
         }
         yield row
+
+
+def _input_size(record: dict[str, Any], sample: Any, frame: str) -> list[int] | None:
+    """The model input size ``[w, h]`` the sample's answer was converted from: the line's own ``input_size``, else,
+    under a ``resized`` frame (the line's or the run's), the frame's resize of the image size; None otherwise."""
+    if record.get("input_size") is not None:
+        return [int(v) for v in record["input_size"]]
+    line_frame = get_frame(record.get("frame") or frame)
+    size = record.get("image_size") or (None if sample is None else sample.image_size)
+    if line_frame.kind != "resized" or size is None or len(size) != 2:
+        return None
+    return [int(v) for v in line_frame.input_sizes([size])[0]]
 
 
 def _number(value: float) -> float | int:
