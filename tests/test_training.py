@@ -231,3 +231,29 @@ def test_grpo_on_a_random_model_warns_and_stops_on_zero_gradient(tiny_model, syn
     assert "format reward is never met" in result.output
     assert "no gradient for 2 steps: stopped (--stop-on-zero-gradient 2)" in result.output
     assert "trained 2 steps" in result.output
+
+
+def test_an_interrupted_sft_save_leaves_no_run_json(tmp_path):
+    # Issue 13: checkpoints the project writes itself appear complete or not at all (run.json is written last).
+    from medground_eval.training.sft import _save
+
+    class Model:
+        def save_pretrained(self, folder):
+            (Path(folder) / "model.safetensors").write_bytes(b"weights")
+
+    class Processor:
+        def save_pretrained(self, folder):
+            (Path(folder) / "processor_config.json").write_text("{}")
+
+    class Killed:
+        def save_pretrained(self, folder):
+            raise KeyboardInterrupt
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "run.json").write_text("{}")  # an earlier, complete save
+    with pytest.raises(KeyboardInterrupt):
+        _save(Model(), Killed(), out, {"stage": "sft"})
+    assert sorted(p.name for p in out.iterdir()) == []  # no run.json, no weight file under its final name
+    _save(Model(), Processor(), out, {"stage": "sft"})
+    assert sorted(p.name for p in out.iterdir()) == ["model.safetensors", "processor_config.json", "run.json"]

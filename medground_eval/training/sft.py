@@ -84,11 +84,21 @@ def sft_batch(processor, rows: dict, targets: Sequence[str]):
 
 
 def _save(model, processor, output_dir: Path, run: dict) -> None:
+    """Save the model and processor into ``output_dir``, ``run.json`` last: the files are written in a temporary
+    folder inside it and renamed into place when complete, after the old ``run.json`` is removed, so a folder whose
+    save was interrupted has no ``run.json`` (and no half-written weight file)."""
+    import os
+    import tempfile
+
     from medground_eval.outputs import atomic_write_text
 
     output_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(output_dir)
-    processor.save_pretrained(output_dir)
+    (output_dir / "run.json").unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".saving-", dir=output_dir) as temp:
+        model.save_pretrained(temp)
+        processor.save_pretrained(temp)
+        for path in sorted(Path(temp).iterdir()):
+            os.replace(path, output_dir / path.name)
     atomic_write_text(output_dir / "run.json", json.dumps(run, indent=2) + "\n")
 
 
