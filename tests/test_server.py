@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -139,17 +140,17 @@ def test_server_survives_errors(url):
     assert httpx.post(f"{url}/get_reward", json=payload()).status_code == 200
 
 
-def test_serve_command_with_workers(tmp_path):
-    config = tmp_path / "reward.toml"
-    config.write_text('encoder = "lexical"\n')
+@contextlib.contextmanager
+def serve_command(*options: str):
+    """``medground-eval serve`` in a subprocess with 2 workers and a lexical reward; yields its URL once healthy and
+    always stops it."""
     sock = free_socket()
     port = sock.getsockname()[1]
     sock.close()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "medground_eval", "serve", "--port", str(port), "--workers", "2",
-         "--reward-config", str(config), "--log-level", "warning"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [sys.executable, "-m", "medground_eval", "serve", "--port", str(port), "--workers", "2", "--log-level",
+         "warning", *options],
+        env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.monotonic() + 60
@@ -161,12 +162,23 @@ def test_serve_command_with_workers(tmp_path):
                 assert process.poll() is None, process.stdout.read().decode()
                 assert time.monotonic() < deadline, "server did not start"
                 time.sleep(0.2)
-        answers = [httpx.post(f"http://127.0.0.1:{port}/get_reward", json=payload(), timeout=60).json()
-                   for _ in range(4)]  # a loaded 2-core machine answers the first request slowly
-        assert all(a == answers[0] for a in answers) and len(answers[0]["rewards"]) == 2
+        yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()
         process.wait(20)
+
+
+def lexical_config(tmp_path) -> str:
+    config = tmp_path / "reward.toml"
+    config.write_text('encoder = "lexical"\n')
+    return str(config)
+
+
+def test_serve_command_with_workers(tmp_path):
+    with serve_command("--reward-config", lexical_config(tmp_path)) as server:
+        answers = [httpx.post(f"{server}/get_reward", json=payload(), timeout=60).json()
+                   for _ in range(4)]  # a loaded 2-core machine answers the first request slowly
+    assert all(a == answers[0] for a in answers) and len(answers[0]["rewards"]) == 2
 
 
 def test_serve_command_rejects_bad_config(tmp_path):
@@ -309,41 +321,20 @@ def test_a_keep_alive_connection_survives_bad_requests(limited_url):
 
 
 def test_serve_frame_options_reach_every_worker(tmp_path):
-    # Issue 12: serve had no option for the pixel limits; a label without its own frame was read in the reward
-    # config's (default) frame. With --frame qwen2.5-vl --max-pixels 1003520 the server scores like the core reward
-    # in that frame, and unlike the default limits.
-    config = tmp_path / "reward.toml"
-    config.write_text('encoder = "lexical"\n')
-    label = {"solution": [[400, 500, 1200, 1500]], "phrase": "opacity", "image_size": [2048, 2500]}
+    # Issue 12: serve had no option for the pixel limits; a label without its own frame was read in the pixel frame
+    # whatever the reward config said. With --frame qwen2.5-vl --max-pixels 1003520 the server scores like the core
+    # reward in that frame, and unlike the default limits.
     import numpy as np
 
     from medground_eval.frames import get_frame
 
+    label = {"solution": [[400, 500, 1200, 1500]], "phrase": "opacity", "image_size": [2048, 2500]}
     box = get_frame("resized:max_pixels=1003520").from_pixels(np.array([[400.0, 500, 1200, 1500]]), (2048, 2500))
     answer = f'<think>x</think><answer>{{"bbox_2d": {[int(round(v)) for v in box[0]]}}}</answer>'
-    sock = free_socket()
-    port = sock.getsockname()[1]
-    sock.close()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "medground_eval", "serve", "--port", str(port), "--workers", "2", "--reward-config",
-         str(config), "--frame", "qwen2.5-vl", "--max-pixels", "1003520", "--log-level", "warning"],
-        env={**os.environ, "HF_HUB_OFFLINE": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                assert process.poll() is None, process.stdout.read().decode()
-                assert time.monotonic() < deadline, "server did not start"
-                time.sleep(0.2)
-        body = {"query": [query(answer)], "prompts": [PROMPT], "labels": [json.dumps(label)]}
-        served = httpx.post(f"http://127.0.0.1:{port}/get_reward", json=body, timeout=60).json()
-    finally:
-        process.terminate()
-        process.wait(20)
+    body = {"query": [query(answer)], "prompts": [PROMPT], "labels": [json.dumps(label)]}
+    with serve_command("--reward-config", lexical_config(tmp_path), "--frame", "qwen2.5-vl", "--max-pixels",
+                       "1003520") as server:
+        served = httpx.post(f"{server}/get_reward", json=body, timeout=60).json()
     columns = {k: [v] for k, v in label.items()}
     limited = SpatialSemanticReward(encoder="lexical", frame="resized:max_pixels=1003520").breakdown([answer],
                                                                                                      **columns)
