@@ -12,7 +12,7 @@ Everything is deterministic (numpy ``default_rng(seed)``) and uses the core only
     floats, or with coordinates past the image edge, some with no box at all; original pixels.
   - ``qwen2-vl``: answers in the 0-1000 frame; scored right (``norm1000``) and wrong (``pixel``).
 
-:func:`run_demo` scores each run with the default rules and with the ``vlm-r1`` compatibility preset.
+:func:`run_demo` scores each run with the default rules and with the ``medground-r1`` compatibility preset.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ class DemoRun:
 
 @dataclass(frozen=True)
 class DemoRow:
-    """One run scored with the default rules (``result``) and with the vlm-r1 preset (``compat``)."""
+    """One run scored with the default rules (``result``) and with the medground-r1 preset (``compat``)."""
 
     run: DemoRun
     result: ScoreResult
@@ -149,11 +149,11 @@ def demo_runs(dataset: LoadedDataset, seed: int = 0) -> list[DemoRun]:
 
 
 def run_demo(n: int = 120, seed: int = 0) -> tuple[LoadedDataset, list[DemoRow]]:
-    """The demo data set and every run scored with the default rules and the vlm-r1 preset (no bootstrap)."""
+    """The demo data set and every run scored with the default rules and the medground-r1 preset (no bootstrap)."""
     dataset = demo_dataset(n, seed)
     rows = [
         DemoRow(run, score_predictions(run.records, dataset, frame=run.frame, n_bootstrap=0),
-                score_predictions(run.records, dataset, compat="vlm-r1", n_bootstrap=0))
+                score_predictions(run.records, dataset, compat="medground-r1", n_bootstrap=0))
         for run in demo_runs(dataset, seed)
     ]
     return dataset, rows

@@ -15,9 +15,9 @@ EXPLANATION = (
     "its resized input image, Qwen2-VL on a 0-1000 grid. The scorer parses each completion (<think> / <answer>, "
     "JSON, lists, <ref><box>), converts the boxes to original pixels in the frame you name, and reports Acc@0.5 "
     "(IoU >= 0.5), mean IoU, parse failures and out-of-frame answers.\n\n"
-    "Frames matter: the row qwen2-vl@pixel scores the same Qwen2-VL answers as if they were pixels. The vlm-r1 "
-    "column applies the VLM-R1 / MedGround-R1 evaluation script (one integer box inside {{...}} in a closed "
-    "<answer>, raw coordinates with no frame conversion, hit when IoU > 0.5): it fails the sloppy model's "
+    "Frames matter: the row qwen2-vl@pixel scores the same Qwen2-VL answers as if they were pixels. The "
+    "paper column applies the MedGround-R1 evaluation script (--compat medground-r1: one integer box inside "
+    "{{...}} in a closed <answer>, raw coordinates with no frame conversion, hit when IoU > 0.5): it fails the sloppy model's "
     "unclosed, float and bare-list answers, and every model that does not answer in original pixels.\n"
 )
 
@@ -44,7 +44,7 @@ def demo_command(
     console = Console()
     console.print(EXPLANATION.format(n=n), markup=False)
     table = Table(title="Simulated models", box=box.SIMPLE_HEAD, pad_edge=False)
-    for name in ("model", "frame", "Acc\n@0.5", "mIoU", "parse\nfailures", "out of\nframe", "vlm-r1\nAcc@0.5"):
+    for name in ("model", "frame", "Acc\n@0.5", "mIoU", "parse\nfailures", "out of\nframe", "paper\nAcc@0.5"):
         table.add_column(name, justify="left" if name in ("model", "frame") else "right", no_wrap=True)
     for row in rows:
         report = row.result.report
