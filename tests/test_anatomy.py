@@ -396,3 +396,16 @@ def test_a_samples_own_convention_fields_win_over_the_run_option():
     assert result.anatomy.truth_laterality_accuracy == 0.5  # "neuro" and "ct" place image right on patient right
     assert result.anatomy.wrong_side == 2 and result.anatomy.wrong_side_rate == 0.5
     assert result.to_dict()["config"]["convention"] == "radiological"
+
+
+def test_compat_runs_report_no_anatomy(tmp_path):
+    # Under --compat vlm-r1 the compared boxes are in the model's resized input, not in the image whose midline
+    # decides the side: reading sides from them would give a wrong wrong-side rate.
+    from medground_eval.evaluation.scorer import score_predictions
+
+    loaded = synthetic_mscxr(tmp_path)
+    records = [{"id": s.id, "completion": _completion([int(v) for v in s.boxes[0]])} for s in loaded.samples]
+    assert score_predictions(records, loaded, n_bootstrap=0).anatomy.wrong_side_rate == 0.0
+    for preset in ("vlm-r1", "medground-r1", "lmms-eval"):
+        result = score_predictions(records, loaded, compat=preset, n_bootstrap=0)
+        assert result.anatomy is None and result.to_dict()["anatomy"] is None

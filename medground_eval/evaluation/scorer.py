@@ -120,7 +120,9 @@ def _result(truth: TruthTable, preds: PredictionTable, rules: ScoringRules, conf
     """Score the join and summarise it; fills ``config`` with the join counts (and ``view`` None for 2D ground truth
     read as is: the M3D-RefSeg view only applies to 3D samples)."""
     scored = score_samples(truth, preds, rules)
-    anatomy = _anatomy(truth, scored, config["convention"])
+    # A compat preset compares its script's own coordinates (raw, or rescaled inside its arithmetic): sides read from
+    # them against the image's midline would be wrong, so its runs report no anatomy.
+    anatomy = None if rules.name is not None else _anatomy(truth, scored, config["convention"])
     if (truth.dims or 2) == 2 and config["view"] == "volume":
         config["view"] = None
     config["unmatched_predictions"] = len(preds.unmatched)
