@@ -11,7 +11,6 @@ kept for bench_combined's cold case.
 
 from __future__ import annotations
 
-import math
 import re
 import sys
 import tempfile
@@ -22,6 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from reference_scorer import smart_resize  # noqa: E402  (the peers' resize rule, written once for both references)
 from workload import make_workload, write_images  # noqa: E402
 
 from medground_eval.rewards import SpatialReward, SpatialSemanticReward, format_reward  # noqa: E402
@@ -91,19 +91,6 @@ def vlm_r1_iou(a: list[int], b: list[float]) -> float:
     inter = (ix2 - ix1 + 1) * (iy2 - iy1 + 1) if ix1 < ix2 and iy1 < iy2 else 0
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return inter / union if union > 0 else 0.0
-
-
-def smart_resize(height: int, width: int, factor: int = 28, min_pixels: int = 3136,
-                 max_pixels: int = 12845056) -> tuple[int, int]:
-    """Qwen2.5-VL's resize rule (qwen_vl_utils), as the peers call it."""
-    h, w = max(factor, round(height / factor) * factor), max(factor, round(width / factor) * factor)
-    if h * w > max_pixels:
-        beta = math.sqrt(height * width / max_pixels)
-        h, w = math.floor(height / beta / factor) * factor, math.floor(width / beta / factor) * factor
-    elif h * w < min_pixels:
-        beta = math.sqrt(min_pixels / (height * width))
-        h, w = math.ceil(height * beta / factor) * factor, math.ceil(width * beta / factor) * factor
-    return h, w
 
 
 def vlm_r1_rewards(completions: list, solution: list, images: list[Path] | None = None) -> list[float]:
