@@ -65,6 +65,32 @@ def test_the_parser_finds_every_shell_example():
     assert readme_commands(sample) == ["medground-eval a --b c   # note", "make x", "ls"]
 
 
+def readme_python_examples(text: str) -> list[str]:
+    """The ```pycon blocks (doctest form: ``>>>`` lines and the output they print); a ```python block is refused, so
+    every Python example of the README is one this test runs and checks."""
+    assert "```python" not in text, "write README Python examples as ```pycon blocks, so test_readme runs them"
+    return re.findall(r"```pycon\n(.*?)```", text, flags=re.S)
+
+
+def test_readme_python_examples_print_what_they_show(monkeypatch):
+    import doctest
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    examples = readme_python_examples(README.read_text(encoding="utf-8"))
+    assert examples, "the README shows the library use as a ```pycon block"
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    for k, block in enumerate(examples):
+        test = doctest.DocTestParser().get_doctest(block, {}, f"README.md pycon block {k + 1}", str(README), 0)
+        assert test.examples, f"README pycon block {k + 1} has no >>> example"
+        runner.run(test)
+    assert runner.failures == 0, "a README Python example printed something else than it shows (output above)"
+
+
+def test_a_python_fence_in_the_readme_is_refused():
+    with pytest.raises(AssertionError, match="pycon"):
+        readme_python_examples("```python\nx = 1\n```\n")
+
+
 # Ground-truth fixtures, by data set: each writes the file or folder at ``path``.
 
 def _truth_jsonl(path: Path) -> None:
