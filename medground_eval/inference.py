@@ -142,6 +142,7 @@ def generate_completions(
 ) -> list[str]:
     """The model's completion text for every row of ``dataset`` (columns ``prompt`` and ``image``), in order."""
     import torch
+    from rich.console import Console
     from rich.progress import Progress
 
     if batch_size < 1:
@@ -151,7 +152,8 @@ def generate_completions(
     if do_sample:
         generation["temperature"] = temperature
     model.eval()
-    with Progress(disable=not progress, transient=True) as bar, torch.inference_mode():
+    bar_console = Console(stderr=True)  # standard output stays the command's own (the `wrote ...` line)
+    with Progress(disable=not progress, transient=True, console=bar_console) as bar, torch.inference_mode():
         task = bar.add_task("generating", total=len(dataset))
         for start in range(0, len(dataset), batch_size):
             rows = dataset[start : start + batch_size]

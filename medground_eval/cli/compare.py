@@ -16,7 +16,8 @@ from medground_eval.cli.frame_options import (
     ProcessorOption,
     cli_frame,
 )
-from medground_eval.cli.score import ALLOW_PARTIAL_HELP, ANSWER_TAG_HELP, _thresholds
+from medground_eval.cli.progress import progress
+from medground_eval.cli.score import ALLOW_PARTIAL_HELP, ANSWER_TAG_HELP, _thresholds, score_with_progress
 from medground_eval.outputs import atomic_write_text
 
 
@@ -59,26 +60,27 @@ def compare_command(
     from medground_eval.evaluation.compare import compare_runs, comparison_markdown
     from medground_eval.evaluation.diagnosis import JoinError, check_join
     from medground_eval.evaluation.report import read_samples
-    from medground_eval.evaluation.scorer import join_notes, score_files
+    from medground_eval.evaluation.scorer import join_notes
 
     run_frame = cli_frame(frame, model, processor, min_pixels, max_pixels)
-    options = dict(dataset=dataset, annotations=annotations, split=split, frame=run_frame, compat=compat,
+    options = dict(annotations=annotations, split=split, frame=run_frame, compat=compat,
                    on_error=on_error, thresholds=_thresholds(thresholds), inclusive=inclusive,
                    n_bootstrap=bootstrap, seed=seed, answer_tag=answer_tag)
     try:
-        result_a = score_files(predictions_a, **options)
-        result_b = score_files(predictions_b, **options)
+        result_a = score_with_progress(predictions_a, dataset, **options)
+        result_b = score_with_progress(predictions_b, dataset, **options)
         for path, result in ((predictions_a, result_a), (predictions_b, result_b)):
             try:
                 check_join(result, allow_partial)
             except JoinError as error:
                 typer.echo(f"error: {path}: {error}", err=True)
                 raise typer.Exit(2) from None
-        comparison = compare_runs(result_a.per_sample, result_b.per_sample, thresholds=result_a.report.thresholds,
-                                  inclusive=result_a.report.inclusive, mcnemar_threshold=mcnemar_threshold, top=top,
-                                  n_bootstrap=bootstrap, seed=seed)
-        samples = read_samples(predictions_a, [d.id for d in comparison.disagreements], dataset=dataset,
-                               annotations=annotations, split=split)
+        with progress("compare: paired bootstrap and largest gaps"):
+            comparison = compare_runs(result_a.per_sample, result_b.per_sample,
+                                      thresholds=result_a.report.thresholds, inclusive=result_a.report.inclusive,
+                                      mcnemar_threshold=mcnemar_threshold, top=top, n_bootstrap=bootstrap, seed=seed)
+            samples = read_samples(predictions_a, [d.id for d in comparison.disagreements], dataset=dataset,
+                                   annotations=annotations, split=split)
     except (FileNotFoundError, ValueError) as error:  # DataError is a ValueError: file, line, field, value
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from None

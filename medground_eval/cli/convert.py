@@ -33,6 +33,7 @@ def convert_command(
 ) -> None:
     """Convert a data set into an engine's training file, with the Chain-of-Box prompt and the reward's label."""
     from medground_eval.cli.frame_options import resolve_frame
+    from medground_eval.cli.progress import progress
     from medground_eval.datasets import get_loader
     from medground_eval.frames import get_frame
     from medground_eval.integrations.convert import FORMATS, convert_dataset, output_path
@@ -45,9 +46,11 @@ def convert_command(
         if spec == get_frame(frame):
             spec = frame  # the preset name the user gave goes into the labels
         load = get_loader(dataset)
-        data = load(annotations, split=split) if split is not None else load(annotations)
-        written = convert_dataset(data, fmt, output_path(output, fmt, split), image_root=image_root, frame=spec,
-                                  template=template, split=split)
+        with progress(f"convert: loading {dataset} from {annotations}") as stage:
+            data = load(annotations, split=split) if split is not None else load(annotations)
+            stage.describe(f"convert: writing {len(data)} samples as {fmt}")
+            written = convert_dataset(data, fmt, output_path(output, fmt, split), image_root=image_root, frame=spec,
+                                      template=template, split=split)
     except (FileNotFoundError, ValueError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None

@@ -30,22 +30,36 @@ def predict_command(
     use_cpu: Annotated[bool, typer.Option("--use-cpu", help="Run on the CPU even when a GPU is present.")] = False,
 ) -> None:
     """Generate one completion per sample and write {"id", "completion", "frame", "image_size", "input_size"} lines."""
+    from medground_eval.cli.progress import progress
     from medground_eval.datasets import get_loader
     from medground_eval.frames import resolve_model_frame
-    from medground_eval.inference import default_device, load_model_and_processor, local_model_dir, predict_samples
+    from medground_eval.inference import (
+        default_device,
+        generate_completions,
+        load_model_and_processor,
+        local_model_dir,
+        prediction_records,
+        write_predictions,
+    )
+    from medground_eval.integrations.hf_data import build_dataset
 
     try:
         local_model_dir(model)
         model_frame = resolve_model_frame(model, default=frame, min_pixels=min_pixels, max_pixels=max_pixels)
-        samples = get_loader(dataset)(data_dir, split=split).samples
-        device, bf16 = ("cpu", False) if use_cpu else default_device()
-        loaded, processor = load_model_and_processor(
-            model, device=device, bf16=bf16, min_pixels=min_pixels, max_pixels=max_pixels
+        with progress(f"predict: loading {dataset} from {data_dir}") as stage:  # the steps before the first batch
+            samples = get_loader(dataset)(data_dir, split=split).samples
+            stage.describe(f"predict: loading the model {model.name}")
+            device, bf16 = ("cpu", False) if use_cpu else default_device()
+            loaded, processor = load_model_and_processor(
+                model, device=device, bf16=bf16, min_pixels=min_pixels, max_pixels=max_pixels
+            )
+            stage.describe(f"predict: reading {len(samples)} images")
+            rows = build_dataset(samples, image_root=image_root, frame=model_frame, template=template)
+        completions = generate_completions(  # its own bar: one step a batch
+            loaded, processor, rows, batch_size=batch_size, max_new_tokens=max_new_tokens, do_sample=sample,
+            temperature=temperature,
         )
-        written = predict_samples(
-            loaded, processor, samples, output, image_root=image_root, template=template, frame=model_frame,
-            batch_size=batch_size, max_new_tokens=max_new_tokens, do_sample=sample, temperature=temperature,
-        )
+        written = write_predictions(prediction_records(rows, completions, model_frame), output)
     except (FileNotFoundError, ValueError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None

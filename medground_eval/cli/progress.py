@@ -23,6 +23,7 @@ class Stage:
 
     def describe(self, text: str, total: float | None = None) -> None:
         self.bar.update(self.task, description=text, **({} if total is None else {"total": total, "completed": 0}))
+        self.bar.refresh()  # drawn now: a stage shorter than the refresh period still shows
 
     def advance(self, amount: float) -> None:
         self.bar.advance(self.task, amount)
