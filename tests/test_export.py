@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -100,3 +101,49 @@ def test_export_carries_each_samples_input_size(tmp_path):
 
     h, w = smart_resize(2500, 2048, max_pixels=1003520)
     assert rows["a"]["input_size"] == [w, h] and rows["b"]["input_size"] == [812, 980]
+
+
+@pytest.mark.parametrize("frame", ["pixel", "norm1000", "norm1", "qwen2.5-vl", "qwen2.5-vl:max_pixels=1003520"])
+def test_the_exported_boxes_give_the_scorers_iou_in_every_frame(tmp_path, frame):
+    """The export converts the answers itself (the report's path); its boxes must be the ones the scorer compared:
+    region IoU of pred_boxes against true_boxes equals the exported (scorer's) iou, for one and two boxes, boxes
+    past the image edge (clipped) and a line that declares its own frame."""
+    from medground_eval.boxes import region_iou
+    from medground_eval.frames import get_frame
+
+    rng = np.random.default_rng(len(frame))
+    gt, preds = [], []
+    for k in range(40):
+        size = [int(rng.integers(800, 4300)), int(rng.integers(800, 4300))]
+        x0, y0 = rng.uniform(0, 0.6, 2) * size
+        truth = [[x0, y0, x0 + rng.uniform(50, 400), y0 + rng.uniform(50, 400)]]
+        gt.append({"id": str(k), "phrase": "opacity", "boxes": truth, "image_size": size})
+        line_frame = "norm1000" if k % 7 == 0 else frame
+        scale = _answer_scale(get_frame(line_frame), size)
+        n_boxes = 2 if k % 5 == 0 else 1
+        boxes = [(np.asarray(truth[0]) + rng.normal(0, 60, 4) + [0, 0, 300 * (k % 3 == 0), 0]) / scale
+                 for _ in range(n_boxes)]
+        answer = json.dumps([{"bbox_2d": [round(float(v), 1) for v in b], "label": "opacity"} for b in boxes])
+        record = {"id": str(k), "completion": f"<think>t</think><answer>{answer}</answer>"}
+        preds.append(record | ({"frame": "norm1000"} if line_frame != frame else {}))
+    gt_file, preds_file = write_jsonl(tmp_path / "gt.jsonl", gt), write_jsonl(tmp_path / "p.jsonl", preds)
+    out = tmp_path / "per_sample.jsonl"
+    result = runner.invoke(app, ["score", str(preds_file), "--dataset", "jsonl", "--annotations", str(gt_file),
+                                 "--frame", frame, "--bootstrap", "0", "--per-sample", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 40 and sum(len(r["pred_boxes"]) == 2 for r in rows) == 8
+    assert sum(r["iou"] > 0.3 for r in rows) >= 20  # near misses and hits, not a table of zeros
+    for row in rows:
+        assert region_iou(row["pred_boxes"], row["true_boxes"]) == pytest.approx(row["iou"], abs=1e-4), row["id"]
+
+
+def _answer_scale(frame, size) -> np.ndarray:
+    """Original pixels per unit of the frame's coordinates, as [sx, sy, sx, sy]."""
+    if frame.kind == "pixel":
+        return np.ones(4)
+    if frame.kind == "resized":
+        w, h = frame.input_sizes([size])[0]
+        return np.array([size[0] / w, size[1] / h] * 2)
+    unit = 1000.0 if frame.kind == "norm1000" else 1.0
+    return np.array([size[0] / unit, size[1] / unit] * 2)

@@ -303,11 +303,20 @@ def test_per_sample_csv(tmp_path, truth):
     result.write_per_sample(tmp_path / "per.csv")
     with (tmp_path / "per.csv").open() as handle:
         rows = list(csv.DictReader(handle))
-    assert list(rows[0]) == ["id", "iou", "hit@0.5", "pointing", "parse_failed", "out_of_frame", "category", "problems"]
-    assert rows[0]["iou"] == "1.0" and rows[0]["hit@0.5"] == "True"
+    # the export of `score --per-sample` (tests/test_export.py), not a narrower second one
+    assert {"id", "phrase", "iou", "hit@0.5", "pointing", "parse_failed", "pred_boxes", "true_boxes", "problems",
+            "completion"} <= set(rows[0])
+    assert rows[0]["iou"] == "1.0" and rows[0]["hit@0.5"] == "True" and rows[0]["pred_boxes"] == "[[0, 0, 100, 100]]"
     assert "missing </answer>" in rows[0]["problems"] and "missing <think>" in rows[0]["problems"]
     assert rows[1]["parse_failed"] == "True" and "missing <answer>" in rows[1]["problems"]
     assert rows[2]["problems"] == "no prediction"
+
+
+def test_per_sample_export_of_a_run_scored_in_memory_says_it_has_no_file(truth):
+    dataset = get_loader("jsonl")(truth)
+    result = score_predictions([{"id": "a", "pred_boxes": [[0, 0, 100, 100]]}], dataset, n_bootstrap=0)
+    with pytest.raises(ValueError, match="scored from records in memory"):
+        result.write_per_sample("per.csv")
 
 
 MSCXR_HEADER = ["dicom_id", "category_name", "label_text", "path", "x", "y", "w", "h", "image_width", "image_height",

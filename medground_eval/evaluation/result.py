@@ -52,20 +52,21 @@ class ScoreResult:
         iou = self.per_sample.iou
         return iou_hits(iou, threshold, self.report.inclusive)
 
-    def write_per_sample(self, path: str | Path) -> None:
-        """CSV with columns id, iou, hit@0.5, pointing, parse_failed, out_of_frame, category, problems; written
-        atomically ("-": standard output)."""
-        import pandas as pd
+    def write_per_sample(self, path: str | Path) -> Path:
+        """The per-sample export of ``score --per-sample`` (:mod:`medground_eval.evaluation.export`: phrase, boxes
+        in original pixels, labels, problems, completion; ``.jsonl`` or CSV), written atomically; returns the path.
 
-        scores = self.per_sample
-        frame = pd.DataFrame({
-            "id": scores.ids, "iou": scores.iou, "hit@0.5": self.hits(0.5), "pointing": scores.pointing,
-            "parse_failed": scores.parse_failed, "out_of_frame": scores.out_of_frame,
-            "category": scores.category, "problems": self.problems,
-        })
-        with open_atomic(path, "w", newline="") as handle:
-            frame.to_csv(handle, index=False)
+        It re-reads the run's files (``config``'s predictions, dataset, annotations and split); a run scored from
+        records in memory has no predictions file to read, and raises ``ValueError`` saying so.
+        """
+        from medground_eval.evaluation.export import write_per_sample
 
+        config = self.config
+        if config.get("predictions") is None:
+            raise ValueError("write_per_sample: this run was scored from records in memory (config['predictions'] "
+                             "is None); expected a run of score_files, whose predictions file the export reads")
+        return write_per_sample(self, path, config["predictions"], dataset=config["dataset"],
+                                annotations=config.get("annotations"), split=config.get("split"))
 
 def join_notes(config: Mapping[str, Any]) -> list[str]:
     """A run's non-zero join counts as sentences: unmatched and missing predictions, skipped lines."""
