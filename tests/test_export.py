@@ -121,9 +121,9 @@ def test_the_exported_boxes_give_the_scorers_iou_in_every_frame(tmp_path, frame)
         line_frame = "norm1000" if k % 7 == 0 else frame
         scale = _answer_scale(get_frame(line_frame), size)
         n_boxes = 2 if k % 5 == 0 else 1
-        boxes = [(np.asarray(truth[0]) + rng.normal(0, 60, 4) + [0, 0, 300 * (k % 3 == 0), 0]) / scale
+        boxes = [(np.asarray(truth[0]) + rng.normal(0, 20, 4) + [0, 0, 300 * (k % 3 == 0), 0]) / scale
                  for _ in range(n_boxes)]
-        answer = json.dumps([{"bbox_2d": [round(float(v), 1) for v in b], "label": "opacity"} for b in boxes])
+        answer = json.dumps([{"bbox_2d": [round(float(v), 4) for v in b], "label": "opacity"} for b in boxes])
         record = {"id": str(k), "completion": f"<think>t</think><answer>{answer}</answer>"}
         preds.append(record | ({"frame": "norm1000"} if line_frame != frame else {}))
     gt_file, preds_file = write_jsonl(tmp_path / "gt.jsonl", gt), write_jsonl(tmp_path / "p.jsonl", preds)
