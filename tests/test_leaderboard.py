@@ -134,3 +134,42 @@ def test_runs_on_different_samples_cannot_be_paired(tmp_path):
         build_leaderboard([Run("mid", None, other), Run("short", None, short)], baseline="mid", n_bootstrap=10)
     with pytest.raises(ValueError, match="run name 'mid' is used twice"):
         build_leaderboard([Run("mid", None, other), Run("mid", None, short)])
+
+
+def test_a_run_that_does_not_join_stops_the_table_unless_partial_is_allowed(tmp_path):
+    """A predictions file with other ids would rank as a row of misses: exit 2 naming the file, as `score` does."""
+    gt, runs = write_runs(tmp_path)
+    renamed = tmp_path / "renamed.jsonl"
+    renamed.write_text(runs["mid"].read_text().replace('"id": "s', '"id": "img_'))
+    args = [str(runs["good"]), str(renamed), "--dataset", "jsonl", "--annotations", str(gt), "--bootstrap", "0"]
+    result = runner.invoke(app, ["leaderboard", *args])
+    assert result.exit_code == 2 and f"error: {renamed}: " in result.stderr and result.stdout == ""
+    assert "Traceback" not in result.output
+    allowed = runner.invoke(app, ["leaderboard", *args, "--allow-partial"])
+    assert allowed.exit_code == 0 and "renamed: 12 ground-truth samples without a prediction" in allowed.stderr
+
+
+def test_a_run_in_another_frame_is_named_on_standard_error(tmp_path):
+    """Answers written in 0-1000 but scored as pixels: the table is what was asked for, with the frame warning
+    (the diagnosis needs diagnosis.MIN_SAMPLES samples: 40 here)."""
+    truth = [{"id": f"s{i}", "phrase": "lesion", "boxes": [[10 + 3 * i, 20, 60 + 3 * i, 90]],
+              "image_size": [200, 160]} for i in range(40)]
+    gt = tmp_path / "gt.jsonl"
+    gt.write_text("".join(json.dumps(r) + "\n" for r in truth))
+
+    def run(name: str, scale: tuple[float, float]) -> Path:
+        path = tmp_path / f"{name}.jsonl"
+        lines = []
+        for row in truth:
+            x1, y1, x2, y2 = row["boxes"][0]
+            box = [round(x1 * scale[0]), round(y1 * scale[1]), round(x2 * scale[0]), round(y2 * scale[1])]
+            lines.append(json.dumps({"id": row["id"], "completion": f"<think>x</think><answer>{box}</answer>"}))
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+    good, norm = run("good", (1, 1)), run("norm", (1000 / 200, 1000 / 160))
+    result = runner.invoke(app, ["leaderboard", str(good), str(norm), "--dataset", "jsonl", "--annotations",
+                                 str(gt), "--bootstrap", "0"])
+    assert result.exit_code == 0, result.output
+    assert "norm: warning:" in result.stderr and "norm1000" in result.stderr
+    assert "good: warning" not in result.stderr

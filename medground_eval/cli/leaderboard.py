@@ -9,7 +9,14 @@ from typing import Annotated
 import typer
 
 from medground_eval.cli import app
-from medground_eval.cli.score import ANSWER_TAG_HELP, _thresholds, score_with_progress
+from medground_eval.cli.frame_options import (
+    MaxPixelsOption,
+    MinPixelsOption,
+    ModelOption,
+    ProcessorOption,
+    cli_frame,
+)
+from medground_eval.cli.score import ALLOW_PARTIAL_HELP, ANSWER_TAG_HELP, _thresholds, score_with_progress
 
 FORMATS = ("md", "csv", "json")
 
@@ -50,9 +57,15 @@ def leaderboard_command(
     seed: Annotated[int, typer.Option(help="Seed of the bootstraps.")] = 0,
     format: Annotated[str, typer.Option("--format", help="md (Markdown table), csv or json.")] = "md",
     output: Annotated[Path, typer.Option(help="Write the table here (- : standard output).")] = Path("-"),
+    model: ModelOption = None,
+    processor: ProcessorOption = None,
+    min_pixels: MinPixelsOption = None,
+    max_pixels: MaxPixelsOption = None,
+    allow_partial: Annotated[bool, typer.Option(help=ALLOW_PARTIAL_HELP)] = False,
 ) -> None:
     """Rank several runs on one data set: Acc@t, mIoU, cIoU, pointing, parse failures and per-category Acc, with
     intervals; paired tests against --baseline."""
+    from medground_eval.evaluation.diagnosis import JoinError, check_join
     from medground_eval.evaluation.leaderboard import Run, build_leaderboard
     from medground_eval.evaluation.scorer import join_notes
     from medground_eval.outputs import atomic_write_text, is_stdout
@@ -62,18 +75,26 @@ def leaderboard_command(
         typer.echo(f"error: --format {format!r}: expected one of {', '.join(FORMATS)}", err=True)
         raise typer.Exit(1)
     named = [_run_arg(text) for text in runs]
-    options = dict(annotations=annotations, split=split, frame=frame, compat=compat, on_error=on_error,
+    run_frame = cli_frame(frame, model, processor, min_pixels, max_pixels)
+    options = dict(annotations=annotations, split=split, frame=run_frame, compat=compat, on_error=on_error,
                    thresholds=_thresholds(thresholds), inclusive=inclusive, n_bootstrap=bootstrap, seed=seed,
                    view=view, answer_tag=answer_tag)
     try:
         scored = [Run(name, str(path), score_with_progress(path, dataset, **options)) for name, path in named]
+        for run in scored:  # a run whose ids do not match the ground truth would rank as a row of misses
+            check_join(run.result, allow_partial)
         board = build_leaderboard(scored, sort=sort, baseline=baseline, n_bootstrap=bootstrap, seed=seed)
+    except JoinError as error:
+        typer.echo(f"error: {run.path}: {error}", err=True)
+        raise typer.Exit(2) from None
     except (FileNotFoundError, ValueError) as error:  # DataError is a ValueError: file, line, field, value
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from None
     for run in scored:
         for note in join_notes(run.result.config):
             typer.echo(f"{run.name}: {note}", err=True)
+        for finding in run.result.config["diagnosis"]["findings"]:  # e.g. another frame fits this run better
+            typer.echo(f"{run.name}: warning: {finding['title']}. {finding['advice']}", err=True)
     if format == "md":
         text = board.markdown()
     elif format == "csv":

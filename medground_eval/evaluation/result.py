@@ -16,7 +16,6 @@ from medground_eval.evaluation.compat import ScoringRules
 from medground_eval.evaluation.diagnosis import MatchedBoxes
 from medground_eval.frames import get_frame
 from medground_eval.metrics import GroundingReport, SampleScores, iou_hits
-from medground_eval.outputs import open_atomic
 
 UNTAGGED_PARSE_RULES = (
     "; --answer-tag optional: a completion without <answer> is read from its text after </think> (or its whole text) "
