@@ -24,12 +24,12 @@ from medground_eval.integrations import engines
 from medground_eval.integrations.engines import (
     REWARD_CONFIG_ENV,
     engine_command,
-    launch_engine,
     plan_engine,
 )
 from medground_eval.integrations.labels import read_label
 from medground_eval.integrations.options import TrainOptions
 from medground_eval.integrations.reward_config import load_engine_reward
+from medground_eval.training.run import launch_engine
 
 COMPLETION = ('<think>Dense left base [10, 10, 60, 60].</think>'
               '<answer>[{"bbox_2d": [10, 10, 60, 60], "label": "finding 0"}]</answer>')

@@ -18,7 +18,6 @@ from medground_eval.integrations import easyr1, engines, verl
 from medground_eval.integrations.engines import (
     REWARD_CONFIG_ENV,
     engine_command,
-    launch_engine,
     load_reward,
     reward_from_env,
 )
@@ -28,6 +27,7 @@ from medground_eval.integrations.options import TrainOptions
 from medground_eval.integrations.reward_config import load_engine_reward
 from medground_eval.rewards import SpatialSemanticReward
 from medground_eval.structures import Sample
+from medground_eval.training.run import launch_engine
 
 COMPLETIONS = [
     '<think>The left base [100, 500, 300, 700] is dense.</think>'

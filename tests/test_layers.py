@@ -19,15 +19,8 @@ LAYERS = {"evaluation": "evaluation", "integrations": "integrations", "inference
 MAY_IMPORT = {"core": {"core"}, "evaluation": {"core", "evaluation"}, "integrations": {"core", "integrations"},
               "apps": {"core", "evaluation", "integrations", "apps"}}
 
-KNOWN_CROSSINGS = {
-    # The TRL run's SFT stage, progress monitor and held-out scoring live in training/ and evaluation/: integrations.trl
-    # should receive them from the app layer (issue 11 leaves this open; the list may only shrink).
-    ("medground_eval.integrations.trl", "medground_eval.training.monitor"),
-    ("medground_eval.integrations.trl", "medground_eval.training.sft"),
-    ("medground_eval.integrations.trl", "medground_eval.evaluation.scorer"),
-    # launch_engine's held-out scoring after an engine run (the same job as the TRL run's).
-    ("medground_eval.integrations.engines", "medground_eval.evaluation.scorer"),
-}
+KNOWN_CROSSINGS: set[tuple[str, str]] = set()
+"""Imports against the rule that are known and allowed: none (the runs' orchestration lives in ``training/``)."""
 
 
 def _layer(module: str) -> str:

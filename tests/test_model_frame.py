@@ -85,11 +85,11 @@ def test_every_surface_reads_the_same_boxes(setup, monkeypatch):
     from medground_eval.datasets import get_loader
     from medground_eval.evaluation.scorer import score_files
     from medground_eval.integrations import trl
-    from medground_eval.integrations.engines import launch_engine
     from medground_eval.integrations.hf_data import build_dataset
     from medground_eval.integrations.labels import score_labels
     from medground_eval.integrations.options import TrainOptions, load_options
     from medground_eval.rewards import SpatialReward, SpatialSemanticReward
+    from medground_eval.training.run import launch_engine
 
     root, model = setup
     expected = _expected_box(_transformers_input_size(model))

@@ -1,5 +1,5 @@
-"""`medground-eval train`: MedGround-R1 GRPO with TRL (``integrations.trl``) or OpenRLHF / verl / EasyR1
-(``integrations.engines``)."""
+"""`medground-eval train`: MedGround-R1 GRPO with TRL or OpenRLHF / verl / EasyR1 (the runs: ``training.run``;
+their TRL and engine parts: ``integrations.trl``, ``integrations.engines``)."""
 
 from __future__ import annotations
 
@@ -96,10 +96,11 @@ def train_command(
             raise ValueError(f"--stage {options.stage}: only the trl backend runs it; run it with --backend trl and "
                              f"pass its output to --backend {backend} as --model")
         if backend != "trl":
-            from medground_eval.integrations.engines import launch_engine
+            from medground_eval.training.run import launch_engine
 
             raise typer.Exit(launch_engine(backend, options, dry_run=dry_run))
         from medground_eval.integrations import trl
+        from medground_eval.training import run
         engine_only = [f"--{name.replace('_', '-')}" for name in ENGINE_OPTIONS
                        if getattr(options, name) != getattr(TrainOptions(), name)]
         if engine_only:
@@ -109,7 +110,7 @@ def train_command(
         if dry_run:
             typer.echo(json.dumps(trl.check_run(options), indent=2))
             return
-        result = trl.train(options)
+        result = run.train(options)
     except (FileNotFoundError, ValueError, OSError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None

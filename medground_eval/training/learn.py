@@ -58,11 +58,11 @@ def run(args: argparse.Namespace) -> dict:
     from medground_eval.evaluation.scorer import score_files
     from medground_eval.frames import resolve_model_frame
     from medground_eval.inference import load_model_and_processor, predict_samples
-    from medground_eval.integrations import trl
     from medground_eval.metrics import paired_bootstrap
     from medground_eval.outputs import atomic_write_text
     from medground_eval.synth import SynthOptions, synthesize
     from medground_eval.tiny_model import build_tiny_qwen
+    from medground_eval.training.run import train
 
     torch.set_num_threads(1)
     out = Path(args.output)
@@ -85,12 +85,12 @@ def run(args: argparse.Namespace) -> dict:
     clock["random_eval_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    sft = trl.train(_run_options(args, out, "sft", model=str(out / "model"), learning_rate=args.sft_lr,
+    sft = train(_run_options(args, out, "sft", model=str(out / "model"), learning_rate=args.sft_lr,
                                  max_steps=args.sft_steps, per_device_train_batch_size=args.sft_batch,
                                  eval_steps=args.sft_eval_steps))
     clock["sft_s"] = time.perf_counter() - start
     start = time.perf_counter()
-    grpo = trl.train(_run_options(
+    grpo = train(_run_options(
         args, out, "grpo", init_from=str(sft.output_dir), learning_rate=args.grpo_lr, max_steps=args.grpo_steps,
         num_generations=args.grpo_generations, per_device_train_batch_size=args.grpo_generations * args.grpo_prompts,
         beta=args.grpo_beta, temperature=args.grpo_temperature, spatial_mode=args.spatial_mode,

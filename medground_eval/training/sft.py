@@ -108,7 +108,8 @@ def train_sft(options: TrainOptions):
 
     from medground_eval.inference import load_model_and_processor
     from medground_eval.integrations.hf_data import build_dataset
-    from medground_eval.integrations.trl import TrainResult, _setup, final_evaluation, model_frame, run_monitor
+    from medground_eval.integrations.trl import _setup, model_frame
+    from medground_eval.training.run import TrainResult, final_evaluation, run_monitor
 
     setup = _setup(options)
     model, processor = load_model_and_processor(
