@@ -15,7 +15,8 @@ import inspect
 import pytest
 
 MODULES = [
-    "medground_eval.structures", "medground_eval.parsing", "medground_eval.fastparse", "medground_eval.frames",
+    "medground_eval.structures", "medground_eval.parsing", "medground_eval.fastparse",
+    "medground_eval.frames.conversions", "medground_eval.frames.resolver",
     "medground_eval.boxes", "medground_eval.regions", "medground_eval.metrics", "medground_eval.prompts",
     "medground_eval.validation", "medground_eval.extras",
     "medground_eval.rewards.base", "medground_eval.rewards.format", "medground_eval.rewards.spatial",
@@ -26,7 +27,7 @@ MODULES = [
 WITHOUT_EXAMPLE = {
     "medground_eval.structures": {"ParsedBox", "Sample"},
     "medground_eval.fastparse": {"fast_parse", "canonical_label", "FastColumns", "canonical_boxes"},
-    "medground_eval.frames": {"FrameConversion", "Frame"},
+    "medground_eval.frames.conversions": {"FrameConversion", "Frame"},
     "medground_eval.regions": {"ParsedBatch", "PredictedRegions"},
     "medground_eval.metrics": {"SampleScores", "GroundingReport", "paired_bootstrap", "bca_interval"},
     "medground_eval.extras": {"MissingExtraError"},

@@ -1,13 +1,27 @@
-"""Coordinate frames: how a model writes box coordinates, and the conversion to original-image pixels.
+"""Frame kinds and presets: how a model writes box coordinates, and the conversion to original-image pixels.
 
 Frame kinds (coordinates per axis, x first, matching the box layout):
 
 - ``"pixel"``: original image pixels, extent ``[0, W]`` (2D and 3D).
 - ``"norm1000"``: 0-1000 on each axis, whatever the image size (Qwen2-VL, Qwen3-VL, InternVL) (2D and 3D).
 - ``"norm1"``: 0-1 on each axis (2D and 3D).
+- ``"norm1024"``: 1024 bins per axis written as integers 0-1023, a coordinate ``v`` is ``v / 1024`` of the side
+  (PaliGemma's ``<locNNNN>`` tokens, big_vision's convention); 2D only.
+- ``"bins1000"``: 1000 bins per axis, 0-999, a coordinate ``v`` is the bin centre ``(v + 0.5) / 1000`` of the side
+  (Florence-2's ``<loc_N>`` tokens: its ``BoxQuantizer`` floors into 1000 bins and dequantizes at the centre); 2D only.
 - ``"resized"``: absolute pixels of the model's resized input image (Qwen2.5-VL). The input size is
   :func:`smart_resize` of the image size unless given; 2D only.
 - ``"m3d-npy"``: index space of M3D's preprocessed ``1 x 32 x 256 x 256`` volume (3D only, see below).
+
+Axis order is part of a frame: ``axes="yx"`` (Gemini's ``box_2d``, PaliGemma's loc tokens) means a box is written
+``[y1, x1, y2, x2]``; :meth:`Frame.to_pixels` swaps it to ``[x1, y1, x2, y2]`` once, before scaling, and
+:meth:`Frame.from_pixels` writes it back y-first. The parser never swaps (``ParsedBox.axes`` only records what a
+dialect documents). Presets: ``gemini`` (y-first 0-1000), ``paligemma`` (y-first ``norm1024``), ``florence-2``
+(x-first ``bins1000``).
+
+A frame has one canonical text, :attr:`Frame.spec`: a preset name when it equals one, else the kind with the
+settings that differ from the kind's preset, ``"resized:max_pixels=1003520"``; :func:`get_frame` reads it back.
+Predictions files, labels and ``metrics.json`` record a frame by this text.
 
 3D (M3D-RefSeg): boxes are ``[x1, y1, z1, x2, y2, z2]`` and the image size ``(W, H, D)`` is the volume shape
 ``(X, Y, Z)`` of nibabel's array; ``"voxel"`` is an alias of ``"pixel"``. ``"norm1000"`` / ``"norm1"`` scale each
@@ -29,10 +43,8 @@ maps to ``x1 + e * (x2 - x1) / 256`` on x (``/ 256`` on y, ``/ 32`` on z), the e
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal, NamedTuple
 
 import numpy as np
@@ -40,9 +52,14 @@ from numpy.typing import ArrayLike
 
 from medground_eval.boxes import as_boxes
 
-FrameKind = Literal["pixel", "norm1000", "norm1", "resized", "m3d-npy"]
-FRAME_KINDS: tuple[str, ...] = ("pixel", "norm1000", "norm1", "resized", "m3d-npy")
-_NORM_EXTENT = {"norm1000": 1000.0, "norm1": 1.0}
+FrameKind = Literal["pixel", "norm1000", "norm1", "norm1024", "bins1000", "resized", "m3d-npy"]
+FRAME_KINDS: tuple[str, ...] = ("pixel", "norm1000", "norm1", "norm1024", "bins1000", "resized", "m3d-npy")
+AXES: tuple[str, ...] = ("xy", "yx")
+_NORM_EXTENT = {"norm1000": 1000.0, "norm1": 1.0, "norm1024": 1024.0}
+"""Per-axis extent of the normalized kinds: pixel = v * side / extent."""
+_BINS = 1000
+"""Bins per axis of ``bins1000``: pixel = (v + 0.5) * side / bins, in frame for v in [0, bins - 1]."""
+_TWO_D_ONLY = ("norm1024", "bins1000", "resized")
 
 M3D_NPY_SHAPE: tuple[int, int, int] = (32, 256, 256)
 """Spatial shape ``(D, H, W)`` of M3D's preprocessed volumes (``ct.npy`` / ``mask.npy`` are ``(1, D, H, W)``)."""
@@ -68,6 +85,9 @@ def smart_resize(
     result has more than ``max_pixels`` pixels, the image is scaled down to fit and sides rounded down
     (at least ``factor``); if fewer than ``min_pixels``, it is scaled up and sides rounded up.
     Raises ValueError for non-positive sizes or factor, or an aspect ratio above 200.
+
+    >>> smart_resize(2500, 2048, max_pixels=1280 * 28 * 28)
+    (1092, 896)
     """
     if not (height > 0 and width > 0):
         raise ValueError(f"smart_resize: height and width must be positive, got height={height}, width={width}")
@@ -118,16 +138,20 @@ def _sizes(size: ArrayLike, dims: int, n: int, name: str) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Frame:
-    """A coordinate frame; ``factor`` / ``min_pixels`` / ``max_pixels`` only matter to ``"resized"``."""
+    """A coordinate frame; ``factor`` / ``min_pixels`` / ``max_pixels`` only matter to ``"resized"``; ``axes`` is
+    ``"xy"`` (x first) or ``"yx"`` (y first, 2D only)."""
 
     kind: FrameKind
     factor: int = 28
     min_pixels: int = 4 * 28 * 28
     max_pixels: int = 16384 * 28 * 28
+    axes: str = "xy"
 
     def __post_init__(self) -> None:
         if self.kind not in FRAME_KINDS:
             raise ValueError(f"Frame kind {self.kind!r} is unknown: expected one of {', '.join(FRAME_KINDS)}")
+        if self.axes not in AXES:
+            raise ValueError(f"Frame axes {self.axes!r} is unknown: expected 'xy' (x first) or 'yx' (y first)")
         for name in ("factor", "min_pixels", "max_pixels"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
@@ -140,13 +164,16 @@ class Frame:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Per box, as ``(n, 2 * d)`` arrays (lower and upper corner alike): the image size and the frame's extent."""
         n, dims = boxes.shape[0], boxes.shape[1] // 2
+        if dims != 2 and (self.kind in _TWO_D_ONLY or self.axes != "xy"):
+            what = f"the {self.kind!r} frame" if self.kind in _TWO_D_ONLY else "a y-first frame"
+            raise ValueError(f"{what} is 2D only, got boxes with {2 * dims} numbers")
         image = _sizes(image_size, dims, n, "image_size")
         if self.kind == "pixel":
             extent = image
         elif self.kind in _NORM_EXTENT:
             extent = np.full_like(image, _NORM_EXTENT[self.kind])
-        elif dims != 2:
-            raise ValueError(f"the 'resized' frame is 2D only, got boxes with {2 * dims} numbers")
+        elif self.kind == "bins1000":
+            extent = np.full_like(image, float(_BINS))
         elif input_size is None:
             extent = self.input_sizes(image)
         else:
@@ -190,11 +217,33 @@ class Frame:
             out_of_frame = ~((b >= 0) & (b <= _NPY_EXTENT)).all(axis=1)
             pixels = origin + b[:, _NPY_BOX_TO_XYZ] * scale
         else:
+            b = self.xy(b)
             image, extent = self._sizes_and_extent(b, image_size, input_size)
-            out_of_frame = ~((b >= 0) & (b <= extent)).all(axis=1)
-            pixels = b.copy() if self.kind == "pixel" else b * image / extent
+            if self.kind == "bins1000":
+                out_of_frame = ~((b >= 0) & (b <= extent - 1)).all(axis=1)
+                pixels = (b + 0.5) * image / extent
+            else:
+                out_of_frame = ~((b >= 0) & (b <= extent)).all(axis=1)
+                pixels = b.copy() if self.kind == "pixel" else b * image / extent
         np.clip(pixels, 0.0, image, out=pixels)
         return FrameConversion(pixels, out_of_frame)
+
+    def xy(self, boxes: np.ndarray) -> np.ndarray:
+        """``(N, 4)`` boxes as written in this frame, x first: ``[y1, x1, y2, x2]`` columns swapped when ``axes`` is
+        ``"yx"`` (the one place a y-first box is swapped; its own inverse), else unchanged."""
+        return boxes[:, [1, 0, 3, 2]] if self.axes == "yx" and boxes.shape[1] == 4 else boxes
+
+    @property
+    def spec(self) -> str:
+        """The canonical text of this frame (see the module doc), which :func:`get_frame` reads back."""
+        exact = next((name for name, preset in FRAME_PRESETS.items() if preset == self), None)
+        if exact is not None:
+            return exact
+        # Every kind is a preset of its own name (x first, default settings); the settings that differ follow it.
+        reference = FRAME_PRESETS[self.kind]
+        changed = [f"{name}={getattr(self, name)}" for name in (*_OVERRIDES, "axes")
+                   if getattr(self, name) != getattr(reference, name)]
+        return f"{self.kind}:{','.join(changed)}"
 
     def from_pixels(self, boxes: ArrayLike, image_size: ArrayLike, input_size: ArrayLike | None = None) -> np.ndarray:
         """Inverse of :meth:`to_pixels` (without clipping): original-image pixel boxes written in this frame
@@ -204,7 +253,9 @@ class Frame:
             _, origin, scale = self._npy_geometry(b, image_size, input_size)
             return ((b - origin) / scale)[:, _XYZ_BOX_TO_NPY]
         image, extent = self._sizes_and_extent(b, image_size, input_size)
-        return b.copy() if self.kind == "pixel" else b * extent / image
+        if self.kind == "bins1000":
+            return self.xy(b * extent / image - 0.5)
+        return self.xy(b.copy() if self.kind == "pixel" else b * extent / image)
 
     def _npy_geometry(
         self, boxes: np.ndarray, image_size: ArrayLike, input_size: ArrayLike | None
@@ -258,168 +309,57 @@ FRAME_PRESETS: dict[str, Frame] = {
     "qwen2.5-vl": _QWEN25,
     "qwen3-vl": Frame("norm1000"),
     "internvl": Frame("norm1000"),
+    "gemini": Frame("norm1000", axes="yx"),
+    "norm1024": Frame("norm1024"),
+    "paligemma": Frame("norm1024", axes="yx"),
+    "bins1000": Frame("bins1000"),
+    "florence-2": Frame("bins1000"),
     "m3d-npy": Frame("m3d-npy"),
 }
+"""Frames by name: the kinds themselves, and the model families' conventions (docs/frames.md)."""
+_OVERRIDES = ("factor", "min_pixels", "max_pixels")
 
 
 def get_frame(spec: str | Frame, **overrides: int) -> Frame:
-    """The frame named ``spec`` (a key of :data:`FRAME_PRESETS`, case-insensitive) or ``spec`` itself,
-    with ``overrides`` (``factor``, ``min_pixels``, ``max_pixels``) replaced, as processors allow.
+    """The frame named ``spec`` (a key of :data:`FRAME_PRESETS`, case-insensitive, optionally followed by settings as
+    :attr:`Frame.spec` writes them: ``"qwen2.5-vl:max_pixels=1003520"``) or ``spec`` itself, with ``overrides``
+    (``factor``, ``min_pixels``, ``max_pixels``) replaced, as processors allow.
 
-    Raises ValueError for an unknown name (listing the known ones) or an unknown override.
+    Raises ValueError for an unknown name (listing the known ones), an unknown override or a bad setting.
+
+    >>> frame = get_frame("qwen2.5-vl", max_pixels=1280 * 28 * 28)
+    >>> frame.kind, frame.min_pixels, frame.max_pixels
+    ('resized', 3136, 1003520)
     """
     if isinstance(spec, Frame):
         frame = spec
     else:
-        key = str(spec).strip().lower()
+        key, _, settings = str(spec).strip().lower().partition(":")
+        key = key.strip()
         if key not in FRAME_PRESETS:
-            raise ValueError(f"unknown frame {spec!r}: expected one of {', '.join(FRAME_PRESETS)}")
+            raise ValueError(f"unknown frame {spec!r}: expected one of {', '.join(FRAME_PRESETS)}"
+                             " (optionally with settings, e.g. 'qwen2.5-vl:max_pixels=1003520')")
         frame = FRAME_PRESETS[key]
-    allowed = ("factor", "min_pixels", "max_pixels")
-    unknown = sorted(set(overrides) - set(allowed))
+        if settings.strip():
+            frame = dataclasses.replace(frame, **_settings(spec, settings))
+    unknown = sorted(set(overrides) - set(_OVERRIDES))
     if unknown:
-        raise ValueError(f"unknown frame override(s) {', '.join(unknown)}: expected any of {', '.join(allowed)}")
+        raise ValueError(f"unknown frame override(s) {', '.join(unknown)}: expected any of {', '.join(_OVERRIDES)}")
     return dataclasses.replace(frame, **overrides) if overrides else frame
 
 
-MODEL_TYPE_FRAMES: dict[str, str] = {
-    "qwen2_5_vl": "qwen2.5-vl",
-    "qwen2_vl": "norm1000",
-    "qwen3_vl": "norm1000",
-    "qwen3_vl_moe": "norm1000",
-}
-"""The frame preset each known ``config.json`` ``model_type`` answers in (Qwen2.5-VL: pixels of its resized input;
-Qwen2-VL / Qwen3-VL: 0-1000)."""
-
-PROCESSOR_DEFAULTS: dict[str, int] = {"min_pixels": 56 * 56, "max_pixels": 28 * 28 * 1280, "patch_size": 14,
-                                      "merge_size": 2}
-"""transformers' ``Qwen2VLImageProcessor`` class defaults (``size = {"shortest_edge": 56 * 56, "longest_edge":
-28 * 28 * 1280}``, patch 14, merge 2), used for a key its ``preprocessor_config.json`` does not set."""
-
-
-def _json_object(path: Path) -> dict:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise ValueError(f"{path}: not a readable JSON file ({error})") from None
-    if not isinstance(value, dict):
-        raise ValueError(f"{path}: expected a JSON object, got {type(value).__name__}")
-    return value
-
-
-def _positive_int(value: object, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or value != int(value) or value <= 0:
-        raise ValueError(f"{where} = {value!r}: expected a positive integer")
-    return int(value)
-
-
-def processor_pixel_limits(folder: str | Path) -> dict[str, int]:
-    """``factor``, ``min_pixels`` and ``max_pixels`` of the Qwen image processor saved in ``folder``.
-
-    Read as transformers reads ``preprocessor_config.json``: ``size.shortest_edge`` / ``size.longest_edge``, which
-    top-level ``min_pixels`` / ``max_pixels`` override; ``factor = patch_size * merge_size``; a key not set takes the
-    class default (:data:`PROCESSOR_DEFAULTS`). No ``preprocessor_config.json``: an empty dict (the preset's limits
-    stand). Raises ValueError naming the file and field for a malformed value.
-
-    >>> import tempfile
-    >>> folder = Path(tempfile.mkdtemp())
-    >>> _ = (folder / "preprocessor_config.json").write_text('{"max_pixels": 1003520, "size": {"shortest_edge": 3136}}')
-    >>> processor_pixel_limits(folder)
-    {'factor': 28, 'min_pixels': 3136, 'max_pixels': 1003520}
-    """
-    path = Path(folder) / "preprocessor_config.json"
-    if not path.is_file():
-        return {}
-    config = _json_object(path)
-    size = config.get("size") or {}
-    if not isinstance(size, dict):
-        raise ValueError(f"{path}: field 'size' = {size!r}: expected an object with shortest_edge / longest_edge")
-    found = {
-        "min_pixels": (config.get("min_pixels"), "min_pixels") if config.get("min_pixels") is not None
-        else (size.get("shortest_edge"), "size.shortest_edge"),
-        "max_pixels": (config.get("max_pixels"), "max_pixels") if config.get("max_pixels") is not None
-        else (size.get("longest_edge"), "size.longest_edge"),
-        "patch_size": (config.get("patch_size"), "patch_size"),
-        "merge_size": (config.get("merge_size"), "merge_size"),
-    }
-    values = {
-        name: PROCESSOR_DEFAULTS[name] if value is None else _positive_int(value, f"{path}: field {field!r}")
-        for name, (value, field) in found.items()
-    }
-    return {"factor": values["patch_size"] * values["merge_size"], "min_pixels": values["min_pixels"],
-            "max_pixels": values["max_pixels"]}
-
-
-def resolve_model_frame(
-    model_or_processor_dir: str | Path,
-    *,
-    default: str | Frame = "pixel",
-    min_pixels: int | None = None,
-    max_pixels: int | None = None,
-) -> Frame:
-    """The frame a model answers in, from its local checkpoint (or processor) folder; json only, no transformers.
-
-    The ``model_type`` of ``config.json`` picks the preset (:data:`MODEL_TYPE_FRAMES`); a folder without one, a model
-    type not listed, or a path that is no local folder (a hub name) gives ``default``. A ``"resized"`` frame then
-    takes the pixel limits and factor of the folder's ``preprocessor_config.json`` (:func:`processor_pixel_limits`),
-    and ``min_pixels`` / ``max_pixels``, when given, override them (as they override the processor's). Every
-    backend, ``predict``, ``convert`` and the labels resolve the model's frame here, so their boxes agree.
-
-    Raises ValueError naming the file for a malformed config, and for limits a :class:`Frame` refuses.
-
-    >>> import tempfile
-    >>> folder = Path(tempfile.mkdtemp())
-    >>> _ = (folder / "config.json").write_text('{"model_type": "qwen2_5_vl"}')
-    >>> _ = (folder / "preprocessor_config.json").write_text('{"min_pixels": 3136, "max_pixels": 1003520}')
-    >>> resolve_model_frame(folder)
-    Frame(kind='resized', factor=28, min_pixels=3136, max_pixels=1003520)
-    >>> resolve_model_frame(folder, max_pixels=200704).max_pixels
-    200704
-    >>> resolve_model_frame("Qwen/Qwen2-VL-7B-Instruct", default="norm1000").kind  # not a local folder
-    'norm1000'
-    """
-    folder = Path(model_or_processor_dir)
-    frame = get_frame(default)
-    config = folder / "config.json"
-    if folder.is_dir() and config.is_file():
-        model_type = _json_object(config).get("model_type")
-        if model_type in MODEL_TYPE_FRAMES:
-            frame = get_frame(MODEL_TYPE_FRAMES[model_type])
-    if frame.kind != "resized":
-        return frame
-    overrides = processor_pixel_limits(folder) if folder.is_dir() else {}
-    for name, value in (("min_pixels", min_pixels), ("max_pixels", max_pixels)):
-        if value is not None:
-            overrides[name] = _positive_int(value, name)
-    if overrides.get("min_pixels", frame.min_pixels) > overrides.get("max_pixels", frame.max_pixels):
-        raise ValueError(
-            f"model {str(folder)!r}: min_pixels = {overrides.get('min_pixels', frame.min_pixels)} exceeds max_pixels ="
-            f" {overrides.get('max_pixels', frame.max_pixels)} (preprocessor_config.json, or the override)"
-        )
-    return dataclasses.replace(frame, **overrides)
-
-
-def preset_name(frame: Frame, hint: str | None = None) -> str:
-    """A preset name for ``frame`` to write in a label: ``hint`` when that preset is ``frame`` up to the pixel limits
-    (which a label carries as its ``input_size``), else the first such preset of :data:`MODEL_TYPE_FRAMES`, then of
-    :data:`FRAME_PRESETS`.
-
-    >>> preset_name(get_frame("resized", max_pixels=1003520))
-    'qwen2.5-vl'
-    >>> preset_name(get_frame("qwen2.5-vl"), hint="resized")
-    'resized'
-    >>> preset_name(get_frame("qwen2-vl"))
-    'norm1000'
-    """
-    def same(name: str) -> bool:
-        preset = FRAME_PRESETS[name]
-        limits = {k: getattr(frame, k) for k in ("factor", "min_pixels", "max_pixels")}
-        return dataclasses.replace(preset, **limits) == frame
-
-    if hint is not None and hint.strip().lower() in FRAME_PRESETS and same(hint.strip().lower()):
-        return hint
-    for name in dict.fromkeys([*MODEL_TYPE_FRAMES.values(), *FRAME_PRESETS]):
-        if same(name):
-            return name
-    raise ValueError(f"frame {frame!r} matches no preset of {', '.join(FRAME_PRESETS)}")
+def _settings(spec: str, text: str) -> dict[str, object]:
+    """``"min_pixels=3136,max_pixels=1003520,axes=yx"`` as keyword arguments of :class:`Frame` (ValueError if bad)."""
+    out: dict[str, object] = {}
+    for part in text.split(","):
+        name, equals, value = (p.strip() for p in part.partition("="))
+        if not equals or name not in (*_OVERRIDES, "axes"):
+            raise ValueError(f"frame {spec!r}: setting {part.strip()!r} is not name=value with name one of "
+                             f"{', '.join((*_OVERRIDES, 'axes'))}")
+        if name == "axes":
+            out[name] = value
+        elif value.isdigit():
+            out[name] = int(value)
+        else:
+            raise ValueError(f"frame {spec!r}: {name} = {value!r}: expected a positive integer")
+    return out
