@@ -53,244 +53,26 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import dataclasses
 import hashlib
-import json
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from types import ModuleType
 from typing import Literal
 
-import numpy as np
-
 from medground_eval.datasets.base import DataError, LoadedDataset, OnError, RowErrors, register_dataset
+from medground_eval.datasets.m3d_cases import Case, CaseFailure, load_case
 from medground_eval.datasets.textfile import text_lines
-from medground_eval.extras import requires
+from medground_eval.datasets.volumes import (  # noqa: F401  (re-exported: their import path of before)
+    NPY_CROP_PERCENTILE,
+    VIEWS,
+    largest_slice_box,
+    mask_box,
+    npy_crop_box,
+    view_sample,
+    voxel_box_to_mm,
+)
 from medground_eval.structures import Sample
 
 COLUMNS = ("Image", "Mask", "Mask_ID", "Question_Type", "Question", "Answer")
 SPLITS = ("train", "test", "all")
-VIEWS = ("volume", "slice", "projection")
-"""What a sample's target is: its 3D box (``volume``) or one of its 2D views (see :func:`view_sample`)."""
-_VIEW_KEYS = {"slice": "largest_slice", "projection": "axial_projection_box"}
-
-
-def _nibabel() -> ModuleType:
-    """The nibabel module, or an ImportError that says how to install it."""
-    with requires("m3d", "reading M3D-RefSeg NIfTI volumes"):
-        import nibabel
-    return nibabel
-
-
-def mask_box(mask: np.ndarray) -> np.ndarray:
-    """Tight bounding box of the nonzero entries of an n-D mask, as int64 ``[lo_0..lo_n-1, hi_0..hi_n-1]``.
-
-    Upper bounds are exclusive (``hi = last nonzero index + 1``): a 3D mask gives ``[x1, y1, z1, x2, y2, z2]``
-    in its array axis order. Computed from one ``np.any`` profile per axis. An all-zero mask raises ValueError.
-    """
-    mask = np.asarray(mask, dtype=bool)
-    lows, highs = [], []
-    for axis in range(mask.ndim):
-        profile = np.any(mask, axis=tuple(a for a in range(mask.ndim) if a != axis))
-        hits = np.flatnonzero(profile)
-        if hits.size == 0:
-            raise ValueError(f"mask of shape {mask.shape} has no nonzero entry: no bounding box")
-        lows.append(hits[0])
-        highs.append(hits[-1] + 1)
-    return np.array(lows + highs, dtype=np.int64)
-
-
-def largest_slice_box(mask: np.ndarray, axis: int = 2) -> tuple[int, np.ndarray]:
-    """The slice along ``axis`` with the most nonzero voxels (lowest index on ties) and its 2D box.
-
-    The box is :func:`mask_box` of that slice, in the order of the two remaining axes (``axis=2``: the axial
-    slice ``mask[:, :, k]`` and ``[x1, y1, x2, y2]``). An all-zero 3D mask raises ValueError.
-    """
-    mask = np.asarray(mask, dtype=bool)
-    if mask.ndim != 3:
-        raise ValueError(f"mask has shape {mask.shape}: expected a 3D array")
-    counts = mask.sum(axis=tuple(a for a in range(3) if a != axis))
-    if not counts.any():
-        raise ValueError(f"mask of shape {mask.shape} has no nonzero entry: no largest slice")
-    index = int(np.argmax(counts))
-    return index, mask_box(np.take(mask, index, axis=axis))
-
-
-NPY_CROP_PERCENTILE = 0.5
-"""M3D's preprocessing maps this intensity percentile to 0 and crops to the voxels above it."""
-
-
-def npy_crop_box(ct: np.ndarray) -> np.ndarray:
-    """The foreground crop of M3D's preprocessing, as an int64 voxel box ``[x1, y1, z1, x2, y2, z2]``.
-
-    ``m3d_refseg_data_prepare.py`` rescales the CT with ``ScaleIntensityRangePercentilesd(lower=0.5, upper=99.5,
-    b_min=0, b_max=1, clip=True)`` and crops with ``CropForegroundd(source_key="image")`` (foreground: value > 0,
-    margin 0), i.e. to the voxels strictly above the 0.5th percentile (linear interpolation, float32 as MONAI
-    computes it). ``ct`` is the ``(X, Y, Z)`` array of ``get_fdata()``; the box is in its axes, upper bound
-    exclusive, and is the ``input_size`` of the ``"m3d-npy"`` frame. A CT with no voxel above that percentile
-    (a constant volume, which M3D's pipeline cannot resize either) raises ValueError.
-    """
-    values = np.asarray(ct, dtype=np.float32)
-    if values.ndim != 3:
-        raise ValueError(f"ct has shape {values.shape}: expected a 3D array")
-    low = np.float32(np.percentile(values, NPY_CROP_PERCENTILE))
-    foreground = values > low
-    if not foreground.any():
-        raise ValueError(f"ct has no voxel above its {NPY_CROP_PERCENTILE}th percentile ({low}): no foreground crop")
-    return mask_box(foreground)
-
-
-def voxel_box_to_mm(box: np.ndarray, affine: np.ndarray) -> np.ndarray:
-    """Voxel boxes ``(6,)`` or ``(N, 6)`` (exclusive upper bound) -> enclosing world boxes in mm, same shape.
-
-    nibabel's affine maps voxel *centres*: voxel ``i`` covers ``[i - 0.5, i + 0.5]`` in index coordinates, so
-    the box ``[x1, x2)`` spans ``[x1 - 0.5, x2 - 0.5]``. Its 8 corners go through the affine and the result
-    is their per-axis min / max, in the affine's world axes (RAS+ for NIfTI). For an axis-aligned affine the
-    mm box has exactly the voxel box's volume times the voxel volume; for an oblique one it encloses it.
-    """
-    boxes = np.asarray(box, dtype=np.float64)
-    single = boxes.ndim == 1
-    boxes = np.atleast_2d(boxes)
-    if boxes.shape[-1] != 6:
-        raise ValueError(f"box has shape {np.shape(box)}: expected (6,) or (N, 6)")
-    affine = np.asarray(affine, dtype=np.float64)
-    if affine.shape != (4, 4):
-        raise ValueError(f"affine has shape {affine.shape}: expected (4, 4)")
-    low, high = boxes[:, :3] - 0.5, boxes[:, 3:] - 0.5
-    choose = np.array([[(c >> a) & 1 for a in range(3)] for c in range(8)], dtype=bool)  # (8, 3)
-    corners = np.where(choose[None], high[:, None, :], low[:, None, :])  # (N, 8, 3)
-    world = corners @ affine[:3, :3].T + affine[:3, 3]
-    result = np.concatenate([world.min(axis=1), world.max(axis=1)], axis=1)
-    return result[0] if single else result
-
-
-@dataclass(frozen=True)
-class _Region:
-    """What a sample needs from one ``mask == Mask_ID`` region."""
-
-    box: np.ndarray  # (6,) int64
-    largest_slice: tuple[int, list[int]]
-    projection_box: list[int]
-
-
-@dataclass(frozen=True)
-class _Case:
-    """One mask file read once: the CT geometry, the regions of every requested id, the descriptions."""
-
-    image_size: tuple[int, int, int]
-    affine: np.ndarray | None  # None: M3D's npy layout (no geometry)
-    axcodes: tuple[str, ...] | None
-    regions: dict[int, _Region | None]  # None: no voxel carries the id
-    texts: dict[str, str]
-    mask_path: Path
-    text_path: Path
-    npy_crop: list[int] | None  # npy_crop_box of the CT, when asked for
-
-
-@dataclass(frozen=True)
-class _CaseFailure:
-    """Why a case could not be read; every row of the case reports it with its own line."""
-
-    field: str
-    value: object
-    expected: str
-
-
-def _region(label: np.ndarray) -> _Region:
-    """Box and 2D views of a non-empty boolean 3D region (views computed on the box crop, then shifted)."""
-    box = mask_box(label)
-    x1, y1, z1, x2, y2, z2 = box
-    crop = label[x1:x2, y1:y2, z1:z2]
-    shift = np.array([x1, y1, x1, y1])
-    k, slice_box = largest_slice_box(crop, axis=2)
-    projection = mask_box(crop.any(axis=2)) + shift
-    return _Region(box, (int(k + z1), (slice_box + shift).tolist()), projection.tolist())
-
-
-def view_sample(sample: Sample, view: str) -> Sample:
-    """``sample`` with the target of ``view``: ``"volume"`` returns it unchanged; ``"slice"`` gives the 2D box of
-    ``extra["largest_slice"]`` (the slice index itself is not part of the box), ``"projection"`` the box of
-    ``extra["axial_projection_box"]``, both with ``image_size`` ``(X, Y)``. ValueError for an unknown view, or a
-    sample without that view (not a 3D sample, or loaded with ``with_views=False``)."""
-    if view not in VIEWS:
-        raise ValueError(f"view = {view!r}: expected one of {', '.join(VIEWS)}")
-    if view == "volume":
-        return sample
-    key = _VIEW_KEYS[view]
-    if sample.dims != 3 or key not in sample.extra:
-        raise ValueError(f"sample {sample.id!r} has no {view} view (extra[{key!r}]): views exist for the 3D samples "
-                         "of m3d-refseg loaded with with_views=True")
-    value = sample.extra[key]
-    box = value[1] if view == "slice" else value
-    size = None if sample.image_size is None else sample.image_size[:2]
-    return dataclasses.replace(sample, boxes=np.asarray([box], dtype=np.float64), image_size=size)
-
-
-def _read_texts(text_path: Path) -> dict[str, str] | _CaseFailure:
-    expected = f"a JSON object mapping mask ids to descriptions at {text_path}"
-    try:
-        texts = json.loads(text_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return _CaseFailure("Mask", str(text_path), expected + " (file not found)")
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        return _CaseFailure("Mask", str(text_path), f"{expected} (invalid JSON: {error})")
-    if not isinstance(texts, dict):
-        return _CaseFailure("Mask", str(text_path), f"{expected} (found {type(texts).__name__})")
-    return {str(key): value for key, value in texts.items()}
-
-
-def _load_case(bases: tuple[Path, ...], image: str, mask: str, ids: set[int], npy_crop: bool) -> _Case | _CaseFailure:
-    """Read the CT header (its data too with ``npy_crop``), the mask (once) and text.json; compute the region of
-    every id in ``ids``. Paths are resolved against ``bases``; ``.npy`` files are M3D's layout."""
-    paths = []
-    for field, written in (("Image", image), ("Mask", mask)):
-        path, looked = _resolve(bases, written)
-        if path is None:
-            return _CaseFailure(field, written, "an existing NIfTI or .npy file (looked for "
-                                + ", ".join(str(p) for p in looked) + ")")
-        paths.append(path)
-    ct_path, mask_path = paths
-    if ct_path.suffix == ".npy" or mask_path.suffix == ".npy":
-        if npy_crop:
-            return _CaseFailure("Image", image, "a NIfTI CT for the m3d-npy frame's crop box (the npy layout is "
-                                "already cropped and resized: score it with --frame pixel)")
-        return _load_npy_case(ct_path, mask_path, image, mask, ids)
-    nib = _nibabel()
-    text_path = mask_path.parent / "text.json"
-    texts = _read_texts(text_path)
-    if isinstance(texts, _CaseFailure):
-        return texts
-    volumes = []
-    for field, _written, path in (("Image", image, ct_path), ("Mask", mask, mask_path)):
-        try:
-            volumes.append(nib.load(path))
-        except Exception as error:  # nibabel raises several types for unreadable files
-            return _CaseFailure(field, str(path), f"a readable NIfTI file ({type(error).__name__}: {error})")
-    ct, mask_image = volumes
-    if len(ct.shape) != 3:
-        return _CaseFailure("Image", image, f"a 3D volume ({ct_path} has shape {ct.shape})")
-    if mask_image.shape != ct.shape:
-        return _CaseFailure("Mask", mask, f"a mask of the CT's shape {ct.shape} ({mask_path} has {mask_image.shape})")
-    try:
-        labels = np.asanyarray(mask_image.dataobj)
-    except Exception as error:  # a truncated or corrupt data block only fails when read
-        return _CaseFailure("Mask", mask, f"a readable NIfTI file ({mask_path}: {type(error).__name__}: {error})")
-    regions: dict[int, _Region | None] = {}
-    for mask_id in sorted(ids):
-        region = labels == mask_id
-        regions[mask_id] = _region(region) if region.any() else None
-    crop = None
-    if npy_crop:
-        try:
-            crop = npy_crop_box(ct.get_fdata(dtype=np.float32)).tolist()
-        except ValueError as error:
-            return _CaseFailure("Image", image, f"a CT with a foreground for M3D's crop ({ct_path}: {error})")
-        except Exception as error:  # a truncated or corrupt data block only fails when read
-            return _CaseFailure("Image", image, f"a readable NIfTI file ({ct_path}: {type(error).__name__}: {error})")
-    affine = np.array(ct.affine, dtype=np.float64)
-    affine.setflags(write=False)
-    return _Case(tuple(int(n) for n in ct.shape), affine, tuple(nib.aff2axcodes(affine)), regions, texts,
-                 mask_path, text_path, crop)
 
 
 LISTING_NAMES = {
@@ -328,47 +110,6 @@ def find_layout(data_dir: str | Path, split: str) -> tuple[Path, tuple[Path, ...
         + ". Expected the release root (M3D_RefSeg_{all,train,test}.csv beside M3D_RefSeg/), its case folder "
         "M3D_RefSeg/, or M3D's M3D_RefSeg_npy/ (M3D_RefSeg.csv, M3D_RefSeg_test.csv)"
     )
-
-
-def _resolve(bases: tuple[Path, ...], written: str) -> tuple[Path | None, list[Path]]:
-    """The first existing file for a row's path (``.nii.gz`` falls back to the ``.npy`` beside it), and every
-    candidate looked at."""
-    looked: list[Path] = []
-    names = [written]
-    if written.endswith(".nii.gz"):
-        names.append(written[: -len(".nii.gz")] + ".npy")
-    for base in bases:
-        for name in names:
-            path = base / name
-            looked.append(path)
-            if path.is_file():
-                return path, looked
-    return None, looked
-
-
-def _load_npy_case(ct_path: Path, mask_path: Path, image: str, mask: str, ids: set[int]) -> _Case | _CaseFailure:
-    """A case of M3D's npy layout: ``(1, D, H, W)`` arrays; regions in the npy grid, axes reordered to (H, W, D)."""
-    text_path = mask_path.parent / "text.json"
-    texts = _read_texts(text_path)
-    if isinstance(texts, _CaseFailure):
-        return texts
-    arrays = []
-    for field, written, path in (("Image", image, ct_path), ("Mask", mask, mask_path)):
-        try:
-            array = np.load(path, mmap_mode="r", allow_pickle=False)
-        except Exception as error:  # numpy raises several types for unreadable files
-            return _CaseFailure(field, str(path), f"a readable .npy array ({type(error).__name__}: {error})")
-        if array.ndim == 4 and array.shape[0] == 1:
-            array = array[0]
-        if array.ndim != 3:
-            return _CaseFailure(field, written, f"a (1, D, H, W) array as M3D writes it ({path} has {array.shape})")
-        arrays.append(array)
-    ct, labels = arrays
-    if labels.shape != ct.shape:
-        return _CaseFailure("Mask", mask, f"a mask of the CT's shape {ct.shape} ({mask_path} has {labels.shape})")
-    labels = np.transpose(np.asarray(labels), (1, 2, 0))  # (D, H, W) -> (H, W, D): x, y, z of the original axes
-    regions = {i: (_region(labels == i) if (labels == i).any() else None) for i in sorted(ids)}
-    return _Case(tuple(int(n) for n in labels.shape), None, None, regions, texts, mask_path, text_path, None)
 
 
 def _parse_mask_id(value: str) -> int | None:
@@ -454,7 +195,7 @@ def load_m3d_refseg(
         if mask_id is not None:
             wanted.setdefault(row["Mask"], set()).add(mask_id)
 
-    cases: dict[str, _Case | _CaseFailure] = {}
+    cases: dict[str, Case | CaseFailure] = {}
     seen: dict[str, int] = {}
     samples: list[Sample] = []
     for line, row in rows:
@@ -467,9 +208,9 @@ def load_m3d_refseg(
             continue
         mask = row["Mask"]
         if mask not in cases:
-            cases[mask] = _load_case(bases, row["Image"], mask, wanted[mask], npy_crop)
+            cases[mask] = load_case(bases, row["Image"], mask, wanted[mask], npy_crop)
         case = cases[mask]
-        if isinstance(case, _CaseFailure):
+        if isinstance(case, CaseFailure):
             errors.handle(DataError(csv_path, line, case.field, case.value, case.expected))
             continue
         text = case.texts.get(str(mask_id))
