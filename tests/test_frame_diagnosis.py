@@ -183,6 +183,17 @@ def test_id_mismatch_exits_2_with_expected_and_given_ids(tmp_path):
     assert partial.exit_code == 0 and metrics["config"]["matched_predictions"] == 5
 
 
+
+def test_a_file_whose_every_line_joins_but_covers_few_samples_says_so(tmp_path):
+    # every id is right, but the file holds 5 of 40 samples (another split, a run stopped early): the sentence says
+    # coverage, not a keying problem, and names the samples without a prediction
+    truth = synthetic_truth()
+    result, _ = score(tmp_path, answers(truth, "pixel")[:5], truth=truth)
+    assert result.exit_code == 2
+    output = flat(result.output)
+    assert "the 5 predictions cover only 5 of 40 ground-truth samples (35 without a prediction, such as 's5'" in output
+    assert "--split" in output and "--allow-partial" in output and "matched a ground-truth id" not in output
+
 def test_footer_names_the_frame_really_used(tmp_path):
     truth = synthetic_truth()
     preds = [dict(line, frame="qwen2.5-vl") for line in answers(truth, "qwen2.5-vl")]

@@ -365,14 +365,19 @@ def join_finding(result: Any) -> Finding | None:
     if config.get("dataset") == "mscxr":
         hint = (" MS-CXR ids are 'dicom_id:sha256(label_text)[:12]' (medground-eval ids --dataset mscxr "
                 "--annotations F lists them); lines may instead carry 'dicom_id' and 'phrase'.")
-    return Finding(
-        "join",
-        f"only {matched} of {predictions} predictions matched a ground-truth id ({samples} samples): expected ids "
-        f"such as {', '.join(repr(e) for e in numbers['expected_examples'])}" + (f"; {shown}" if shown else ""),
-        numbers,
-        "Key each prediction line by the data set's id (medground-eval ids writes them), or pass --allow-partial "
-        "to score a partial run (missing samples count as misses)." + hint,
-    )
+    advice = ("Key each prediction line by the data set's id (medground-eval ids writes them), or pass "
+              "--allow-partial to score a partial run (missing samples count as misses)." + hint)
+    if predictions and matched == predictions:  # every line joined: the file covers too few of the samples
+        missing = ", ".join(repr(m) for m in numbers["missing_examples"])
+        title = (f"the {predictions} predictions cover only {matched} of {samples} ground-truth samples "
+                 f"({numbers['missing']} without a prediction" + (f", such as {missing})" if missing else ")"))
+        advice = ("Score the split the predictions were made for (--split), or pass --allow-partial to score a "
+                  "partial run (missing samples count as misses).")
+    else:
+        title = (f"only {matched} of {predictions} predictions matched a ground-truth id ({samples} samples): "
+                 f"expected ids such as {', '.join(repr(e) for e in numbers['expected_examples'])}"
+                 + (f"; {shown}" if shown else ""))
+    return Finding("join", title, numbers, advice)
 
 
 def check_join(result: Any, allow_partial: bool = False) -> None:
