@@ -2,7 +2,8 @@
 integrations import the core, never each other (nor the apps); no import cycle among module-level imports.
 
 Imports inside functions count for the layer rule (they are still a dependency); for cycles only module-level imports
-count (a function-level import is resolved at call time, when every module is loaded).
+count (a function-level import is resolved at call time, when every module is loaded). Also checked here: no
+module-level mutable state written by functions (no hidden caches), and no module over about 500 lines.
 """
 
 from __future__ import annotations
@@ -105,3 +106,69 @@ def test_structures_and_parsing_no_longer_import_each_other():
     modules = _modules()
     structures = _imports(modules["medground_eval.structures"], "medground_eval.structures", top_level_only=False)
     assert "medground_eval.parsing" not in structures
+
+
+MUTATING_METHODS = {"append", "appendleft", "extend", "add", "update", "setdefault", "pop", "popitem", "clear",
+                    "insert", "remove", "discard", "move_to_end"}
+MODULE_STATE = {
+    # the loader registry, filled once by @register_dataset when datasets/ is imported
+    ("medground_eval.datasets.base", "_LOADERS"),
+    # the process's engine reward, built once from $MEDGROUND_REWARD_CONFIG: verl / EasyR1 / OpenRLHF call the
+    # adapters' module functions per sample or batch and hold no object of ours (a configured reward, not results)
+    ("medground_eval.integrations.reward_config", "_REWARDS"),
+}
+"""Module-level containers that functions write into, and why; the list may only shrink."""
+
+
+def _is_mutable_value(node: ast.expr) -> bool:
+    if isinstance(node, (ast.Dict, ast.List, ast.Set, ast.DictComp, ast.ListComp, ast.SetComp)):
+        return True
+    name = getattr(node, "func", None)
+    name = getattr(name, "id", getattr(name, "attr", None))
+    return isinstance(node, ast.Call) and name in {"dict", "list", "set", "OrderedDict", "deque", "defaultdict",
+                                                   "Counter", "WeakKeyDictionary", "WeakValueDictionary"}
+
+
+def test_no_module_level_mutable_cache():
+    """No hidden state: no functools cache on a module-level function, no ``global`` rebinding, and no module-level
+    container that a function writes into, except :data:`MODULE_STATE`."""
+    found = set()
+    for module, path in _modules().items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        containers = set()
+        for node in tree.body:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+                node, ast.AnnAssign) and node.value is not None else []
+            if targets and _is_mutable_value(node.value):
+                containers |= {t.id for t in targets if isinstance(t, ast.Name)}
+            if isinstance(node, ast.FunctionDef):
+                cached = [ast.unparse(d) for d in node.decorator_list if "cache" in ast.unparse(d)]
+                assert not cached, f"{module}.{node.name}: module-level cache {cached}"
+        for function in ast.walk(tree):
+            if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(function):
+                assert not isinstance(node, ast.Global), f"{module}.{function.name}: global {node.names}"
+                if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                        and isinstance(node.func.value, ast.Name) and node.func.attr in MUTATING_METHODS:
+                    name = node.func.value.id
+                elif isinstance(node, (ast.Assign, ast.AugAssign, ast.Delete)):
+                    targets = node.targets if isinstance(node, (ast.Assign, ast.Delete)) else [node.target]
+                    names = [t.value.id for t in targets if isinstance(t, ast.Subscript) and isinstance(t.value, ast.Name)]
+                    name = names[0] if names else None
+                else:
+                    continue
+                if name in containers:
+                    found.add((module, name))
+    assert found - MODULE_STATE == set(), "module-level state written by functions (docs/architecture.md)"
+    assert MODULE_STATE - found == set(), "a listed module state is gone: remove it from MODULE_STATE"
+
+
+MAX_LINES = 500
+OVER_MAX_LINES = {"medground_eval.metrics", "medground_eval.parsing", "medground_eval.rewards.encoders"}
+"""Modules still over :data:`MAX_LINES` (issue 11: being split); the set may only shrink."""
+
+
+def test_no_module_over_500_lines():
+    long = {m: n for m, p in _modules().items() if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
+    assert set(long) <= OVER_MAX_LINES, f"modules over {MAX_LINES} lines: split them by job ({long})"

@@ -63,6 +63,20 @@ def _transformers_input_size(model: Path) -> tuple[int, int]:
     return int(grid[2]) * processor.patch_size, int(grid[1]) * processor.patch_size
 
 
+def _easyr1_input_size(model: Path) -> tuple[int, int]:
+    """``(w, h)`` of the image EasyR1 feeds its processor (its own rescale into ``data.min_pixels`` /
+    ``data.max_pixels`` first, PIL's resize as its ``process_image`` does), through the same transformers processor."""
+    transformers = pytest.importorskip("transformers")
+    from PIL import Image
+
+    from medground_eval.integrations.convert import easyr1_image_size
+
+    processor = transformers.Qwen2VLImageProcessorPil.from_pretrained(str(model))
+    image = Image.new("RGB", IMAGE_SIZE).resize(easyr1_image_size(IMAGE_SIZE))
+    grid = processor(images=[image], return_tensors="np")["image_grid_thw"][0]
+    return int(grid[2]) * processor.patch_size, int(grid[1]) * processor.patch_size
+
+
 def _expected_box(input_size: tuple[int, int]) -> list[float]:
     (w, h), (big_w, big_h) = input_size, IMAGE_SIZE
     return [ANSWER[0] * big_w / w, ANSWER[1] * big_h / h, ANSWER[2] * big_w / w, ANSWER[3] * big_h / h]
@@ -79,7 +93,9 @@ def test_resolved_frame_reproduces_the_transformers_processor(setup):
 
 
 def test_every_surface_reads_the_same_boxes(setup, monkeypatch):
-    """TRL columns, engine labels (verl and OpenRLHF), predict's file and convert's labels: one converted box."""
+    """TRL columns, engine labels (verl, OpenRLHF, EasyR1), predict's file and convert's labels: one converted box
+    (EasyR1 rescales each image itself before its processor: its labels carry that input size, and the same answer
+    scores against the box it means there)."""
     pytest.importorskip("datasets")
     from medground_eval import inference
     from medground_eval.datasets import get_loader
@@ -120,6 +136,15 @@ def test_every_surface_reads_the_same_boxes(setup, monkeypatch):
         assert labels[0]["input_size"] == columns["input_size"][0]
         labels = [{**label, "solution": [expected]} for label in labels]
         assert score_labels(combined, [COMPLETION], labels).iou.tolist() == [pytest.approx(1.0)]
+    options = TrainOptions(model=str(model), data_dir=str(root / "data.jsonl"), image_root=str(root),
+                           output_dir=str(root / "easyr1"), eval_split=None, frame="pixel")
+    assert launch_engine("easyr1", options) == 2
+    easyr1_size = _easyr1_input_size(model)
+    labels = [json.loads(json.loads(line)["answer"])
+              for line in (root / "easyr1/data/easyr1/train.jsonl").read_text().splitlines()]
+    assert labels[0]["frame"] == "qwen2.5-vl" and labels[0]["input_size"] == list(easyr1_size)
+    labels = [{**label, "solution": [_expected_box(easyr1_size)]} for label in labels]
+    assert score_labels(combined, [COMPLETION], labels).iou.tolist() == [pytest.approx(1.0)]
 
     # predict: the CLI resolves the frame from --model; the written file scores the box as the rewards read it
     monkeypatch.setattr(inference, "load_model_and_processor", lambda *a, **k: (None, None))
