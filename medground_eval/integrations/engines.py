@@ -161,7 +161,6 @@ def write_inputs(plan: EnginePlan, datasets: dict[str, object]) -> None:
     load_engine_reward(plan.reward_config)
 
 
-
 def describe(plan: EnginePlan) -> str:
     """What the plan sets and why, printed before the command."""
     b, o = plan.budget, plan.options
@@ -227,7 +226,6 @@ def complete_processor(checkpoint: Path, base: Path) -> None:
     for name in PROCESSOR_FILES:
         if (base / name).is_file() and not (checkpoint / name).exists():
             shutil.copy2(base / name, checkpoint / name)
-
 
 
 def engine_installed(backend: str) -> bool:

@@ -193,7 +193,6 @@ def evaluate_checkpoint(plan: EnginePlan, checkpoint: Path) -> tuple[Path, Path]
     return predictions, metrics
 
 
-
 def launch_engine(backend: Backend, options: TrainOptions, *, dry_run: bool = False) -> int:
     """Plan, write the inputs, run the engine (:func:`~medground_eval.integrations.engines.run_engine`), evaluate its
     checkpoint; returns an exit code.
