@@ -334,6 +334,10 @@ def test_engine_refuses_what_it_cannot_size(tmp_path):
                            output_dir=str(tmp_path / "run"))
     with pytest.raises(ValueError, match="model_type 'llava'"):
         launch_engine("verl", options, dry_run=True)
+    # a model type with a frame but another processor geometry (PaliGemma's fixed resolution) is no Qwen-VL either
+    (model / "config.json").write_text(json.dumps({"model_type": "paligemma"}))
+    with pytest.raises(ValueError, match="model_type 'paligemma'"):
+        launch_engine("verl", options, dry_run=True)
     (model / "config.json").write_text(json.dumps({"model_type": "qwen2_5_vl"}))
     with pytest.raises(ValueError, match="preprocessor_config.json"):
         launch_engine("verl", options, dry_run=True)

@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medground_eval.frames import (
-    MODEL_TYPE_FRAMES,
     Frame,
     preset_name,
     processor_pixel_limits,
     resolve_model_frame,
     smart_resize,
 )
+from medground_eval.inference import QWEN_PROCESSORS
 from medground_eval.integrations.convert import easyr1_image_size
 from medground_eval.integrations.options import TrainOptions
 
@@ -76,10 +76,10 @@ def engine_vision(options: TrainOptions) -> EngineVision:
                             source=f"defaults of Qwen2.5-VL (model {options.model!r} is not a local checkpoint: its "
                                    "processor cannot be read)")
     model_type = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type")
-    if model_type not in MODEL_TYPE_FRAMES:
+    if model_type not in QWEN_PROCESSORS:  # the image tokens below are Qwen's smart_resize; others size differently
         raise ValueError(
             f"model {options.model}: model_type {model_type!r}: the engine backends size prompts for the Qwen-VL "
-            f"checkpoints ({sorted(MODEL_TYPE_FRAMES)})"
+            f"checkpoints ({sorted(QWEN_PROCESSORS)})"
         )
     processor = next((folder / name for name in ("preprocessor_config.json", "processor_config.json")
                       if (folder / name).is_file()), None)
