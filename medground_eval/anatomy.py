@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from medground_eval.boxes import region_iou
+from medground_eval.boxes import owned_rows, region_overlap_columns, safe_divide
 
 LEFT, RIGHT = "left", "right"
 UPPER, MID, LOWER = "upper", "mid", "lower"
@@ -294,8 +294,9 @@ def sample_left_on_right(extra: Mapping[str, object] | None, convention: str = "
     return convention_name(convention) == "radiological"
 
 
-def mirror_boxes(boxes: np.ndarray, width: float) -> np.ndarray:
-    """The boxes mirrored left-right in an image (or volume) of the given width: ``x -> width - x``.
+def mirror_boxes(boxes: np.ndarray, width: float | np.ndarray) -> np.ndarray:
+    """The boxes mirrored left-right in an image (or volume) of the given width (one for all boxes, or one per
+    box): ``x -> width - x``.
 
     >>> mirror_boxes(np.array([[100.0, 5.0, 300.0, 9.0]]), 1000).tolist()
     [[700.0, 5.0, 900.0, 9.0]]
@@ -410,16 +411,14 @@ def laterality_columns(
     wrong = one_sided & (p_left | p_right) & ~((p_left & exp_left) | (p_right & exp_right))
     in_zone = (p_zone & exp_zone) > 0
     mirrored = 0
-    if wrong.any():
-        p_start = np.concatenate([[0], np.cumsum(pred_counts)[:-1]]).astype(np.int64)
-        t_start = np.concatenate([[0], np.cumsum(true_counts)[:-1]]).astype(np.int64)
-        pred_all = np.asarray(pred_flat, dtype=np.float64).reshape(-1, 2 * dims)
-        true_all = np.asarray(true_flat, dtype=np.float64).reshape(-1, 2 * dims)
-        for i in np.flatnonzero(wrong):
-            pred = pred_all[p_start[i]: p_start[i] + pred_counts[i]]
-            truth = true_all[t_start[i]: t_start[i] + true_counts[i]]
-            if len(truth) and region_iou(mirror_boxes(pred, float(sizes[i, 0])), truth) >= MIRROR_IOU:
-                mirrored += 1
+    if wrong.any():  # the wrong-side predictions mirrored left-right against their truth, in one pass
+        rows = np.flatnonzero(wrong)
+        pred_counts, true_counts = np.asarray(pred_counts, np.int64), np.asarray(true_counts, np.int64)
+        pred = owned_rows(np.asarray(pred_flat, dtype=np.float64).reshape(-1, 2 * dims), pred_counts, rows)
+        truth = owned_rows(np.asarray(true_flat, dtype=np.float64).reshape(-1, 2 * dims), true_counts, rows)
+        mirror = mirror_boxes(pred, np.repeat(sizes[rows, 0], pred_counts[rows]))
+        inter, union = region_overlap_columns(mirror, pred_counts[rows], truth, true_counts[rows])
+        mirrored = int(np.count_nonzero(safe_divide(inter, union) >= MIRROR_IOU))
 
     def rates(mask: np.ndarray) -> dict[str, Any]:
         return {

@@ -241,40 +241,84 @@ def generalized_box_iou_matrix(a: ArrayLike, b: ArrayLike) -> np.ndarray:
 def union_area(boxes: ArrayLike) -> float:
     """Exact area (volume) of the union of the boxes; 0.0 for no boxes.
 
-    Coordinate compression: the sorted distinct edges on each axis cut space into a grid of at most
-    ``(2K - 1) ** d`` cells, each either inside or outside the union. A box covers a contiguous block
-    of cells; the blocks are added into a d-dimensional difference array (+/-1 at the block's 2**d
-    corners), cumulative sums along every axis give the cover count of each cell, and the union is the
-    total size of the cells covered at least once. Exact for any K (memory grows as ``(2K) ** d``).
+    Coordinate compression: the sorted edges on each axis cut space into a grid of at most ``(2K - 1) ** d``
+    cells, each either inside or outside the union. A box covers a contiguous block of cells; the blocks are added
+    into a d-dimensional difference array (+/-1 at the block's 2**d corners), cumulative sums along every axis give
+    the cover count of each cell, and the union is the total size of the cells covered at least once. Degenerate
+    and inverted boxes add nothing. Exact for any K (memory grows as ``(2K) ** d``); :func:`union_area_columns`
+    is the same computation for many regions at once, and this function calls it.
 
     >>> union_area([[0, 0, 2, 2], [1, 1, 3, 3]])
     7.0
     """
     b = as_boxes(boxes)
-    d = _dims(b)
-    lo, hi = b[:, :d], b[:, d:]
-    keep = (hi > lo).all(axis=1)
-    lo, hi = lo[keep], hi[keep]
-    if len(lo) == 0:
-        return 0.0
-    if len(lo) == 1:
-        return float(np.prod(hi[0] - lo[0]))
-    edges = [np.unique(np.concatenate([lo[:, k], hi[:, k]])) for k in range(d)]
-    lo_index = [np.searchsorted(edges[k], lo[:, k]) for k in range(d)]
-    hi_index = [np.searchsorted(edges[k], hi[:, k]) for k in range(d)]
-    count = np.zeros([len(e) for e in edges], dtype=np.int64)
+    return float(union_area_columns(b, np.array([len(b)]))[0])
+
+
+_UNION_CELLS_PER_CHUNK = 1 << 20  # difference-array cells per batch of regions (8 MiB of float64)
+
+
+def union_area_columns(flat: np.ndarray, counts: ArrayLike) -> np.ndarray:
+    """:func:`union_area` of many regions stored in columns, ``(n,)``: region ``i`` is ``counts[i]`` consecutive
+    rows of ``flat`` (0 rows: area 0). Regions with the same number of boxes are computed together, in batches
+    of at most ``_UNION_CELLS_PER_CHUNK`` grid cells.
+
+    >>> union_area_columns(np.array([[0., 0, 2, 2], [1, 1, 3, 3], [0, 0, 1, 5]]), [2, 1, 0]).tolist()
+    [7.0, 5.0, 0.0]
+    """
+    flat = as_boxes(flat)
+    counts = np.asarray(counts, dtype=np.int64)
+    area = np.zeros(len(counts))
+    start = _starts(counts)
+    d = _dims(flat)
+    for m in np.unique(counts[counts > 0]).tolist():
+        rows = np.flatnonzero(counts == m)
+        step = max(1, _UNION_CELLS_PER_CHUNK // (2 * m) ** d)
+        for first in range(0, len(rows), step):
+            chunk = rows[first:first + step]
+            area[chunk] = _union_area_batch(flat[start[chunk, None] + np.arange(m)])
+    return area
+
+
+def _union_area_batch(b: np.ndarray) -> np.ndarray:
+    """Union areas of ``g`` regions of ``m`` boxes each, ``b`` of shape ``(g, m, 2d)``: see :func:`union_area`.
+    Equal edges stay as zero-width cells, which add 0; a degenerate or inverted box has weight 0."""
+    g, m, width = b.shape
+    d = width // 2
+    lo, hi = b[..., :d], b[..., d:]
+    valid = (hi > lo).all(axis=2)
+    if m == 1:
+        return np.where(valid[:, 0], np.prod(hi[:, 0] - lo[:, 0], axis=1), 0.0)
+    size = 2 * m
+    lo_index, hi_index, widths = [], [], []
+    for k in range(d):
+        edges = np.concatenate([lo[..., k], hi[..., k]], axis=1)  # (g, 2m)
+        order = np.argsort(edges, axis=1, kind="stable")
+        rank = np.argsort(order, axis=1, kind="stable")  # each edge's position in its region's sorted edges
+        lo_index.append(rank[:, :m])
+        hi_index.append(rank[:, m:])
+        edges = np.take_along_axis(edges, order, axis=1)
+        # (g, 2m - 1); equal edges give 0 (inf - inf would be NaN)
+        widths.append(np.where(edges[:, 1:] == edges[:, :-1], 0.0, edges[:, 1:] - edges[:, :-1]))
+    base = (np.arange(g) * size**d)[:, None]
+    cells, signs = [], []
     for corner in itertools.product((0, 1), repeat=d):
-        index = tuple(hi_index[k] if upper else lo_index[k] for k, upper in enumerate(corner))
-        np.add.at(count, index, -1 if sum(corner) % 2 else 1)
-    for k in range(d):
+        index = base
+        for k, upper in enumerate(corner):
+            index = index + (hi_index[k] if upper else lo_index[k]) * size ** (d - 1 - k)
+        cells.append(index.ravel())
+        signs.append(np.where(valid, -1.0 if sum(corner) % 2 else 1.0, 0.0).ravel())
+    count = np.bincount(np.concatenate(cells), weights=np.concatenate(signs), minlength=g * size**d)
+    count = count.reshape((g,) + (size,) * d)
+    for k in range(1, d + 1):
         np.cumsum(count, axis=k, out=count)
-    covered = count[(slice(0, -1),) * d] > 0
-    cell_size = np.ones(covered.shape)
+    covered = count[(slice(None),) + (slice(0, -1),) * d] > 0.5  # cover counts are whole numbers
+    cell_size = np.ones((g,) + (1,) * d)
     for k in range(d):
-        shape = [1] * d
-        shape[k] = -1
-        cell_size = cell_size * np.diff(edges[k]).reshape(shape)
-    return float(cell_size[covered].sum())
+        shape = [g] + [1] * d
+        shape[k + 1] = size - 1
+        cell_size = cell_size * widths[k].reshape(shape)
+    return np.where(covered, cell_size, 0.0).reshape(g, -1).sum(axis=1)
 
 
 def region_overlap(pred: ArrayLike, true: ArrayLike) -> tuple[float, float]:
@@ -334,7 +378,8 @@ def region_overlap_columns(
 
     Sample ``i`` owns ``pred_counts[i]`` consecutive rows of ``pred_flat`` and ``true_counts[i]`` of ``true_flat``.
     Samples with one box on each side are computed in one vectorized pass, and so is a missing prediction against
-    one true box (intersection 0, union = its area); the others one by one with :func:`region_overlap`.
+    one true box (intersection 0, union = its area); the others by box counts, with :func:`union_area_columns`
+    (the intersection is the union of the pairwise box intersections, as in :func:`region_overlap`).
 
     >>> flat = np.array([[0., 0, 2, 2], [0, 0, 1, 1], [1, 0, 2, 1]])
     >>> region_overlap_columns(flat, [1, 2], np.array([[1., 0, 3, 2], [0, 0, 2, 1]]), [1, 1])
@@ -355,10 +400,52 @@ def region_overlap_columns(
         inter[single], union[single] = one, box_area(pred) + box_area(true) - one
     missed = (pred_counts == 0) & (true_counts == 1)
     union[missed] = box_area(true_flat[true_start[missed]])
-    for i in np.flatnonzero(~single & ~missed):
-        inter[i], union[i] = region_overlap(pred_flat[pred_start[i]:pred_start[i] + pred_counts[i]],
-                                            true_flat[true_start[i]:true_start[i] + true_counts[i]])
+    rest = ~single & ~missed
+    empty = rest & ((pred_counts == 0) | (true_counts == 0))
+    if empty.any():  # one side without boxes: no intersection, the union is the other side's region
+        rows = np.flatnonzero(empty)
+        union[rows] = (union_area_columns(owned_rows(true_flat, true_counts, rows), true_counts[rows])
+                       + union_area_columns(owned_rows(pred_flat, pred_counts, rows), pred_counts[rows]))
+    both = rest & ~empty
+    if not both.any():
+        return inter, union
+    _same_dims(pred_flat, true_flat)
+    d = _dims(pred_flat)
+    shapes = np.unique(np.stack([pred_counts[both], true_counts[both]], axis=1), axis=0)
+    for k, m in shapes.tolist():
+        rows = np.flatnonzero(both & (pred_counts == k) & (true_counts == m))
+        pred = pred_flat[pred_start[rows, None] + np.arange(k)]  # (g, k, 2d)
+        true = true_flat[true_start[rows, None] + np.arange(m)]  # (g, m, 2d)
+        lo = np.maximum(pred[:, :, None, :d], true[:, None, :, :d])
+        hi = np.minimum(pred[:, :, None, d:], true[:, None, :, d:])
+        pairs = np.concatenate([lo, hi], axis=3).reshape(len(rows), k * m, 2 * d)
+        region_inter = _batched_union(pairs)
+        region_union = _batched_union(np.concatenate([pred, true], axis=1))
+        # two coordinate grids: round-off could put the intersection an ulp above the union
+        inter[rows], union[rows] = np.minimum(region_inter, region_union), region_union
     return inter, union
+
+
+def owned_rows(flat: np.ndarray, counts: ArrayLike, rows: ArrayLike) -> np.ndarray:
+    """The rows of ``flat`` that the samples ``rows`` own, in that order, when sample ``i`` owns ``counts[i]``
+    consecutive rows (the column layout of :func:`region_overlap_columns`).
+
+    >>> owned_rows(np.arange(5.0)[:, None], [2, 0, 3], [2, 0]).ravel().tolist()
+    [2.0, 3.0, 4.0, 0.0, 1.0]
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    rows = np.asarray(rows, dtype=np.int64)
+    owned = counts[rows]
+    offsets = np.arange(int(owned.sum())) - np.repeat(_starts(owned), owned)
+    return flat[np.repeat(_starts(counts)[rows], owned) + offsets]
+
+
+def _batched_union(boxes: np.ndarray) -> np.ndarray:
+    """:func:`_union_area_batch` of ``(g, m, 2d)`` regions, a batch of at most ``_UNION_CELLS_PER_CHUNK`` cells at
+    a time."""
+    g, m, width = boxes.shape
+    step = max(1, _UNION_CELLS_PER_CHUNK // (2 * m) ** (width // 2))
+    return np.concatenate([_union_area_batch(boxes[first:first + step]) for first in range(0, g, step)])
 
 
 def region_overlap_many(preds: Sequence[ArrayLike], trues: Sequence[ArrayLike]) -> tuple[np.ndarray, np.ndarray]:
@@ -422,25 +509,25 @@ def region_pointing_columns(
     pred_flat: np.ndarray, pred_counts: np.ndarray, true_flat: np.ndarray, true_counts: np.ndarray
 ) -> np.ndarray:
     """The pointing game per sample, columns as in :func:`region_overlap_columns`: the centre of the box enclosing
-    the predicted boxes (:func:`region_center`) lies in the true region, boundary inclusive; False without a
-    predicted box. One box on each side is computed in one vectorized pass, the rest one by one.
+    the predicted boxes (:func:`region_center`) lies in the true region (in one of its boxes), boundary inclusive;
+    False without a predicted box. One vectorized pass over the true boxes.
 
     >>> region_pointing_columns(np.array([[0., 0, 2, 2]]), [1], np.array([[0., 0, 1, 1]]), [1]).tolist()
     [True]
     """
     pred_counts, true_counts = np.asarray(pred_counts, np.int64), np.asarray(true_counts, np.int64)
-    pred_start, true_start = _starts(pred_counts), _starts(true_counts)
-    hit = np.zeros(len(pred_counts), dtype=bool)
-    single = (pred_counts == 1) & (true_counts == 1)
-    if single.any():
-        pred, true = pred_flat[pred_start[single]], true_flat[true_start[single]]
-        d = _dims(pred)
-        centre = (pred[:, :d] + pred[:, d:]) / 2
-        hit[single] = ((centre >= true[:, :d]) & (centre <= true[:, d:])).all(axis=1)
-    for i in np.flatnonzero(~single & (pred_counts > 0)):
-        pred = pred_flat[pred_start[i]:pred_start[i] + pred_counts[i]]
-        hit[i] = bool(points_in_region(region_center(pred), true_flat[true_start[i]:true_start[i] + true_counts[i]]))
-    return hit
+    n = len(pred_counts)
+    if not (pred_counts > 0).any() or not true_flat.size:
+        return np.zeros(n, dtype=bool)
+    _same_dims(pred_flat, true_flat)
+    d = _dims(true_flat)
+    lo, hi = _region_extent(pred_flat.reshape(-1, 2 * d), pred_counts, d)
+    with np.errstate(invalid="ignore"):  # inf - inf: a sample without a predicted box, ruled out below
+        centre = (lo + hi) / 2
+    owner = np.repeat(np.arange(n), true_counts)
+    true = true_flat.reshape(-1, 2 * d)
+    inside = ((centre[owner] >= true[:, :d]) & (centre[owner] <= true[:, d:])).all(axis=1)
+    return (np.bincount(owner[inside], minlength=n) > 0) & (pred_counts > 0)
 
 
 def matched_iou(pred: ArrayLike, true: ArrayLike) -> float:
