@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from medground_eval.datasets.textfile import loads
+from medground_eval.extras import requires
 from medground_eval.frames import Frame, get_frame, preset_name
 from medground_eval.rewards import RewardBreakdown, SpatialSemanticReward
 from medground_eval.structures import Sample
@@ -175,7 +176,8 @@ label is ``reward_model.ground_truth``."""
 def _file_labels(path: Path):
     """``(row name, label)`` of every record of an engine data file (see :data:`LABEL_FIELDS`)."""
     if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
+        with requires("convert", "reading a verl Parquet label file"):
+            import pyarrow.parquet as pq
 
         column = pq.read_table(path, columns=["reward_model"]).column("reward_model").to_pylist()
         for row, value in enumerate(column):
