@@ -1,4 +1,4 @@
-"""MedGround-R1 GRPO with TRL 1.16's ``GRPOTrainer``: reward functions, configuration and the training run.
+"""MedGround-R1 GRPO with TRL 1.16's ``GRPOTrainer``: reward functions, configuration and the checks before a run.
 
 - Rewards: one TRL reward function per component (``format``, ``spatial``, ``semantic``), each a core reward from
   :mod:`medground_eval.rewards`, weighted by ``GRPOConfig.reward_weights``; TRL logs ``rewards/<name>/mean``. The
